@@ -1,0 +1,277 @@
+// Package agent is certkeeper's lifecycle: for each configured certificate
+// it decides whether what is held is still good, obtains a new one from
+// Vault when not, checks it, and writes it as one set. It composes the
+// pieces (vault, pki, renewal, schedule, sinks) and owns the per-certificate
+// state that status and metrics read.
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/sinks"
+)
+
+// Issuer gets certificates signed; *vault.Client is the real one.
+type Issuer interface {
+	Obtain(ctx context.Context, r vault.CertRequest) (*vault.Issued, error)
+}
+
+// Notifier hears about certificate sets that changed on disk, so the
+// servers reading them can be reloaded. Nil means nobody listens.
+type Notifier interface {
+	Changed(cert config.Certificate, change *sinks.Change)
+}
+
+// Options builds an Agent.
+type Options struct {
+	Config   *config.Config
+	Issuer   Issuer
+	Log      *slog.Logger
+	Notifier Notifier
+	// Now and Rand default to the real clock and math/rand; tests inject.
+	Now  func() time.Time
+	Rand func() float64
+}
+
+// Agent keeps the configured certificates fresh.
+type Agent struct {
+	cfg      *config.Config
+	issuer   Issuer
+	log      *slog.Logger
+	notifier Notifier
+	now      func() time.Time
+	rand     func() float64
+
+	mu     sync.Mutex
+	held   map[string]*held
+	status map[string]*Status
+}
+
+// New makes an agent; it touches neither disk nor Vault until used.
+func New(o Options) *Agent {
+	a := &Agent{
+		cfg:      o.Config,
+		issuer:   o.Issuer,
+		log:      o.Log,
+		notifier: o.Notifier,
+		now:      o.Now,
+		rand:     o.Rand,
+		held:     map[string]*held{},
+		status:   map[string]*Status{},
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.rand == nil {
+		a.rand = rand.Float64
+	}
+	return a
+}
+
+// Action says what a pass did for a certificate.
+type Action string
+
+const (
+	// Kept: the certificate held was good; outputs were already right.
+	Kept Action = "kept"
+	// Restored: the certificate held was good, but some output file was
+	// missing or different and was rewritten without asking Vault.
+	Restored Action = "restored"
+	// Issued: a new certificate was obtained and written.
+	Issued Action = "issued"
+)
+
+// Result is the outcome of one successful pass for one certificate.
+type Result struct {
+	Name    string
+	Action  Action
+	Reason  string // why a new certificate was needed
+	Serial  string
+	Leaf    *pki.Bundle
+	RenewAt time.Time
+	Written []string
+}
+
+// ensure makes certificate c valid and written. With force, a new
+// certificate is obtained even if the held one is good.
+func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*Result, error) {
+	log := a.log.With("cert", c.Name)
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := sinks.Recover(journalPath(a.cfg.StateDir, c.Name), destinations(a.cfg, c)); err != nil {
+		return nil, err
+	}
+	now := a.now()
+	h, reason := a.current(c, now)
+	if h != nil && !force {
+		at, _ := renewAt(c, h)
+		if now.Before(at) {
+			res, err := a.write(c, h)
+			if err != nil {
+				return nil, err
+			}
+			if res.Action == Restored {
+				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","))
+			}
+			return res, nil
+		}
+		reason = "renewal is due"
+	}
+	if force {
+		reason = "rotation requested"
+	}
+
+	h, err := a.obtain(ctx, c, log)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.write(c, h)
+	if err != nil {
+		return nil, err
+	}
+	res.Action = Issued
+	res.Reason = reason
+	return res, nil
+}
+
+// current returns the certificate held for c if it still fits the config,
+// else nil and why not.
+func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
+	a.mu.Lock()
+	h := a.held[c.Name]
+	a.mu.Unlock()
+	if h == nil {
+		var err error
+		h, err = loadHeld(a.cfg, c)
+		if err != nil {
+			return nil, err.Error()
+		}
+	}
+	if err := fits(c, h, now); err != nil {
+		return nil, strings.ReplaceAll(err.Error(), "\n", "; ")
+	}
+	return h, ""
+}
+
+// obtain gets a new certificate from Vault and checks it before anything
+// is written.
+func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logger) (*held, error) {
+	req := vault.CertRequest{
+		Mount:      c.Mount,
+		Role:       c.Role,
+		CommonName: c.CommonName,
+		AltNames:   c.AltNames,
+		IPSANs:     c.IPSANs,
+		URISANs:    c.URISANs,
+		TTL:        c.TTL,
+	}
+	var key crypto.Signer
+	if c.IssueMode == config.ModeSign {
+		var err error
+		if key, err = pki.GenerateKey(c.KeyType, c.KeyBits); err != nil {
+			return nil, fmt.Errorf("generating key: %w", err)
+		}
+		if req.CSR, err = pki.CSR(key, want(c).Names); err != nil {
+			return nil, err
+		}
+	}
+	issued, err := a.issuer.Obtain(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range issued.Warnings {
+		log.Warn("vault warned", "warning", w)
+	}
+	if c.IssueMode == config.ModeIssue {
+		if key, err = pki.ParseKey([]byte(issued.PrivateKey)); err != nil {
+			return nil, fmt.Errorf("private key from vault: %w", err)
+		}
+	}
+	leaves, err := pki.ParseCertificates([]byte(issued.Certificate))
+	if err != nil {
+		return nil, fmt.Errorf("certificate from vault: %w", err)
+	}
+	// issuing_ca is in ca_chain too when Vault knows the chain; NewBundle
+	// drops the duplicate.
+	cas, err := pki.ParseCertificates([]byte(strings.Join(append(issued.CAChain, issued.IssuingCA), "\n")))
+	if err != nil {
+		return nil, fmt.Errorf("ca chain from vault: %w", err)
+	}
+	b := pki.NewBundle(leaves[0], key, cas)
+	if err := pki.Check(b, want(c), a.now()); err != nil {
+		return nil, &RejectedError{Err: err}
+	}
+	h := &held{bundle: b, record: record{
+		Version: recordVersion,
+		Mount:   c.Mount,
+		Role:    c.Role,
+		Serial:  serial(b),
+		CAChain: string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...)),
+	}}
+	if at, floored := renewAt(c, h); floored {
+		log.Warn("certificate lives too short for renew_before; renewing by renew_fraction instead", "lifetime", b.Leaf.NotAfter.Sub(b.Leaf.NotBefore).String(), "renew_before", c.RenewBefore.String(), "renew_at", at)
+	}
+	if got := b.Leaf.NotAfter.Sub(a.now()); c.TTL > 0 && got < c.TTL-time.Minute {
+		log.Warn("vault issued a shorter lifetime than asked (the role's max_ttl clamps it)", "asked_ttl", c.TTL.String(), "got_ttl", got.Round(time.Second).String())
+	}
+	return h, nil
+}
+
+// RejectedError is a certificate Vault returned that failed our checks.
+type RejectedError struct{ Err error }
+
+func (e *RejectedError) Error() string {
+	return "vault returned a certificate certkeeper will not use: " + strings.ReplaceAll(e.Err.Error(), "\n", "; ")
+}
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// write puts h on disk as c's outputs and makes it the held certificate.
+func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
+	files, err := outputs(a.cfg, c, h)
+	if err != nil {
+		return nil, err
+	}
+	change, err := sinks.WriteSet(journalPath(a.cfg.StateDir, c.Name), files)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.held[c.Name] = h
+	a.mu.Unlock()
+	at, _ := renewAt(c, h)
+	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
+	// The record is certkeeper's own; only the outputs matter to servers.
+	res.Written = slices.DeleteFunc(slices.Clone(change.Written), func(p string) bool { return p == recordPath(a.cfg.StateDir, c.Name) })
+	if len(res.Written) > 0 {
+		res.Action = Restored
+		if a.notifier != nil {
+			a.notifier.Changed(c, change)
+		}
+	}
+	return res, nil
+}
+
+// forget drops what is held for certificates no longer configured.
+func (a *Agent) forget(name string) {
+	a.mu.Lock()
+	delete(a.held, name)
+	delete(a.status, name)
+	a.mu.Unlock()
+}

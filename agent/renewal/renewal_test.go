@@ -1,0 +1,125 @@
+package renewal
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestAt(t *testing.T) {
+	day := 24 * time.Hour
+	tests := []struct {
+		name        string
+		life        time.Duration
+		p           Policy
+		u           float64
+		want        time.Duration // after notBefore
+		wantFloored bool
+	}{
+		{"no jitter: exactly the fraction", 90 * day, Policy{Fraction: 0.66}, 0.5, time.Duration(0.66 * float64(90*day)), false},
+		{"jitter u=0 is the latest point", 100 * time.Hour, Policy{Fraction: 0.66, Jitter: 0.1}, 0, 66 * time.Hour, false},
+		{"jitter u near 1 is the earliest point", 100 * time.Hour, Policy{Fraction: 0.66, Jitter: 0.1}, 0.999999, 56*time.Hour + 36*time.Millisecond, false},
+		{"floor not reached", 100 * time.Hour, Policy{Fraction: 0.5, Before: 10 * time.Hour}, 0, 50 * time.Hour, false},
+		{"floor pulls renewal earlier", 90 * day, Policy{Fraction: 0.66, Before: 45 * day}, 0, 45 * day, false},
+		{"floor keeps the jitter window", 100 * time.Hour, Policy{Fraction: 0.66, Jitter: 0.1, Before: 50 * time.Hour}, 0.5, 45 * time.Hour, false},
+		{"floor longer than life is ignored and reported", time.Hour, Policy{Fraction: 0.66, Before: 24 * time.Hour}, 0, 39*time.Minute + 36*time.Second, true},
+		{"zero lifetime renews at once", 0, Policy{Fraction: 0.66}, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, floored := At(t0, t0.Add(tt.life), tt.p, tt.u)
+			if d := got.Sub(t0); d.Round(time.Millisecond) != tt.want.Round(time.Millisecond) {
+				t.Errorf("renewal at +%v, want +%v", d, tt.want)
+			}
+			if floored != tt.wantFloored {
+				t.Errorf("floored = %v, want %v", floored, tt.wantFloored)
+			}
+		})
+	}
+}
+
+// TestJitterSpreadsOverWholeWindow is the test consul-template's pkiCert
+// lacked: 10,000 certificates issued in the same second must renew spread
+// evenly over the jitter window, not bunched at one point.
+func TestJitterSpreadsOverWholeWindow(t *testing.T) {
+	const n = 10000
+	const buckets = 10
+	life := 72 * time.Hour
+	p := Policy{Fraction: 0.66, Jitter: 0.10}
+	windowStart := t0.Add(time.Duration(float64(life) * (p.Fraction - p.Jitter)))
+	window := time.Duration(float64(life) * p.Jitter)
+
+	var counts [buckets]int
+	for i := range n {
+		serial := fmt.Sprintf("%x", rand.Uint64())
+		at, _ := At(t0, t0.Add(life), p, UnitFromSerial("web", serial))
+		off := at.Sub(windowStart)
+		if off < 0 || off > window {
+			t.Fatalf("draw %d: renewal %v outside the window [%v, %v]", i, at, windowStart, windowStart.Add(window))
+		}
+		b := int(float64(off) / float64(window) * buckets)
+		if b == buckets {
+			b--
+		}
+		counts[b]++
+	}
+	// Each tenth of the window must hold close to a tenth of the fleet
+	// (binomial sd is about 30 here; 25% slack is over 8 sd).
+	for i, c := range counts {
+		if c < n/buckets*3/4 || c > n/buckets*5/4 {
+			t.Errorf("bucket %d of the jitter window holds %d of %d renewals, want about %d: %v", i, c, n, n/buckets, counts)
+		}
+	}
+}
+
+func TestUnitFromSerialIsStableAndNameDependent(t *testing.T) {
+	a := UnitFromSerial("web", "1a:2b")
+	if b := UnitFromSerial("web", "1a:2b"); a != b {
+		t.Errorf("same input gave %v and %v", a, b)
+	}
+	if c := UnitFromSerial("api", "1a:2b"); c == a {
+		t.Errorf("different names gave the same unit %v", a)
+	}
+	if a < 0 || a >= 1 {
+		t.Errorf("unit %v outside [0,1)", a)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := Backoff{Base: 5 * time.Second, Max: 5 * time.Minute, Min: time.Second}
+	tests := []struct {
+		attempt int
+		u       float64
+		want    time.Duration
+	}{
+		{0, 0.999999, 5 * time.Second},
+		{1, 0.999999, 10 * time.Second},
+		{3, 0.5, 20 * time.Second},
+		{10, 0.999999, 5 * time.Minute}, // capped
+		{1000, 0.5, 150 * time.Second},  // no overflow for huge attempts
+		{0, 0, time.Second},             // never a tight loop
+	}
+	for _, tt := range tests {
+		if got := b.Delay(tt.attempt, tt.u); got.Round(time.Millisecond) != tt.want {
+			t.Errorf("Delay(%d, %v) = %v, want %v", tt.attempt, tt.u, got, tt.want)
+		}
+	}
+}
+
+func TestBackoffIsFullJitter(t *testing.T) {
+	// Retries from many hosts after one outage must not arrive together: the
+	// delays for one attempt spread over the whole [Min, ceiling) range.
+	b := DefaultBackoff
+	r := rand.New(rand.NewPCG(1, 2))
+	lo, hi := time.Hour, time.Duration(0)
+	for range 1000 {
+		d := b.Delay(4, r.Float64())
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo > 5*time.Second || hi < 70*time.Second || hi > 80*time.Second {
+		t.Errorf("delays for attempt 4 span [%v, %v], want about [1s, 80s)", lo, hi)
+	}
+}

@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent/renewal"
+	"github.com/certkeeper/certkeeper/agent/schedule"
+	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/config"
+)
+
+// Run keeps every certificate fresh until ctx ends. ready, if not nil, is
+// called once every certificate has had its first pass (whether it
+// succeeded or not), which is when a service manager may start the servers
+// that read the files. On return no write is in flight.
+func (a *Agent) Run(ctx context.Context, ready func()) error {
+	q := schedule.New(a.now)
+	for _, c := range a.cfg.Certificates {
+		q.Set(c.Name, time.Time{})
+	}
+	var pending sync.WaitGroup
+	pending.Add(len(a.cfg.Certificates))
+	go func() {
+		pending.Wait()
+		if ready != nil && ctx.Err() == nil {
+			ready()
+		}
+	}()
+	first := map[string]bool{}
+
+	sem := make(chan struct{}, a.cfg.Vault.MaxParallel)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		name, err := q.Next(ctx)
+		if err != nil {
+			return nil
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		initial := !first[name]
+		first[name] = true
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-sem }()
+			next, ok := a.pass(ctx, name)
+			if initial {
+				pending.Done()
+			}
+			if ok && ctx.Err() == nil {
+				q.Set(name, next)
+			}
+		}()
+	}
+}
+
+// pass runs one attempt for the named certificate and returns when the
+// next one is due. ok is false when the certificate is no longer
+// configured.
+func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool) {
+	c, ok := a.cfg.Certificate(name)
+	if !ok {
+		a.forget(name)
+		return time.Time{}, false
+	}
+	res, err := a.ensure(ctx, c, false)
+	if ctx.Err() != nil {
+		// Shutting down: an interrupted request is not a failure to report.
+		return time.Time{}, false
+	}
+	st := a.record(c, res, err)
+	if err != nil {
+		a.log.Error("renewal failed; keeping the files on disk", "cert", name, "error", err,
+			"failures", st.Failures, "retry_at", st.NextAttempt.Format(time.RFC3339), "current_not_after", formatTime(st.NotAfter))
+		return st.NextAttempt, true
+	}
+	a.logResult(res, st)
+	return res.RenewAt, true
+}
+
+func (a *Agent) logResult(res *Result, st Status) {
+	log := a.log.With("cert", res.Name, "serial", res.Serial, "not_after", st.NotAfter.Format(time.RFC3339), "renew_at", res.RenewAt.Format(time.RFC3339))
+	switch res.Action {
+	case Issued:
+		log.Info("certificate issued and written", "reason", res.Reason)
+	case Restored:
+		log.Info("certificate files restored", "files", res.Written)
+	default:
+		log.Debug("certificate on disk is good; nothing asked of vault")
+	}
+}
+
+// retryDelay is how long to wait after the failures-th consecutive failure.
+func (a *Agent) retryDelay(b renewal.Backoff, failures int, err error) time.Duration {
+	d := b.Delay(failures-1, a.rand())
+	var ve *vault.Error
+	if errors.As(err, &ve) && ve.RetryAfter > d {
+		d = ve.RetryAfter
+	}
+	return d
+}
+
+// onceBackoff keeps `certkeeper once` short enough for config management
+// while riding out a brief Vault hiccup.
+var onceBackoff = renewal.Backoff{Base: time.Second, Max: 5 * time.Second, Min: 500 * time.Millisecond}
+
+const onceAttempts = 3
+
+// Outcome is what Once did for one certificate.
+type Outcome struct {
+	Result *Result // nil on failure
+	Err    error
+	Status Status
+}
+
+// Once makes every certificate valid and written, then returns one outcome
+// per certificate, in config order.
+func (a *Agent) Once(ctx context.Context) []Outcome {
+	out := make([]Outcome, len(a.cfg.Certificates))
+	sem := make(chan struct{}, a.cfg.Vault.MaxParallel)
+	var wg sync.WaitGroup
+	for i, c := range a.cfg.Certificates {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = a.onceOne(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (a *Agent) onceOne(ctx context.Context, c config.Certificate) Outcome {
+	var res *Result
+	var err error
+	for attempt := 1; ; attempt++ {
+		res, err = a.ensure(ctx, c, false)
+		if err == nil || attempt == onceAttempts || ctx.Err() != nil {
+			break
+		}
+		d := a.retryDelay(onceBackoff, attempt, err)
+		a.log.Warn("attempt failed, retrying", "cert", c.Name, "error", err, "retry_in", d.String())
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	st := a.record(c, res, err)
+	return Outcome{Result: res, Err: err, Status: st}
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "none"
+	}
+	return t.Format(time.RFC3339)
+}

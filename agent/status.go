@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent/renewal"
+	"github.com/certkeeper/certkeeper/config"
+)
+
+// States a certificate can be in, as status and metrics show them.
+const (
+	StateValid   = "valid"   // good and before its renewal point
+	StateDue     = "due"     // past its renewal point, not yet renewed
+	StateFailing = "failing" // the last attempt failed
+	StateMissing = "missing" // nothing usable on disk
+	StateExpired = "expired"
+)
+
+// Status is what is known about one certificate.
+type Status struct {
+	Name       string    `json:"name"`
+	CommonName string    `json:"common_name"`
+	Serial     string    `json:"serial,omitempty"`
+	Issuer     string    `json:"issuer,omitempty"`
+	NotBefore  time.Time `json:"not_before,omitzero"`
+	NotAfter   time.Time `json:"not_after,omitzero"`
+	RenewAt    time.Time `json:"renew_at,omitzero"`
+	State      string    `json:"state"`
+	// LastResult is the last pass's action, or "failed".
+	LastResult  string    `json:"last_result,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	Failures    int       `json:"consecutive_failures"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+// record folds the outcome of a pass into c's status and returns a copy.
+func (a *Agent) record(c config.Certificate, res *Result, err error) Status {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.status[c.Name]
+	if st == nil {
+		st = &Status{Name: c.Name}
+		a.status[c.Name] = st
+	}
+	st.CommonName = c.CommonName
+	if h := a.held[c.Name]; h != nil {
+		leaf := h.bundle.Leaf
+		st.Serial, st.Issuer = h.record.Serial, leaf.Issuer.CommonName
+		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
+		st.RenewAt, _ = renewAt(c, h)
+	}
+	if err != nil {
+		st.Failures++
+		st.LastResult = "failed"
+		st.LastError = strings.ReplaceAll(err.Error(), "\n", "; ")
+		st.NextAttempt = now.Add(a.retryDelay(renewal.DefaultBackoff, st.Failures, err))
+	} else {
+		st.Failures = 0
+		st.LastResult = string(res.Action)
+		st.LastError = ""
+		st.LastSuccess = now
+		st.NextAttempt = res.RenewAt
+	}
+	st.State = stateOf(st, now)
+	return *st
+}
+
+func stateOf(st *Status, now time.Time) string {
+	switch {
+	case st.NotAfter.IsZero():
+		return StateMissing
+	case !now.Before(st.NotAfter):
+		return StateExpired
+	case st.Failures > 0:
+		return StateFailing
+	case !now.Before(st.RenewAt):
+		return StateDue
+	}
+	return StateValid
+}
+
+// Statuses returns the status of every configured certificate, sorted by
+// name, as the running agent knows it.
+func (a *Agent) Statuses() []Status {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []Status
+	for _, c := range a.cfg.Certificates {
+		st, ok := a.status[c.Name]
+		if !ok {
+			out = append(out, Status{Name: c.Name, CommonName: c.CommonName, State: StateMissing, LastResult: "pending"})
+			continue
+		}
+		cp := *st
+		cp.State = stateOf(&cp, now)
+		out = append(out, cp)
+	}
+	slices.SortFunc(out, func(x, y Status) int { return cmp.Compare(x.Name, y.Name) })
+	return out
+}
+
+// DiskStatus reads each configured certificate from disk, without Vault
+// and without a running agent, for `certkeeper status`.
+func DiskStatus(cfg *config.Config, now time.Time) []Status {
+	var out []Status
+	for _, c := range cfg.Certificates {
+		st := Status{Name: c.Name, CommonName: c.CommonName}
+		h, err := loadHeld(cfg, c)
+		if err != nil {
+			st.State = StateMissing
+			if !errors.Is(err, errNothingOnDisk) {
+				st.LastError = err.Error()
+			}
+			out = append(out, st)
+			continue
+		}
+		leaf := h.bundle.Leaf
+		st.Serial, st.Issuer = h.record.Serial, leaf.Issuer.CommonName
+		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
+		st.RenewAt, _ = renewAt(c, h)
+		st.State = stateOf(&st, now)
+		if err := fits(c, h, now); err != nil && st.State == StateValid {
+			// Good but no longer what the config asks: the agent will
+			// replace it at its next pass.
+			st.State = StateDue
+			st.LastError = strings.ReplaceAll(err.Error(), "\n", "; ")
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(x, y Status) int { return cmp.Compare(x.Name, y.Name) })
+	return out
+}

@@ -1,0 +1,233 @@
+// Package vault is certkeeper's only door to Vault: it logs in, keeps the
+// token alive, and asks the PKI secrets engine for certificates. It does no
+// retrying of its own (the api client's retries are off too): callers back
+// off, so retries never stack into a storm.
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/certkeeper/certkeeper/config"
+)
+
+// Client talks to Vault for the agent. It is safe for concurrent use.
+type Client struct {
+	api     *api.Client
+	session *session
+	log     *slog.Logger
+}
+
+// Observer is told about every HTTP request made to Vault, for metrics.
+type Observer interface {
+	ObserveVaultRequest(operation string, code int, d time.Duration)
+}
+
+// Options are what New needs beyond the config.
+type Options struct {
+	Log      *slog.Logger
+	Observer Observer // may be nil
+}
+
+// New makes a client for cfg. It does not contact Vault: login happens on
+// the first request, so a certkeeper with nothing to renew costs Vault
+// nothing.
+func New(cfg config.Vault, opts Options) (*Client, error) {
+	apiCfg := api.DefaultConfig()
+	if apiCfg.Error != nil {
+		return nil, fmt.Errorf("vault client: %w", apiCfg.Error)
+	}
+	apiCfg.Address = cfg.Addresses[0]
+	apiCfg.Timeout = cfg.Timeout
+	// Our own backoff governs retries; the api client's would stack on it.
+	apiCfg.MaxRetries = 0
+	// ConfigureTLS sets every field, overriding VAULT_SKIP_VERIFY and other
+	// VAULT_* TLS variables that DefaultConfig read: only the config file
+	// may turn verification off.
+	if err := apiCfg.ConfigureTLS(&api.TLSConfig{
+		CACert:        cfg.CACert,
+		TLSServerName: cfg.TLSServerName,
+		Insecure:      cfg.TLSSkipVerify,
+	}); err != nil {
+		return nil, fmt.Errorf("vault tls config: %w", err)
+	}
+	transport := apiCfg.HttpClient.Transport
+	apiCfg.HttpClient.Transport = &observingTransport{next: transport, observer: opts.Observer}
+	c, err := api.NewClient(apiCfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	// NewClient picks VAULT_TOKEN and VAULT_NAMESPACE from the environment;
+	// the token is decided by the auth method alone.
+	c.ClearToken()
+	c.SetNamespace(cfg.Namespace)
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	login, err := newLogin(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		api:     c,
+		session: newSession(c, login, log),
+		log:     log,
+	}, nil
+}
+
+// Close stops token renewal.
+func (c *Client) Close() { c.session.close() }
+
+// write sends an authenticated write, logging in first if needed, and once
+// more if Vault says the token is no longer good.
+func (c *Client) write(ctx context.Context, path string, data map[string]any) (*api.Secret, error) {
+	for attempt := 0; ; attempt++ {
+		gen, err := c.session.ensure(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ctx, info := withCallInfo(ctx)
+		secret, err := c.api.Logical().WriteWithContext(ctx, path, data)
+		if err == nil {
+			return secret, nil
+		}
+		err = classify(err, info)
+		var ve *Error
+		if attempt == 0 && errors.As(err, &ve) && ve.Status == http.StatusForbidden {
+			// A revoked or expired token looks like this; so does a policy
+			// that forbids the path. One fresh login tells them apart.
+			c.log.Info("vault refused the token, logging in again", "path", path)
+			c.session.invalidate(gen)
+			continue
+		}
+		return nil, err
+	}
+}
+
+// Error is a failed Vault request, with what a caller needs to back off
+// correctly. Its text never holds a token or secret.
+type Error struct {
+	Status     int           // HTTP status; 0 when Vault was not reached
+	RetryAfter time.Duration // from a 429's Retry-After header
+	Err        error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+func classify(err error, info *callInfo) error {
+	ve := &Error{Err: err, Status: info.status, RetryAfter: info.retryAfter}
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		ve.Status = re.StatusCode
+		ve.Err = fmt.Errorf("vault answered %d on %s: %s", re.StatusCode, urlPath(re.URL), strings.Join(re.Errors, "; "))
+	}
+	return ve
+}
+
+// urlPath drops the scheme and host so messages stay short and readable.
+func urlPath(u string) string {
+	if i := strings.Index(u, "/v1/"); i >= 0 {
+		return u[i+len("/v1/"):]
+	}
+	return u
+}
+
+// callInfo carries what the transport saw back to the caller that made the
+// request, since the api client's errors drop response headers.
+type callInfo struct {
+	status     int
+	retryAfter time.Duration
+}
+
+type callInfoKey struct{}
+
+func withCallInfo(ctx context.Context) (context.Context, *callInfo) {
+	info := &callInfo{}
+	return context.WithValue(ctx, callInfoKey{}, info), info
+}
+
+type observingTransport struct {
+	next     http.RoundTripper
+	observer Observer
+}
+
+func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	code := 0
+	if resp != nil {
+		code = resp.StatusCode
+	}
+	if t.observer != nil {
+		t.observer.ObserveVaultRequest(Operation(req.URL.Path), code, time.Since(start))
+	}
+	if info, ok := req.Context().Value(callInfoKey{}).(*callInfo); ok && resp != nil {
+		info.status = code
+		info.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return resp, err
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Operation names a Vault API path for metrics, without its variable parts
+// (mount and role names), so label values stay few.
+func Operation(path string) string {
+	p := strings.TrimPrefix(path, "/v1/")
+	switch {
+	case strings.HasPrefix(p, "auth/token/renew-self"):
+		return "token_renew"
+	case strings.HasPrefix(p, "auth/token/lookup-self"):
+		return "token_lookup"
+	case strings.HasPrefix(p, "auth/") && strings.HasSuffix(p, "/login"):
+		return "login"
+	case strings.HasPrefix(p, "sys/wrapping/unwrap"):
+		return "unwrap"
+	case strings.Contains(p, "/sign/"):
+		return "sign"
+	case strings.Contains(p, "/issue/"):
+		return "issue"
+	case strings.Contains(p, "/crl"):
+		return "crl"
+	case strings.Contains(p, "ca_chain") || strings.Contains(p, "/issuer"):
+		return "ca"
+	}
+	return "other"
+}
+
+// Transient reports whether err is worth retrying soon: Vault unreachable,
+// overloaded, sealed or between leaders. Policy and request errors are
+// retried too, but they deserve louder logs.
+func Transient(err error) bool {
+	var ve *Error
+	if !errors.As(err, &ve) {
+		return false
+	}
+	if ve.Status == 0 || ve.Status == http.StatusTooManyRequests || ve.Status >= 500 {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}

@@ -1,0 +1,135 @@
+// Command certkeeper keeps mutual-TLS certificates from Vault fresh on disk.
+//
+// main only parses the command line, builds the logger, loads the config
+// and hands over to the agent; it returns an exit code from run so that
+// deferred cleanups happen before the process exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/certkeeper/certkeeper/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: certkeeper <command> [flags]
+
+commands:
+  run       keep every configured certificate fresh (the daemon)
+  once      make every certificate valid and written, then exit;
+            exit status 0 only when all are in place
+  validate  check the config file and exit
+  status    show each certificate on disk: serial, expiry, renewal point
+  version   print the version
+
+flags (run, once, validate, status):
+  -config FILE      config file (default ` + config.DefaultPath + `)
+  -log-format F     text or json (default text)
+  -log-level L      debug, info, warn or error (default info)
+  -json             status only: print JSON for scripts
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	config    string
+	logFormat string
+	logLevel  string
+	json      bool
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, args := args[0], args[1:]
+	if cmd == "version" {
+		fmt.Fprintln(stdout, "certkeeper", version)
+		return 0
+	}
+	commands := map[string]func(context.Context, *env) int{
+		"run":      cmdRun,
+		"once":     cmdOnce,
+		"validate": cmdValidate,
+		"status":   cmdStatus,
+	}
+	handler, ok := commands[cmd]
+	if !ok {
+		fmt.Fprintf(stderr, "certkeeper: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+
+	var g globals
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.StringVar(&g.config, "config", config.DefaultPath, "config file")
+	fs.StringVar(&g.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	if cmd == "status" {
+		fs.BoolVar(&g.json, "json", false, "print JSON")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "certkeeper %s: unexpected arguments: %s\n", cmd, strings.Join(fs.Args(), " "))
+		return 2
+	}
+	log, err := newLogger(stderr, g.logFormat, g.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "certkeeper: %v\n", err)
+		return 2
+	}
+	cfg, err := config.Load(g.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return handler(ctx, &env{cfg: cfg, log: log, stdout: stdout, stderr: stderr, json: g.json})
+}
+
+// env is what a command gets to work with.
+type env struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	stdout io.Writer
+	stderr io.Writer
+	json   bool
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, errors.New("-log-format must be text or json")
+}

@@ -1,0 +1,368 @@
+package config
+
+import (
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// builder turns raw HCL values into a Config, collecting every problem
+// instead of stopping at the first.
+type builder struct {
+	dir   string // relative paths are relative to the config file
+	diags hcl.Diagnostics
+}
+
+func (b *builder) fail(rng hcl.Range, format string, args ...any) {
+	r := rng
+	b.diags = append(b.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf(format, args...),
+		Subject:  &r,
+	})
+}
+
+func (b *builder) build(raw *rawFile) *Config {
+	cfg := &Config{StateDir: DefaultStateDir}
+	if raw.StateDir != "" {
+		cfg.StateDir = b.path(raw.StateDir)
+	}
+	if raw.Vault == nil {
+		b.fail(raw.Body.MissingItemRange(), `a "vault" block is required`)
+	} else {
+		cfg.Vault = b.vault(raw.Vault)
+	}
+	seen := map[string]hcl.Range{}
+	writers := map[string]string{} // output path -> certificate writing it
+	for i := range raw.Certificates {
+		rc := &raw.Certificates[i]
+		if first, dup := seen[rc.Name]; dup {
+			b.fail(rc.DefRange, "certificate %q is defined twice (first at line %d)", rc.Name, first.Start.Line)
+			continue
+		}
+		seen[rc.Name] = rc.DefRange
+		c := b.certificate(rc)
+		for _, p := range []string{c.Files.Cert, c.Files.Key, c.Files.Chain, c.Files.Fullchain, c.Files.CA} {
+			if p == "" {
+				continue
+			}
+			if other, taken := writers[p]; taken {
+				b.fail(rc.DefRange, "certificate %q writes %s, which certificate %q also writes", rc.Name, p, other)
+				continue
+			}
+			writers[p] = rc.Name
+		}
+		cfg.Certificates = append(cfg.Certificates, c)
+	}
+	if len(raw.Certificates) == 0 {
+		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" block is required`)
+	}
+	return cfg
+}
+
+func (b *builder) vault(rv *rawVault) Vault {
+	v := Vault{
+		CACert:        b.path(rv.CACert),
+		TLSServerName: rv.TLSServerName,
+		TLSSkipVerify: rv.TLSSkipVerify,
+		Namespace:     rv.Namespace,
+		Timeout:       DefaultTimeout,
+		MaxParallel:   DefaultMaxParallel,
+	}
+	v.Addresses = b.addresses(rv)
+	if v.CACert == "" {
+		v.CACert = os.Getenv("VAULT_CACERT")
+	}
+	if rv.Timeout != "" {
+		v.Timeout = b.duration(rv.Body, "timeout", rv.Timeout, rv.DefRange)
+	}
+	if rv.MaxParallel != nil {
+		v.MaxParallel = *rv.MaxParallel
+		if v.MaxParallel < 1 || v.MaxParallel > 1024 {
+			b.fail(valueRange(rv.Body, "max_parallel", rv.DefRange), "max_parallel must be between 1 and 1024, not %d", v.MaxParallel)
+		}
+	}
+	switch len(rv.Auth) {
+	case 0:
+		// The token comes from VAULT_TOKEN, as for the vault CLI.
+		v.Auth = Auth{Method: AuthToken}
+	case 1:
+		v.Auth = b.auth(&rv.Auth[0])
+	default:
+		b.fail(rv.Auth[1].DefRange, `only one "auth" block is allowed (the first is at line %d)`, rv.Auth[0].DefRange.Start.Line)
+	}
+	return v
+}
+
+func (b *builder) addresses(rv *rawVault) []string {
+	rng := valueRange(rv.Body, "address", rv.DefRange)
+	var addrs []string
+	val, diags := rv.Address.Value(nil)
+	switch {
+	case diags.HasErrors():
+		b.diags = append(b.diags, diags...)
+		return nil
+	case val.IsNull():
+		if env := os.Getenv("VAULT_ADDR"); env != "" {
+			addrs = []string{env}
+		}
+	case val.Type() == cty.String:
+		addrs = []string{val.AsString()}
+	default:
+		if diags := gohcl.DecodeExpression(rv.Address, nil, &addrs); diags.HasErrors() {
+			b.fail(rng, "address must be a string or a list of strings")
+			return nil
+		}
+	}
+	if len(addrs) == 0 {
+		b.fail(rng, "vault address is not set: set address, or VAULT_ADDR in the environment")
+	}
+	for _, a := range addrs {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			b.fail(rng, "vault address %q must be an http:// or https:// URL", a)
+		}
+	}
+	return addrs
+}
+
+func (b *builder) auth(ra *rawAuth) Auth {
+	a := Auth{Method: ra.Method, Mount: ra.Mount}
+	if a.Mount == "" {
+		a.Mount = ra.Method
+	}
+	// set lists the attributes given, so each method can refuse the others'.
+	set := map[string]string{"token_file": ra.TokenFile, "role_id_file": ra.RoleIDFile, "secret_id_file": ra.SecretIDFile}
+	var allowed, required []string
+	switch ra.Method {
+	case AuthToken:
+		allowed = []string{"token_file"}
+		a.TokenFile = b.path(ra.TokenFile)
+	case AuthAppRole:
+		allowed = []string{"role_id_file", "secret_id_file"}
+		required = allowed
+		a.RoleIDFile = b.path(ra.RoleIDFile)
+		a.SecretIDFile = b.path(ra.SecretIDFile)
+	default:
+		b.fail(ra.DefRange, `auth method %q is not supported (use "approle" or "token")`, ra.Method)
+		return a
+	}
+	for name, val := range set {
+		if val != "" && !slices.Contains(allowed, name) {
+			b.fail(valueRange(ra.Body, name, ra.DefRange), "%s does not apply to auth %q", name, ra.Method)
+		}
+	}
+	for _, name := range required {
+		if set[name] == "" {
+			b.fail(ra.DefRange, "auth %q needs %s", ra.Method, name)
+		}
+	}
+	return a
+}
+
+func (b *builder) certificate(rc *rawCertificate) Certificate {
+	at := func(name string) hcl.Range { return valueRange(rc.Body, name, rc.DefRange) }
+	c := Certificate{
+		Name:          rc.Name,
+		Mount:         strings.Trim(rc.Mount, "/"),
+		Role:          rc.Role,
+		CommonName:    rc.CommonName,
+		AltNames:      rc.AltNames,
+		URISANs:       rc.URISANs,
+		KeyType:       rc.KeyType,
+		IssueMode:     rc.IssueMode,
+		RenewFraction: DefaultRenewFraction,
+		RenewJitter:   DefaultRenewJitter,
+		UID:           -1,
+		GID:           -1,
+		KeyMode:       DefaultKeyMode,
+		CertMode:      DefaultCertMode,
+		Files: Files{
+			Cert:      b.path(rc.CertFile),
+			Key:       b.path(rc.KeyFile),
+			Chain:     b.path(rc.ChainFile),
+			Fullchain: b.path(rc.FullchainFile),
+			CA:        b.path(rc.CAFile),
+		},
+	}
+	if rc.Name == "" || strings.ContainsAny(rc.Name, "/\\\x00") {
+		b.fail(rc.DefRange, "certificate name %q must be non-empty and must not contain slashes", rc.Name)
+	}
+	for name, val := range map[string]string{"mount": c.Mount, "role": c.Role, "common_name": c.CommonName} {
+		if strings.TrimSpace(val) == "" {
+			b.fail(at(name), "%s must not be empty", name)
+		}
+	}
+	if strings.Contains(c.Role, "/") {
+		b.fail(at("role"), "role %q must be a role name, without slashes", c.Role)
+	}
+	for _, ip := range rc.IPSANs {
+		parsed := net.ParseIP(ip)
+		if parsed == nil {
+			b.fail(at("ip_sans"), "ip_sans: %q is not an IP address", ip)
+			continue
+		}
+		c.IPSANs = append(c.IPSANs, parsed)
+	}
+	for _, u := range rc.URISANs {
+		if parsed, err := url.Parse(u); err != nil || parsed.Scheme == "" {
+			b.fail(at("uri_sans"), "uri_sans: %q is not an absolute URI", u)
+		}
+	}
+
+	if c.KeyType == "" {
+		c.KeyType = KeyEC
+	}
+	switch c.KeyType {
+	case KeyEC, KeyRSA, KeyEd25519:
+	default:
+		b.fail(at("key_type"), `key_type must be "ec", "rsa" or "ed25519", not %q`, c.KeyType)
+	}
+	c.KeyBits = DefaultKeyBits(c.KeyType)
+	if rc.KeyBits != nil {
+		c.KeyBits = *rc.KeyBits
+		if !validKeyBits(c.KeyType, c.KeyBits) {
+			b.fail(at("key_bits"), "key_bits %d does not fit key_type %q (ec: 256, 384, 521; rsa: 2048, 3072, 4096; ed25519: leave unset)", c.KeyBits, c.KeyType)
+		}
+	}
+	if c.IssueMode == "" {
+		c.IssueMode = ModeSign
+	}
+	if c.IssueMode != ModeSign && c.IssueMode != ModeIssue {
+		b.fail(at("issue_mode"), `issue_mode must be "sign" or "issue", not %q`, c.IssueMode)
+	}
+
+	if rc.TTL != "" {
+		c.TTL = b.duration(rc.Body, "ttl", rc.TTL, rc.DefRange)
+	}
+	if rc.RenewBefore != "" {
+		c.RenewBefore = b.duration(rc.Body, "renew_before", rc.RenewBefore, rc.DefRange)
+	}
+	if rc.RenewFraction != nil {
+		c.RenewFraction = *rc.RenewFraction
+		if c.RenewFraction <= 0 || c.RenewFraction >= 1 {
+			b.fail(at("renew_fraction"), "renew_fraction must be between 0 and 1 (exclusive), not %g", c.RenewFraction)
+		}
+	}
+	if rc.RenewJitter != nil {
+		c.RenewJitter = *rc.RenewJitter
+		if c.RenewJitter < 0 || c.RenewJitter >= c.RenewFraction {
+			b.fail(at("renew_jitter"), "renew_jitter must be at least 0 and less than renew_fraction (%g), not %g", c.RenewFraction, c.RenewJitter)
+		}
+	}
+
+	if c.Files.Cert == "" {
+		b.fail(at("cert_file"), "cert_file must not be empty")
+	}
+	if c.Files.Key == "" {
+		b.fail(at("key_file"), "key_file must not be empty")
+	}
+	if rc.Owner != "" {
+		c.UID = b.lookupUser(at("owner"), rc.Owner)
+	}
+	if rc.Group != "" {
+		c.GID = b.lookupGroup(at("group"), rc.Group)
+	}
+	if rc.KeyMode != "" {
+		c.KeyMode = b.mode(at("key_mode"), "key_mode", rc.KeyMode)
+		if c.KeyMode&0o007 != 0 {
+			b.fail(at("key_mode"), "key_mode %s would let every user on the host read or change the private key; use 0600 or 0640", rc.KeyMode)
+		}
+	}
+	if rc.CertMode != "" {
+		c.CertMode = b.mode(at("cert_mode"), "cert_mode", rc.CertMode)
+	}
+	return c
+}
+
+func validKeyBits(keyType string, bits int) bool {
+	switch keyType {
+	case KeyEC:
+		return bits == 256 || bits == 384 || bits == 521
+	case KeyRSA:
+		return bits == 2048 || bits == 3072 || bits == 4096
+	case KeyEd25519:
+		return bits == 0
+	}
+	return true // the key_type problem is reported on its own
+}
+
+// duration accepts Go durations ("90m", "72h") and whole days ("30d"),
+// since certificate lifetimes are usually thought of in days.
+func (b *builder) duration(body hcl.Body, name, s string, fallback hcl.Range) time.Duration {
+	d, err := ParseDuration(s)
+	if err != nil {
+		b.fail(valueRange(body, name, fallback), "%s: %v", name, err)
+	}
+	return d
+}
+
+// ParseDuration parses a positive duration such as "72h", "90m" or "30d".
+func ParseDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (examples: \"90m\", \"72h\", \"30d\")", s)
+	}
+	return d, nil
+}
+
+func (b *builder) mode(rng hcl.Range, name, s string) fs.FileMode {
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m > 0o777 {
+		b.fail(rng, "%s must be an octal permission such as \"0640\", not %q", name, s)
+		return 0
+	}
+	return fs.FileMode(m)
+}
+
+func (b *builder) lookupUser(rng hcl.Range, name string) int {
+	u, err := user.Lookup(name)
+	if err != nil {
+		b.fail(rng, "owner %q is not a user on this host", name)
+		return -1
+	}
+	id, _ := strconv.Atoi(u.Uid)
+	return id
+}
+
+func (b *builder) lookupGroup(rng hcl.Range, name string) int {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		b.fail(rng, "group %q is not a group on this host", name)
+		return -1
+	}
+	id, _ := strconv.Atoi(g.Gid)
+	return id
+}
+
+// path makes p absolute against the config file's directory, so a config
+// means the same thing whatever the working directory of the agent.
+func (b *builder) path(p string) string {
+	if p == "" {
+		return ""
+	}
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(b.dir, p)
+}

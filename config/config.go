@@ -1,0 +1,146 @@
+// Package config reads certkeeper's HCL configuration into plain values.
+//
+// Loading is strict: unknown keys, wrong types and bad values are reported
+// together, each with the file:line:col where the user can fix it. Defaults
+// (including those taken from VAULT_* environment variables) are applied in
+// one place, here, so the rest of the program never guesses.
+package config
+
+import (
+	"io/fs"
+	"net"
+	"time"
+)
+
+// DefaultPath is where packages and config management put the config.
+const DefaultPath = "/etc/certkeeper/certkeeper.hcl"
+
+// Config is a whole, validated certkeeper configuration.
+type Config struct {
+	// Path is the file the config was read from.
+	Path string
+	// StateDir holds what certkeeper must remember between runs: which
+	// request produced the certificate on disk, and write journals.
+	StateDir     string
+	Vault        Vault
+	Certificates []Certificate
+}
+
+// Vault says how to reach and log in to Vault.
+type Vault struct {
+	// Addresses are tried in order; the first is the usual one.
+	Addresses     []string
+	CACert        string
+	TLSServerName string
+	// TLSSkipVerify is only ever set by an explicit tls_skip_verify = true;
+	// VAULT_SKIP_VERIFY in the environment is deliberately ignored.
+	TLSSkipVerify bool
+	Namespace     string
+	// Timeout bounds each request to Vault.
+	Timeout time.Duration
+	// MaxParallel bounds concurrent issuance requests.
+	MaxParallel int
+	Auth        Auth
+}
+
+// Auth methods.
+const (
+	AuthToken   = "token"
+	AuthAppRole = "approle"
+)
+
+// Auth is how certkeeper obtains a Vault token.
+type Auth struct {
+	Method string
+	// TokenFile is read for the token method; empty means $VAULT_TOKEN.
+	TokenFile string
+	// RoleIDFile and SecretIDFile are read for the approle method.
+	RoleIDFile   string
+	SecretIDFile string
+	// Mount is where the auth method is enabled (default: the method name).
+	Mount string
+}
+
+// Key types.
+const (
+	KeyEC      = "ec"
+	KeyRSA     = "rsa"
+	KeyEd25519 = "ed25519"
+)
+
+// Issue modes.
+const (
+	// ModeSign makes the key on this host and sends Vault only a CSR.
+	ModeSign = "sign"
+	// ModeIssue lets Vault generate the key, for roles that demand it.
+	ModeIssue = "issue"
+)
+
+// Certificate is one certificate certkeeper keeps fresh.
+type Certificate struct {
+	Name       string
+	Mount      string
+	Role       string
+	CommonName string
+	AltNames   []string
+	IPSANs     []net.IP
+	URISANs    []string
+	// TTL is asked of Vault; zero leaves it to the role.
+	TTL       time.Duration
+	KeyType   string
+	KeyBits   int
+	IssueMode string
+
+	RenewFraction float64
+	RenewJitter   float64
+	RenewBefore   time.Duration
+
+	Files Files
+
+	// UID and GID own the written files; -1 leaves them as the process makes them.
+	UID, GID int
+	KeyMode  fs.FileMode
+	CertMode fs.FileMode
+}
+
+// Files are the output paths of a certificate; only CertFile and KeyFile
+// are required.
+type Files struct {
+	Cert      string
+	Key       string
+	Chain     string
+	Fullchain string
+	CA        string
+}
+
+// Defaults, in one place.
+const (
+	DefaultStateDir      = "/var/lib/certkeeper"
+	DefaultRenewFraction = 0.66
+	DefaultRenewJitter   = 0.10
+	DefaultKeyMode       = fs.FileMode(0o600)
+	DefaultCertMode      = fs.FileMode(0o644)
+	DefaultTimeout       = 30 * time.Second
+	DefaultMaxParallel   = 16
+)
+
+// DefaultKeyBits is the key size used when key_bits is not set.
+func DefaultKeyBits(keyType string) int {
+	switch keyType {
+	case KeyEC:
+		return 256
+	case KeyRSA:
+		return 2048
+	}
+	return 0
+}
+
+// Certificate returns the certificate with that name, if configured.
+func (c *Config) Certificate(name string) (Certificate, bool) {
+	for _, cert := range c.Certificates {
+		if cert.Name == name {
+			return cert, true
+		}
+	}
+	return Certificate{}, false
+}

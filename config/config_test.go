@@ -1,0 +1,190 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Each invalid file is paired with exactly what a user sees, so a change in
+// wording or position is a deliberate, reviewed change.
+func TestInvalidConfigs(t *testing.T) {
+	tests := []struct {
+		file string
+		want string
+	}{
+		{"invalid-auth.hcl", `testdata/invalid-auth.hcl:3:3: auth "approle" needs secret_id_file
+testdata/invalid-auth.hcl:5:20: token_file does not apply to auth "approle"
+testdata/invalid-auth.hcl:14:17: key_bits 256 does not fit key_type "rsa" (ec: 256, 384, 521; rsa: 2048, 3072, 4096; ed25519: leave unset)
+testdata/invalid-auth.hcl:17:17: owner "no-such-user-here" is not a user on this host`},
+		{"invalid-bad-values.hcl", `testdata/invalid-bad-values.hcl:2:13: vault address "vault.example.internal" must be an http:// or https:// URL
+testdata/invalid-bad-values.hcl:3:13: timeout: "soon" is not a positive duration (examples: "90m", "72h", "30d")
+testdata/invalid-bad-values.hcl:10:20: ip_sans: "not-an-ip" is not an IP address
+testdata/invalid-bad-values.hcl:11:20: key_type must be "ec", "rsa" or "ed25519", not "dsa"
+testdata/invalid-bad-values.hcl:12:20: issue_mode must be "sign" or "issue", not "fetch"
+testdata/invalid-bad-values.hcl:13:20: renew_fraction must be between 0 and 1 (exclusive), not 1.5
+testdata/invalid-bad-values.hcl:14:20: ttl: "-3h" is not a positive duration (examples: "90m", "72h", "30d")
+testdata/invalid-bad-values.hcl:17:20: key_mode 0644 would let every user on the host read or change the private key; use 0600 or 0640
+testdata/invalid-bad-values.hcl:18:20: cert_mode must be an octal permission such as "0640", not "rw-r--r--"`},
+		{"invalid-binary.hcl", `testdata/invalid-binary.hcl:4:1: Invalid character: This character is not used within the language.
+testdata/invalid-binary.hcl:4:1: Argument or block definition required: An argument or block definition is required here.
+testdata/invalid-binary.hcl:4:2: Invalid character: This character is not used within the language.
+testdata/invalid-binary.hcl:4:3: Invalid character: This character is not used within the language.
+testdata/invalid-binary.hcl:4:4: Invalid character encoding: All input files must be UTF-8 encoded. Ensure that UTF-8 encoding is selected in your editor.`},
+		{"invalid-duplicates.hcl", `testdata/invalid-duplicates.hcl:13:1: certificate "web" is defined twice (first at line 5)
+testdata/invalid-duplicates.hcl:21:1: certificate "api" writes /tmp/web.key, which certificate "web" also writes`},
+		{"invalid-empty.hcl", `testdata/invalid-empty.hcl:1:1: a "vault" block is required
+testdata/invalid-empty.hcl:1:1: at least one "certificate" block is required`},
+		{"invalid-missing.hcl", `testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "cert_file" is required, but no definition was found.
+testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "mount" is required, but no definition was found.`},
+		{"invalid-syntax.hcl", `testdata/invalid-syntax.hcl:4:19: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},
+		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
+		{"invalid-wrong-type.hcl", `testdata/invalid-wrong-type.hcl:9:18: Unsuitable value type: Unsuitable value: list of string required, but have string
+testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: a number is required`},
+	}
+	files, _ := filepath.Glob("testdata/invalid-*.hcl")
+	if len(files) != len(tests) {
+		t.Errorf("%d invalid-*.hcl files but %d table rows: every file needs its expected message", len(files), len(tests))
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			cfg, err := Load(filepath.Join("testdata", tt.file))
+			if err == nil {
+				t.Fatalf("loaded without error: %+v", cfg)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("got:\n%s\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidFull(t *testing.T) {
+	cfg, err := Load("testdata/valid-full.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, ok := cfg.Certificate("web")
+	if !ok {
+		t.Fatal("certificate web missing")
+	}
+	if web.KeyBits != 384 || web.KeyMode != 0o640 || web.RenewBefore != 24*time.Hour || web.TTL != 72*time.Hour {
+		t.Errorf("web decoded wrong: %+v", web)
+	}
+	if len(web.IPSANs) != 1 || web.IPSANs[0].String() != "127.0.0.1" {
+		t.Errorf("ip_sans = %v", web.IPSANs)
+	}
+	if web.UID != 0 || web.GID != 0 {
+		t.Errorf("owner root/root resolved to %d/%d", web.UID, web.GID)
+	}
+	if cfg.Vault.Auth.Method != AuthAppRole || cfg.Vault.Auth.Mount != "approle" {
+		t.Errorf("auth = %+v", cfg.Vault.Auth)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Load("testdata/valid-full.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, _ := cfg.Certificate("client")
+	abs, _ := filepath.Abs("testdata/tls/client.crt")
+	if client.Files.Cert != abs {
+		t.Errorf("relative cert_file resolved to %q, want %q (relative to the config file)", client.Files.Cert, abs)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"key_type", client.KeyType, KeyEC},
+		{"key_bits", client.KeyBits, 256},
+		{"issue_mode", client.IssueMode, ModeSign},
+		{"renew_fraction", client.RenewFraction, 0.66},
+		{"renew_jitter", client.RenewJitter, 0.10},
+		{"key_mode", client.KeyMode, DefaultKeyMode},
+		{"cert_mode", client.CertMode, DefaultCertMode},
+		{"uid", client.UID, -1},
+		{"timeout", cfg.Vault.Timeout, DefaultTimeout},
+		{"max_parallel", cfg.Vault.MaxParallel, DefaultMaxParallel},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("default %s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestEnvironmentDefaults(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "https://vault.from.env:8200")
+	t.Setenv("VAULT_CACERT", "/env/ca.pem")
+	src := []byte(`
+vault {}
+certificate "a" {
+  mount = "pki"
+  role = "r"
+  common_name = "a.example.internal"
+  cert_file = "/tmp/a.crt"
+  key_file = "/tmp/a.key"
+}
+`)
+	cfg, err := Parse("env.hcl", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Vault.Addresses[0] != "https://vault.from.env:8200" || cfg.Vault.CACert != "/env/ca.pem" {
+		t.Errorf("vault = %+v", cfg.Vault)
+	}
+	if cfg.Vault.Auth.Method != AuthToken {
+		t.Errorf("no auth block should mean token auth from VAULT_TOKEN, got %q", cfg.Vault.Auth.Method)
+	}
+	// VAULT_SKIP_VERIFY must never turn verification off by itself.
+	t.Setenv("VAULT_SKIP_VERIFY", "1")
+	cfg, _ = Parse("env.hcl", src)
+	if cfg.Vault.TLSSkipVerify {
+		t.Error("VAULT_SKIP_VERIFY disabled TLS verification without tls_skip_verify in the config")
+	}
+}
+
+func TestAddressList(t *testing.T) {
+	src := []byte(`
+vault { address = ["https://a:8200", "https://b:8200"] }
+certificate "a" {
+  mount = "pki"
+  role = "r"
+  common_name = "a.example.internal"
+  cert_file = "/tmp/a.crt"
+  key_file = "/tmp/a.key"
+}
+`)
+	cfg, err := Parse("list.hcl", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Vault.Addresses) != 2 || cfg.Vault.Addresses[1] != "https://b:8200" {
+		t.Errorf("addresses = %v", cfg.Vault.Addresses)
+	}
+}
+
+func TestHugeFileRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.hcl")
+	if err := os.WriteFile(path, make([]byte, maxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil {
+		t.Fatal("a file over the size limit was loaded")
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "72h": 72 * time.Hour, "30d": 30 * 24 * time.Hour} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "0s", "-1h", "1.5d", "d", "soon"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// maxFileSize keeps a wrong path (a log, a binary) from being slurped whole.
+const maxFileSize = 1 << 20
+
+// The raw* types mirror the HCL file. Pointers mark values whose absence
+// matters, so defaults are applied in build and nowhere else.
+type rawFile struct {
+	StateDir     string           `hcl:"state_dir,optional"`
+	Vault        *rawVault        `hcl:"vault,block"`
+	Certificates []rawCertificate `hcl:"certificate,block"`
+	Body         hcl.Body         `hcl:",body"`
+}
+
+type rawVault struct {
+	Address       hcl.Expression `hcl:"address,optional"`
+	CACert        string         `hcl:"ca_cert,optional"`
+	TLSServerName string         `hcl:"tls_server_name,optional"`
+	TLSSkipVerify bool           `hcl:"tls_skip_verify,optional"`
+	Namespace     string         `hcl:"namespace,optional"`
+	Timeout       string         `hcl:"timeout,optional"`
+	MaxParallel   *int           `hcl:"max_parallel,optional"`
+	Auth          []rawAuth      `hcl:"auth,block"`
+	Body          hcl.Body       `hcl:",body"`
+	DefRange      hcl.Range      `hcl:",def_range"`
+}
+
+type rawAuth struct {
+	Method       string    `hcl:"method,label"`
+	TokenFile    string    `hcl:"token_file,optional"`
+	RoleIDFile   string    `hcl:"role_id_file,optional"`
+	SecretIDFile string    `hcl:"secret_id_file,optional"`
+	Mount        string    `hcl:"mount,optional"`
+	Body         hcl.Body  `hcl:",body"`
+	DefRange     hcl.Range `hcl:",def_range"`
+}
+
+type rawCertificate struct {
+	Name          string    `hcl:"name,label"`
+	Mount         string    `hcl:"mount"`
+	Role          string    `hcl:"role"`
+	CommonName    string    `hcl:"common_name"`
+	AltNames      []string  `hcl:"alt_names,optional"`
+	IPSANs        []string  `hcl:"ip_sans,optional"`
+	URISANs       []string  `hcl:"uri_sans,optional"`
+	TTL           string    `hcl:"ttl,optional"`
+	KeyType       string    `hcl:"key_type,optional"`
+	KeyBits       *int      `hcl:"key_bits,optional"`
+	IssueMode     string    `hcl:"issue_mode,optional"`
+	RenewFraction *float64  `hcl:"renew_fraction,optional"`
+	RenewJitter   *float64  `hcl:"renew_jitter,optional"`
+	RenewBefore   string    `hcl:"renew_before,optional"`
+	CertFile      string    `hcl:"cert_file"`
+	KeyFile       string    `hcl:"key_file"`
+	ChainFile     string    `hcl:"chain_file,optional"`
+	FullchainFile string    `hcl:"fullchain_file,optional"`
+	CAFile        string    `hcl:"ca_file,optional"`
+	Owner         string    `hcl:"owner,optional"`
+	Group         string    `hcl:"group,optional"`
+	KeyMode       string    `hcl:"key_mode,optional"`
+	CertMode      string    `hcl:"cert_mode,optional"`
+	Body          hcl.Body  `hcl:",body"`
+	DefRange      hcl.Range `hcl:",def_range"`
+}
+
+// Load reads, decodes and validates the config file at path. The error
+// lists every problem found, one per line, each starting with file:line:col.
+func Load(path string) (*Config, error) {
+	src, err := readLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, src)
+}
+
+// Parse is Load for a config already in memory; path is used in messages and
+// to resolve relative paths.
+func Parse(path string, src []byte) (*Config, error) {
+	file, diags := hclparse.NewParser().ParseHCL(src, path)
+	if diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	var raw rawFile
+	if diags := gohcl.DecodeBody(file.Body, nil, &raw); diags.HasErrors() {
+		return nil, diagError(diags)
+	}
+	b := &builder{dir: filepath.Dir(absPath(path))}
+	cfg := b.build(&raw)
+	if len(b.diags) > 0 {
+		return nil, diagError(b.diags)
+	}
+	cfg.Path = path
+	return cfg, nil
+}
+
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading config %s: not a regular file", path)
+	}
+	if info.Size() > maxFileSize {
+		return nil, fmt.Errorf("reading config %s: %d bytes is more than a config can be (limit %d)", path, info.Size(), maxFileSize)
+	}
+	src := make([]byte, info.Size())
+	if _, err := f.ReadAt(src, 0); err != nil && info.Size() > 0 {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return src, nil
+}
+
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+// diagError turns HCL diagnostics into one error with a line per problem,
+// in file order, so the first line is the first thing to fix.
+func diagError(diags hcl.Diagnostics) error {
+	sorted := append(hcl.Diagnostics(nil), diags...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i].Subject, sorted[j].Subject
+		if a == nil || b == nil {
+			return b != nil
+		}
+		if a.Start.Line != b.Start.Line {
+			return a.Start.Line < b.Start.Line
+		}
+		return a.Start.Column < b.Start.Column
+	})
+	var errs []error
+	for _, d := range sorted {
+		if d.Severity != hcl.DiagError {
+			continue
+		}
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if d.Subject != nil {
+			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return errors.Join(errs...)
+}
+
+// valueRange points at the value of attribute name in body, or at fallback
+// when the attribute is absent (a missing value is reported on its block).
+func valueRange(body hcl.Body, name string, fallback hcl.Range) hcl.Range {
+	if sb, ok := body.(*hclsyntax.Body); ok {
+		if attr, ok := sb.Attributes[name]; ok {
+			return attr.Expr.Range()
+		}
+	}
+	return fallback
+}

@@ -1,0 +1,317 @@
+// Package sinks puts bytes on disk where servers read them, so that a reader
+// never sees a half-written file and a set of files (key, certificate,
+// chain) changes together or not at all, even across a crash.
+//
+// A set is written as: a temp file per destination, in the destination's
+// directory, created with its final mode and owner, written and fsynced;
+// then a journal naming every rename; then the renames; then an fsync of
+// each directory; then the journal is removed. After a crash, Recover
+// finishes the renames the journal names, so a restart finds either the old
+// set or the new one, never a mix.
+package sinks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// File is one destination and what it must hold.
+type File struct {
+	Path string
+	Data []byte
+	Mode fs.FileMode
+	// UID and GID own the file; -1 keeps the process's own.
+	UID, GID int
+}
+
+// Change is what one WriteSet did, kept so it can be undone.
+type Change struct {
+	// Written lists the paths whose bytes, mode or owner changed.
+	Written []string
+	journal string
+	prev    []previous
+}
+
+type previous struct {
+	file    File
+	existed bool
+}
+
+// Changed reports whether anything on disk was changed.
+func (c *Change) Changed() bool { return c != nil && len(c.Written) > 0 }
+
+// tempMarker names temp files so Recover can find ones a crash left behind.
+const tempMarker = ".certkeeper-tmp-"
+
+// WriteSet makes every file hold exactly what it should, as one set. Files
+// already right (bytes, mode, owner) are not touched, so a no-op pass
+// changes no timestamps and triggers no reload. journal is the path of the
+// crash journal for this set; it must be on a local filesystem.
+func WriteSet(journal string, files []File) (*Change, error) {
+	change := &Change{journal: journal}
+	var pending []rename
+	cleanup := func() {
+		for _, r := range pending {
+			os.Remove(r.From)
+		}
+	}
+	for _, f := range files {
+		prev, same, err := inspect(f)
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		if same {
+			continue
+		}
+		tmp, err := writeTemp(f)
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		pending = append(pending, rename{From: tmp, To: f.Path})
+		change.prev = append(change.prev, prev)
+		change.Written = append(change.Written, f.Path)
+	}
+	if len(pending) == 0 {
+		return change, nil
+	}
+	if len(pending) > 1 {
+		// A single rename is atomic by itself; a set needs the journal.
+		if err := writeJournal(journal, pending); err != nil {
+			cleanup()
+			return nil, err
+		}
+	}
+	if err := applyRenames(pending); err != nil {
+		// Renames that happened stay: the journal finishes them on restart.
+		return nil, err
+	}
+	if len(pending) > 1 {
+		if err := removeSynced(journal); err != nil {
+			return nil, err
+		}
+	}
+	return change, nil
+}
+
+// Rollback puts back what the files held before the change, as one set, and
+// removes files the change created.
+func (c *Change) Rollback() error {
+	if !c.Changed() {
+		return nil
+	}
+	var restore []File
+	var created []string
+	for _, p := range c.prev {
+		if p.existed {
+			restore = append(restore, p.file)
+		} else {
+			created = append(created, p.file.Path)
+		}
+	}
+	if _, err := WriteSet(c.journal, restore); err != nil {
+		return fmt.Errorf("rolling back: %w", err)
+	}
+	var errs []error
+	for _, path := range created {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("rolling back %s: %w", path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// inspect reads what is at f.Path now, both to skip unchanged files and to
+// be able to roll back. A symlink at a destination is refused: following it
+// could make certkeeper overwrite any file the link points at.
+func inspect(f File) (prev previous, same bool, err error) {
+	prev.file = File{Path: f.Path, UID: -1, GID: -1}
+	info, err := os.Lstat(f.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return prev, false, nil
+	}
+	if err != nil {
+		return prev, false, fmt.Errorf("checking %s: %w", f.Path, err)
+	}
+	if info.Mode()&fs.ModeSymlink != 0 {
+		return prev, false, fmt.Errorf("refusing to write %s: it is a symlink, and certkeeper does not follow links at its destinations", f.Path)
+	}
+	if !info.Mode().IsRegular() {
+		return prev, false, fmt.Errorf("refusing to write %s: it is not a regular file", f.Path)
+	}
+	data, err := readNoFollow(f.Path)
+	if err != nil {
+		return prev, false, err
+	}
+	prev.existed = true
+	prev.file.Data = data
+	prev.file.Mode = info.Mode().Perm()
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		prev.file.UID, prev.file.GID = int(st.Uid), int(st.Gid)
+	}
+	same = bytes.Equal(data, f.Data) && prev.file.Mode == f.Mode.Perm() &&
+		(f.UID < 0 || f.UID == prev.file.UID) && (f.GID < 0 || f.GID == prev.file.GID)
+	return prev, same, nil
+}
+
+// ReadFile reads a destination without following a symlink there.
+func ReadFile(path string) ([]byte, error) { return readNoFollow(path) }
+
+func readNoFollow(path string) ([]byte, error) {
+	fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer fd.Close()
+	data, err := io.ReadAll(fd)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// writeTemp writes f's bytes to a new file beside f.Path, durable and with
+// its final mode and owner before any reader could see it under its name.
+func writeTemp(f File) (string, error) {
+	dir := filepath.Dir(f.Path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("creating directory for %s: %w", f.Path, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+tempMarker+"*")
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", f.Path, err)
+	}
+	// CreateTemp makes 0600 files, so the bytes are never readable by
+	// others; Chmod then sets the final mode regardless of the umask.
+	err = tmp.Chmod(f.Mode.Perm())
+	if err == nil && (f.UID >= 0 || f.GID >= 0) {
+		err = tmp.Chown(f.UID, f.GID)
+	}
+	if err == nil {
+		_, err = tmp.Write(f.Data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing %s: %w", f.Path, err)
+	}
+	return tmp.Name(), nil
+}
+
+type rename struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+func applyRenames(renames []rename) error {
+	dirs := map[string]bool{}
+	for _, r := range renames {
+		crashPoint("rename")
+		if err := os.Rename(r.From, r.To); err != nil {
+			return fmt.Errorf("replacing %s: %w", r.To, err)
+		}
+		dirs[filepath.Dir(r.To)] = true
+	}
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeJournal(path string, renames []rename) error {
+	data, err := json.Marshal(renames)
+	if err != nil {
+		return fmt.Errorf("encoding journal: %w", err)
+	}
+	tmp, err := writeTemp(File{Path: path, Data: data, Mode: 0o600, UID: -1, GID: -1})
+	if err != nil {
+		return fmt.Errorf("writing journal: %w", err)
+	}
+	crashPoint("journal")
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing journal: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func removeSynced(path string) error {
+	crashPoint("commit")
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("removing journal: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Recover finishes a set write that a crash interrupted, then removes temp
+// files left beside the given destinations. Call it before reading any of
+// them.
+func Recover(journal string, destinations []string) error {
+	data, err := os.ReadFile(journal)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("reading journal: %w", err)
+	default:
+		var renames []rename
+		if err := json.Unmarshal(data, &renames); err != nil {
+			// The journal is renamed into place whole, so this is not a
+			// torn write: someone else wrote here.
+			return fmt.Errorf("journal %s is not certkeeper's: %w", journal, err)
+		}
+		var todo []rename
+		for _, r := range renames {
+			if _, err := os.Lstat(r.From); err == nil {
+				todo = append(todo, r)
+			}
+		}
+		if err := applyRenames(todo); err != nil {
+			return fmt.Errorf("finishing interrupted write: %w", err)
+		}
+		if err := removeSynced(journal); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, dest := range destinations {
+		stale, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), "."+escapeGlob(filepath.Base(dest))+tempMarker+"*"))
+		for _, s := range stale {
+			if err := os.Remove(s); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func escapeGlob(s string) string {
+	return strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`).Replace(s)
+}
