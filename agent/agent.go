@@ -197,7 +197,13 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		return nil, err
 	}
 	for _, w := range issued.Warnings {
-		log.Warn("vault warned", "warning", w)
+		// Roles that take names from the CSR say so on every sign request;
+		// we send the names anyway for roles that do not.
+		level := slog.LevelWarn
+		if strings.Contains(w, "use_csr_") {
+			level = slog.LevelDebug
+		}
+		log.Log(ctx, level, "vault warned", "warning", w)
 	}
 	if c.IssueMode == config.ModeIssue {
 		if key, err = pki.ParseKey([]byte(issued.PrivateKey)); err != nil {
@@ -219,14 +225,16 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		return nil, &RejectedError{Err: err}
 	}
 	h := &held{bundle: b, record: record{
-		Version: recordVersion,
-		Mount:   c.Mount,
-		Role:    c.Role,
-		Serial:  serial(b),
-		CAChain: string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...)),
+		Version:  recordVersion,
+		Mount:    c.Mount,
+		Role:     c.Role,
+		Serial:   serial(b),
+		IssuedAt: a.now().UTC(),
+		CAChain:  string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...)),
 	}}
-	if at, floored := renewAt(c, h); floored {
-		log.Warn("certificate lives too short for renew_before; renewing by renew_fraction instead", "lifetime", b.Leaf.NotAfter.Sub(b.Leaf.NotBefore).String(), "renew_before", c.RenewBefore.String(), "renew_at", at)
+	if at, held := renewAt(c, h); held {
+		log.Warn("renewal policy does not fit this certificate's lifetime; renewing at 10% of its remaining life instead",
+			"lifetime", b.Leaf.NotAfter.Sub(b.Leaf.NotBefore).String(), "renew_fraction", c.RenewFraction, "renew_before", c.RenewBefore.String(), "renew_at", at)
 	}
 	if got := b.Leaf.NotAfter.Sub(a.now()); c.TTL > 0 && got < c.TTL-time.Minute {
 		log.Warn("vault issued a shorter lifetime than asked (the role's max_ttl clamps it)", "asked_ttl", c.TTL.String(), "got_ttl", got.Round(time.Second).String())

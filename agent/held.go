@@ -32,7 +32,10 @@ type record struct {
 	Mount   string `json:"mount"`
 	Role    string `json:"role"`
 	Serial  string `json:"serial"`
-	CAChain string `json:"ca_chain"`
+	// IssuedAt keeps a renewal point from falling before the issuance when
+	// Vault backdates NotBefore.
+	IssuedAt time.Time `json:"issued_at"`
+	CAChain  string    `json:"ca_chain"`
 }
 
 const recordVersion = 1
@@ -143,10 +146,12 @@ func want(c config.Certificate) pki.Want {
 	}
 }
 
-// renewAt is when h is due, and whether renew_before had to be ignored.
+// renewAt is when h is due, and whether the policy had to be held back
+// because it does not fit the certificate's lifetime.
 func renewAt(c config.Certificate, h *held) (time.Time, bool) {
 	p := renewal.Policy{Fraction: c.RenewFraction, Jitter: c.RenewJitter, Before: c.RenewBefore}
-	return renewal.At(h.bundle.Leaf.NotBefore, h.bundle.Leaf.NotAfter, p, renewal.UnitFromSerial(c.Name, h.record.Serial))
+	t := renewal.Times{NotBefore: h.bundle.Leaf.NotBefore, NotAfter: h.bundle.Leaf.NotAfter, Issued: h.record.IssuedAt}
+	return renewal.At(t, p, renewal.UnitFromSerial(c.Name, h.record.Serial))
 }
 
 // serial formats a serial number the way Vault prints it.

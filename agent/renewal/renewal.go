@@ -21,37 +21,48 @@ type Policy struct {
 	Before time.Duration
 }
 
-// minShare is the earliest point of the lifetime a renewal may be placed, so
-// a renew_before longer than the certificate's whole life (a role clamping
-// the TTL) cannot turn into an issue-renew loop.
+// minShare is the earliest share of a certificate's remaining life (from
+// its issuance) at which it may be renewed. It stops a policy that would
+// renew at once (a short TTL, Vault backdating NotBefore by 30s, a
+// renew_before longer than the whole life) from turning into an
+// issue-renew loop against Vault.
 const minShare = 0.10
 
-// At returns when a certificate valid from notBefore to notAfter should be
-// renewed. u in [0,1) picks the point inside the jitter window. floored is
-// true when the renew_before floor could not be honoured because the
-// certificate lives too short a time for it: the caller should warn.
-func At(notBefore, notAfter time.Time, p Policy, u float64) (at time.Time, floored bool) {
-	life := notAfter.Sub(notBefore)
+// Times are the facts about one certificate that renewal depends on.
+type Times struct {
+	NotBefore, NotAfter time.Time
+	// Issued is when certkeeper received the certificate; zero if unknown,
+	// in which case NotBefore stands in for it.
+	Issued time.Time
+}
+
+// At returns when a certificate should be renewed. u in [0,1) picks the
+// point inside the jitter window. held is true when the policy asked for a
+// point so early that it was held back to the minimum (10% of the life left
+// at issuance): the caller should warn that the policy does not fit the
+// certificate's lifetime.
+func At(t Times, p Policy, u float64) (at time.Time, held bool) {
+	life := t.NotAfter.Sub(t.NotBefore)
 	if life <= 0 {
-		return notBefore, false
+		return t.NotBefore, false
 	}
 	window := time.Duration(float64(life) * p.Jitter)
-	at = notBefore.Add(time.Duration(float64(life)*p.Fraction) - time.Duration(u*float64(window)))
-	if p.Before <= 0 {
-		return at, false
-	}
+	jitter := time.Duration(u * float64(window))
+	at = t.NotBefore.Add(time.Duration(float64(life)*p.Fraction) - jitter)
 	// The floor moves the whole jitter window so it ends at NotAfter-Before:
 	// a fleet with a floor still spreads out.
-	latest := notAfter.Add(-p.Before)
-	if !at.After(latest) {
-		return at, false
+	if latest := t.NotAfter.Add(-p.Before); p.Before > 0 && at.After(latest) {
+		at = latest.Add(-jitter)
 	}
-	earliest := notBefore.Add(time.Duration(float64(life) * minShare))
-	floorAt := latest.Add(-time.Duration(u * float64(window)))
-	if floorAt.Before(earliest) {
-		return at, true
+	start := t.Issued
+	if start.IsZero() || start.Before(t.NotBefore) || start.After(t.NotAfter) {
+		start = t.NotBefore
 	}
-	return floorAt, false
+	earliest := start.Add(time.Duration(float64(t.NotAfter.Sub(start)) * minShare))
+	if at.Before(earliest) {
+		return earliest, true
+	}
+	return at, false
 }
 
 // UnitFromSerial maps a certificate serial (and the certificate's configured

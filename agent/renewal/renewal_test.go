@@ -25,12 +25,13 @@ func TestAt(t *testing.T) {
 		{"floor not reached", 100 * time.Hour, Policy{Fraction: 0.5, Before: 10 * time.Hour}, 0, 50 * time.Hour, false},
 		{"floor pulls renewal earlier", 90 * day, Policy{Fraction: 0.66, Before: 45 * day}, 0, 45 * day, false},
 		{"floor keeps the jitter window", 100 * time.Hour, Policy{Fraction: 0.66, Jitter: 0.1, Before: 50 * time.Hour}, 0.5, 45 * time.Hour, false},
-		{"floor longer than life is ignored and reported", time.Hour, Policy{Fraction: 0.66, Before: 24 * time.Hour}, 0, 39*time.Minute + 36*time.Second, true},
+		{"floor longer than life is held back and reported", time.Hour, Policy{Fraction: 0.66, Before: 24 * time.Hour}, 0, 6 * time.Minute, true},
+		{"a tiny fraction is held back, not a loop", 100 * time.Second, Policy{Fraction: 0.01}, 0, 10 * time.Second, true},
 		{"zero lifetime renews at once", 0, Policy{Fraction: 0.66}, 0, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, floored := At(t0, t0.Add(tt.life), tt.p, tt.u)
+			got, floored := At(Times{NotBefore: t0, NotAfter: t0.Add(tt.life)}, tt.p, tt.u)
 			if d := got.Sub(t0); d.Round(time.Millisecond) != tt.want.Round(time.Millisecond) {
 				t.Errorf("renewal at +%v, want +%v", d, tt.want)
 			}
@@ -55,7 +56,7 @@ func TestJitterSpreadsOverWholeWindow(t *testing.T) {
 	var counts [buckets]int
 	for i := range n {
 		serial := fmt.Sprintf("%x", rand.Uint64())
-		at, _ := At(t0, t0.Add(life), p, UnitFromSerial("web", serial))
+		at, _ := At(Times{NotBefore: t0, NotAfter: t0.Add(life)}, p, UnitFromSerial("web", serial))
 		off := at.Sub(windowStart)
 		if off < 0 || off > window {
 			t.Fatalf("draw %d: renewal %v outside the window [%v, %v]", i, at, windowStart, windowStart.Add(window))
@@ -72,6 +73,26 @@ func TestJitterSpreadsOverWholeWindow(t *testing.T) {
 		if c < n/buckets*3/4 || c > n/buckets*5/4 {
 			t.Errorf("bucket %d of the jitter window holds %d of %d renewals, want about %d: %v", i, c, n, n/buckets, counts)
 		}
+	}
+}
+
+// TestBackdatedShortCertificate is the loop found against a real Vault: it
+// backdates NotBefore by 30s, so a 2-minute certificate with
+// renew_fraction 0.2 was "due" the moment it arrived, and was re-issued in a
+// tight loop. The renewal point must stay after the issuance.
+func TestBackdatedShortCertificate(t *testing.T) {
+	issued := t0.Add(30 * time.Second)
+	times := Times{NotBefore: t0, NotAfter: issued.Add(2 * time.Minute), Issued: issued}
+	for _, u := range []float64{0, 0.5, 0.99} {
+		at, held := At(times, Policy{Fraction: 0.2, Jitter: 0.05}, u)
+		if want := issued.Add(12 * time.Second); !at.Equal(want) || !held {
+			t.Errorf("u=%v: renewal at %v (held %v), want %v held", u, at.Sub(issued), held, want.Sub(issued))
+		}
+	}
+	// Without knowing the issuance time, NotBefore stands in.
+	at, _ := At(Times{NotBefore: t0, NotAfter: t0.Add(150 * time.Second)}, Policy{Fraction: 0.01}, 0)
+	if want := t0.Add(15 * time.Second); !at.Equal(want) {
+		t.Errorf("unknown issuance: %v, want %v", at, want)
 	}
 }
 
