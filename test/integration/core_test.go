@@ -307,4 +307,3 @@ func sameSet(a, b []string) bool {
 	}
 	return true
 }
-
