@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/agent/schedule"
 	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -55,6 +56,10 @@ type Agent struct {
 	now      func() time.Time
 	rand     func() float64
 
+	// queue schedules every certificate's next pass; Run drains it, and
+	// anything that wants a certificate looked at sooner sets it.
+	queue *schedule.Queue
+
 	mu     sync.Mutex
 	held   map[string]*held
 	status map[string]*Status
@@ -81,6 +86,7 @@ func New(o Options) *Agent {
 	if a.rand == nil {
 		a.rand = rand.Float64
 	}
+	a.queue = schedule.New(a.now)
 	return a
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent/renewal"
-	"github.com/certkeeper/certkeeper/agent/schedule"
 	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
 )
@@ -17,7 +16,7 @@ import (
 // succeeded or not), which is when a service manager may start the servers
 // that read the files. On return no write is in flight.
 func (a *Agent) Run(ctx context.Context, ready func()) error {
-	q := schedule.New(a.now)
+	q := a.queue
 	for _, c := range a.cfg.Certificates {
 		q.Set(c.Name, time.Time{})
 	}
