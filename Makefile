@@ -10,7 +10,7 @@ TAGS     := integration
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build vault test unit integration demo lint clean
+.PHONY: all build vault test unit integration demo lint clean package
 
 all: build
 
@@ -32,6 +32,16 @@ integration: bin/vault build
 
 demo: build bin/vault
 	$(GO) run ./test/demo
+
+# dist/certkeeper_<version>_amd64.deb, built with nfpm as a Go tool (pinned
+# in packaging/go.mod): the static binary, the systemd unit, an example config
+# as a conffile, a system user, and a man page made from `certkeeper -h`.
+DEB_VERSION := $(shell echo $(VERSION) | sed -e 's/^v//' -e 's/^\([0-9a-f]\{7,\}\)/0.0.0+g\1/' -e 's/-dirty/.dirty/')
+package: build
+	mkdir -p dist
+	bin/certkeeper man | gzip -9n > dist/certkeeper.1.gz
+	cd packaging && VERSION=$(DEB_VERSION) $(GO) tool nfpm pkg --packager deb --config nfpm.yaml --target ../dist/certkeeper_$(DEB_VERSION)_amd64.deb
+	@ls -l dist/*.deb
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -9,10 +9,16 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/internal/sdnotify"
 )
 
 func cmdValidate(_ context.Context, e *env) int {
 	fmt.Fprintf(e.stdout, "%s: ok (%d certificates)\n", e.cfg.Path, len(e.cfg.Certificates))
+	return 0
+}
+
+func cmdPolicy(_ context.Context, e *env) int {
+	fmt.Fprint(e.stdout, vault.Policy(e.cfg))
 	return 0
 }
 
@@ -33,8 +39,21 @@ func cmdRun(ctx context.Context, e *env) int {
 	}
 	defer closeVault()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
-	ready := func() { e.log.Info("initial pass complete") }
-	if err := a.Run(ctx, ready); err != nil {
+	sd := sdnotify.FromEnv()
+	ready := func() {
+		e.log.Info("initial pass complete")
+		// systemd starts units ordered After=certkeeper.service (nginx)
+		// only now, when every certificate has had its first pass.
+		if err := sd.Send("READY=1"); err != nil {
+			e.log.Warn("cannot tell systemd we are ready", "error", err)
+		}
+	}
+	// A deadlocked agent cannot answer Statuses, so the watchdog goes
+	// quiet and systemd restarts it.
+	go sd.Watchdog(ctx, sdnotify.WatchdogInterval(), func() bool { a.Statuses(); return true })
+	err = a.Run(ctx, ready)
+	sd.Send("STOPPING=1")
+	if err != nil {
 		e.log.Error("stopped", "error", err)
 		return 1
 	}

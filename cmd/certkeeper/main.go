@@ -31,9 +31,10 @@ commands:
             exit status 0 only when all are in place
   validate  check the config file and exit
   status    show each certificate on disk: serial, expiry, renewal point
+  policy    print the least-privilege Vault policy the config needs
   version   print the version
 
-flags (run, once, validate, status):
+flags (run, once, validate, status, policy):
   -config FILE      config file (default ` + config.DefaultPath + `)
   -log-format F     text or json (default text)
   -log-level L      debug, info, warn or error (default info)
@@ -65,11 +66,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "certkeeper", version)
 		return 0
 	}
+	if cmd == "man" {
+		// Hidden: the package build makes certkeeper.1 from the same usage
+		// text -h prints, so the man page cannot drift from the command.
+		fmt.Fprint(stdout, manPage(usage, version))
+		return 0
+	}
 	commands := map[string]func(context.Context, *env) int{
 		"run":      cmdRun,
 		"once":     cmdOnce,
 		"validate": cmdValidate,
 		"status":   cmdStatus,
+		"policy":   cmdPolicy,
 	}
 	handler, ok := commands[cmd]
 	if !ok {

@@ -1,0 +1,130 @@
+//go:build integration
+
+// Package packaging tests the .deb a fleet installs: it builds it with
+// `make package`, installs it with dpkg (or unpacks it with dpkg -x when
+// this machine cannot install packages), and runs what it ships.
+package packaging
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/certkeeper/certkeeper").Output()
+	if err != nil {
+		t.Fatalf("finding the module root: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func buildDeb(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("dpkg-deb is not installed (Debian package dpkg): cannot inspect a .deb here")
+	}
+	root := repoRoot(t)
+	run(t, "make", "-C", root, "package")
+	debs, _ := filepath.Glob(filepath.Join(root, "dist", "certkeeper_*_amd64.deb"))
+	if len(debs) == 0 {
+		t.Fatal("make package produced no dist/certkeeper_*_amd64.deb")
+	}
+	newest := debs[0]
+	for _, d := range debs[1:] {
+		a, _ := os.Stat(d)
+		b, _ := os.Stat(newest)
+		if a.ModTime().After(b.ModTime()) {
+			newest = d
+		}
+	}
+	return newest
+}
+
+func TestDebContents(t *testing.T) {
+	deb := buildDeb(t)
+	listing := run(t, "dpkg-deb", "-c", deb)
+	for _, want := range []string{"./usr/bin/certkeeper", "./lib/systemd/system/certkeeper.service", "./etc/certkeeper/certkeeper.hcl", "./usr/share/man/man1/certkeeper.1.gz"} {
+		if !strings.Contains(listing, want) {
+			t.Errorf("package lacks %s:\n%s", want, listing)
+		}
+	}
+	if conffiles := run(t, "dpkg-deb", "-f", deb, "Package"); strings.TrimSpace(conffiles) != "certkeeper" {
+		t.Errorf("package name %q", conffiles)
+	}
+	dir := t.TempDir()
+	run(t, "dpkg-deb", "-e", deb, dir)
+	cf, err := os.ReadFile(filepath.Join(dir, "conffiles"))
+	if err != nil || strings.TrimSpace(string(cf)) != "/etc/certkeeper/certkeeper.hcl" {
+		t.Errorf("conffiles = %q, %v; the config must survive upgrades", cf, err)
+	}
+	// The binary is static: it runs on any glibc or none.
+	x := t.TempDir()
+	run(t, "dpkg-deb", "-x", deb, x)
+	if out, _ := exec.Command("file", filepath.Join(x, "usr/bin/certkeeper")).Output(); len(out) > 0 && !strings.Contains(string(out), "statically linked") {
+		t.Errorf("binary is not static: %s", out)
+	}
+	man := run(t, "sh", "-c", "gzip -dc "+filepath.Join(x, "usr/share/man/man1/certkeeper.1.gz"))
+	usage := run(t, filepath.Join(x, "usr/bin/certkeeper"), "help")
+	for _, line := range strings.Split(strings.TrimSpace(usage), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.Contains(man, strings.ReplaceAll(line, `\`, `\e`)) {
+			t.Errorf("man page lacks help line %q: it drifted from the command", line)
+		}
+	}
+}
+
+// TestDebInstall installs the package for real, runs the shipped binary on
+// the shipped config, checks the unit with systemd-analyze, and purges it.
+func TestDebInstall(t *testing.T) {
+	deb := buildDeb(t)
+	if os.Geteuid() != 0 {
+		t.Skip("not root: dpkg -i needs root (CI runs as root); TestDebContents covers the unpacked package")
+	}
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("dpkg is not installed")
+	}
+	if out, err := exec.Command("dpkg", "-s", "certkeeper").CombinedOutput(); err == nil && strings.Contains(string(out), "Status: install ok installed") {
+		t.Skip("a certkeeper package is already installed on this machine; not touching it")
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("dpkg", "--purge", "certkeeper").CombinedOutput(); err != nil {
+			t.Errorf("dpkg --purge: %v\n%s", err, out)
+		}
+		if _, err := os.Stat("/usr/bin/certkeeper"); err == nil {
+			t.Error("/usr/bin/certkeeper left after purge")
+		}
+	})
+	run(t, "dpkg", "-i", deb)
+	if out := run(t, "/usr/bin/certkeeper", "version"); !strings.HasPrefix(out, "certkeeper ") {
+		t.Errorf("version printed %q", out)
+	}
+	if out := run(t, "/usr/bin/certkeeper", "validate"); !strings.Contains(out, "/etc/certkeeper/certkeeper.hcl: ok") {
+		t.Errorf("validate on the shipped config: %q", out)
+	}
+	run(t, "id", "certkeeper") // the system user exists
+	if info, err := os.Stat("/etc/certkeeper/certkeeper.hcl"); err != nil || info.Mode().Perm() != 0o640 {
+		t.Errorf("config mode: %v %v", info.Mode(), err)
+	}
+	if _, err := exec.LookPath("systemd-analyze"); err == nil {
+		out, _ := exec.Command("systemd-analyze", "verify", "/lib/systemd/system/certkeeper.service").CombinedOutput()
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			// Without man-db the Documentation= check cannot run; that
+			// says nothing about the unit.
+			if line != "" && !strings.Contains(line, "man certkeeper(1)") {
+				t.Errorf("systemd-analyze verify: %s", line)
+			}
+		}
+	}
+}
