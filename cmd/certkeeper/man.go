@@ -12,7 +12,7 @@ import (
 // kept verbatim (in a no-fill block) so the page says exactly what -h says.
 func manPage(usage, version string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, ".TH CERTKEEPER 1 %q %q \"certkeeper manual\"\n", time.Now().UTC().Format("2006-01-02"), "certkeeper "+version)
+	fmt.Fprintf(&b, ".TH CERTKEEPER 1 %q %q \"certkeeper manual\"\n", buildDate(), "certkeeper "+version)
 	b.WriteString(".SH NAME\ncertkeeper \\- keep mutual-TLS certificates from HashiCorp Vault fresh on disk\n")
 	b.WriteString(".SH SYNOPSIS\n.B certkeeper\n.I command\n[\\fIflags\\fR]\n")
 	b.WriteString(".SH DESCRIPTION\n")
