@@ -3,11 +3,13 @@ module github.com/certkeeper/certkeeper
 go 1.26.0
 
 require (
+	github.com/fsnotify/fsnotify v1.10.1
 	github.com/hashicorp/consul-template v0.41.1
 	github.com/hashicorp/hcl/v2 v2.25.0
 	github.com/hashicorp/vault/api v1.23.0
 	github.com/hashicorp/vault/api/auth/approle v0.12.0
 	github.com/zclconf/go-cty v1.20.0
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
 require (

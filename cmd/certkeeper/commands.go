@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
-	"github.com/certkeeper/certkeeper/agent/vault"
 )
 
 func cmdValidate(_ context.Context, e *env) int {
@@ -17,7 +16,7 @@ func cmdValidate(_ context.Context, e *env) int {
 }
 
 func newAgent(e *env) (*agent.Agent, func(), error) {
-	vc, err := vault.New(e.cfg.Vault, vault.Options{Log: e.log})
+	vc, err := newVault(e, e.cfg.Vault)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -31,9 +30,11 @@ func cmdRun(ctx context.Context, e *env) int {
 		e.log.Error("cannot start", "error", err)
 		return 1
 	}
-	defer closeVault()
+	// live closes the Vault client in force, which a reload may replace.
+	live := follow(ctx, e, a, closeVault)
+	defer live.stop()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
-	ready := func() { e.log.Info("initial pass complete") }
+	ready := func() { e.log.Info("initial pass complete"); live.ready() }
 	if err := a.Run(ctx, ready); err != nil {
 		e.log.Error("stopped", "error", err)
 		return 1
