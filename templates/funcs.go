@@ -134,4 +134,3 @@ func envOrDefaultFunc(name, def string) (string, error) {
 	}
 	return def, nil
 }
-
