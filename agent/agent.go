@@ -63,6 +63,9 @@ type Agent struct {
 	mu     sync.Mutex
 	held   map[string]*held
 	status map[string]*Status
+	// reconfigured marks certificates a reload changed, so their next
+	// rewrite is not reported as someone else's tampering.
+	reconfigured map[string]bool
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -76,6 +79,8 @@ func New(o Options) *Agent {
 		rand:     o.Rand,
 		held:     map[string]*held{},
 		status:   map[string]*Status{},
+
+		reconfigured: map[string]bool{},
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -121,6 +126,7 @@ type Result struct {
 // certificate is obtained even if the held one is good.
 func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*Result, error) {
 	log := a.log.With("cert", c.Name)
+	reconfigured := a.takeReconfigured(c.Name)
 	if err := os.MkdirAll(a.config().StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -136,7 +142,9 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 			if err != nil {
 				return nil, err
 			}
-			if res.Action == Restored {
+			if reconfigured && res.Action == Restored {
+				log.Info("config changed; rewrote the outputs from the certificate held", "files", strings.Join(res.Written, ","), "vault_asked", false)
+			} else if res.Action == Restored {
 				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
 					"missing", strings.Join(res.Missing, ","), "vault_asked", false)
 			}

@@ -76,6 +76,7 @@ func (a *Agent) Reconfigure(cfg *config.Config, issuer Issuer) Changes {
 			ch.Removed = append(ch.Removed, c.Name)
 			delete(a.held, c.Name)
 			delete(a.status, c.Name)
+			delete(a.reconfigured, c.Name)
 		}
 	}
 	a.cfg = &next
@@ -87,7 +88,20 @@ func (a *Agent) Reconfigure(cfg *config.Config, issuer Issuer) Changes {
 	for _, name := range slices.Concat(ch.Added, ch.Changed, ch.Removed) {
 		a.queue.Set(name, time.Time{})
 	}
+	for _, name := range ch.Changed {
+		a.reconfigured[name] = true
+	}
 	return ch
+}
+
+// takeReconfigured reports, once, whether a reload changed name since its
+// last pass.
+func (a *Agent) takeReconfigured(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	was := a.reconfigured[name]
+	delete(a.reconfigured, name)
+	return was
 }
 
 // reschedule sets name's next pass after one finished, unless it was
