@@ -13,7 +13,8 @@ func (a *Agent) Outputs() []string {
 	return out
 }
 
-// OutputsChanged is told that files the agent writes changed on disk. It
+// OutputsChanged is told that files the agent writes (or a PKCS#12
+// password file) changed on disk. It
 // asks for an immediate pass for each certificate they belong to, which
 // rewrites them from the certificate held, without Vault, and logs what it
 // restored. Our own writes come back here too; their pass finds the files
@@ -29,6 +30,10 @@ func (a *Agent) OutputsChanged(paths []string) []string {
 	for _, c := range cfg.Certificates {
 		for _, p := range destinations(cfg, c) {
 			owner[p] = c.Name
+		}
+		// A new password re-encodes the PKCS#12 file.
+		if c.PKCS12PasswordFile != "" {
+			owner[c.PKCS12PasswordFile] = c.Name
 		}
 	}
 	a.mu.Lock()

@@ -9,8 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"software.sslmate.com/src/go-pkcs12"
+
 	"github.com/certkeeper/certkeeper/config"
 )
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
 
 // running starts Run and stops it at the end of the test.
 func running(t *testing.T, a *Agent) {
@@ -189,4 +196,23 @@ func TestOutputsChangedRestores(t *testing.T) {
 	if !slices.Contains(a.Outputs(), c.Files.Key) {
 		t.Error("Outputs does not list the key file")
 	}
+
+	// A changed PKCS#12 password re-encodes the file.
+	next := cloneConfig(cfg)
+	withFormats(t, next, "first")
+	a.Reconfigure(next, nil)
+	p12 := next.Certificates[0].Files.PKCS12
+	waitFor(t, "PKCS#12 written", func() bool { return exists(p12) })
+	os.WriteFile(next.Certificates[0].PKCS12PasswordFile, []byte("second"), 0o600)
+	if names := a.OutputsChanged([]string{next.Certificates[0].PKCS12PasswordFile}); !slices.Equal(names, []string{"web"}) {
+		t.Fatalf("a password change scheduled %v", names)
+	}
+	waitFor(t, "PKCS#12 re-encoded with the new password", func() bool {
+		data, err := os.ReadFile(p12)
+		if err != nil {
+			return false
+		}
+		_, _, _, err = pkcs12.DecodeChain(data, "second")
+		return err == nil
+	})
 }

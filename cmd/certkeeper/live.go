@@ -70,10 +70,15 @@ func follow(ctx context.Context, e *env, a *agent.Agent, closeVault func()) *liv
 		l.inputs.Set(l.inputPaths(e.cfg))
 		wg.Go(func() {
 			l.inputs.Run(ctx, func(evs []fswatch.Event) {
+				var paths []string
 				for _, ev := range evs {
 					e.log.Debug("config input changed on disk", "file", ev.Path, "what", ev.What)
+					paths = append(paths, ev.Path)
 				}
 				l.reload("file changed")
+				// A changed PKCS#12 password is not a config change, but
+				// the file must be re-encoded with it.
+				a.OutputsChanged(paths)
 			})
 		})
 	}
