@@ -63,16 +63,6 @@ var deniedNames = []string{
 	"file", "writeToFile", "plugin",
 }
 
-// DeniedFunctions lists the disabled function names and patterns, for
-// documentation and tests.
-func DeniedFunctions() []string {
-	var out []string
-	for _, d := range denied {
-		out = append(out, d.pattern)
-	}
-	return out
-}
-
 func deniedReason(name string) (string, bool) {
 	for _, d := range denied {
 		if ok, _ := path.Match(d.pattern, name); ok {

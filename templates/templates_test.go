@@ -316,6 +316,17 @@ func TestDisabledFunctions(t *testing.T) {
 	if _, err := Check(Input{Text: "{{ connectProxy }}"}, Certificate{}); err == nil || !strings.Contains(err.Error(), "Consul") {
 		t.Errorf("connect* pattern: %v", err)
 	}
+	// Hidden in a defined template, an argument or a variable.
+	for _, text := range []string{
+		"{{ define \"x\" }}{{ file \"/etc/shadow\" }}{{ end }}{{ executeTemplate \"x\" }}",
+		"{{ printf \"%s\" (secret \"a\") }}",
+		"{{ $k := key \"a\" }}{{ $k }}",
+		"{{ range $i, $s := services }}{{ end }}",
+	} {
+		if _, err := Check(Input{Text: text}, Certificate{}); err == nil || !strings.Contains(err.Error(), "is disabled") {
+			t.Errorf("%s: %v", text, err)
+		}
+	}
 }
 
 func TestEnvironment(t *testing.T) {
