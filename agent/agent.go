@@ -63,6 +63,9 @@ type Agent struct {
 	mu     sync.Mutex
 	held   map[string]*held
 	status map[string]*Status
+	// reconfigured marks certificates a reload changed, so their next
+	// rewrite is not reported as someone else's tampering.
+	reconfigured map[string]bool
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -76,6 +79,8 @@ func New(o Options) *Agent {
 		rand:     o.Rand,
 		held:     map[string]*held{},
 		status:   map[string]*Status{},
+
+		reconfigured: map[string]bool{},
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -112,16 +117,20 @@ type Result struct {
 	Leaf    *pki.Bundle
 	RenewAt time.Time
 	Written []string
+	// Missing are the written files that did not exist (deleted, or new
+	// outputs); the rest of Written existed with other bytes, mode or owner.
+	Missing []string
 }
 
 // ensure makes certificate c valid and written. With force, a new
 // certificate is obtained even if the held one is good.
 func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*Result, error) {
 	log := a.log.With("cert", c.Name)
-	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+	reconfigured := a.takeReconfigured(c.Name)
+	if err := os.MkdirAll(a.config().StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	if err := sinks.Recover(journalPath(a.cfg.StateDir, c.Name), destinations(a.cfg, c)); err != nil {
+	if err := sinks.Recover(journalPath(a.config().StateDir, c.Name), destinations(a.config(), c)); err != nil {
 		return nil, err
 	}
 	now := a.now()
@@ -133,8 +142,11 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 			if err != nil {
 				return nil, err
 			}
-			if res.Action == Restored {
-				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","))
+			if reconfigured && res.Action == Restored {
+				log.Info("config changed; rewrote the outputs from the certificate held", "files", strings.Join(res.Written, ","), "vault_asked", false)
+			} else if res.Action == Restored {
+				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
+					"missing", strings.Join(res.Missing, ","), "vault_asked", false)
 			}
 			return res, nil
 		}
@@ -165,7 +177,7 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 	a.mu.Unlock()
 	if h == nil {
 		var err error
-		h, err = loadHeld(a.cfg, c)
+		h, err = loadHeld(a.config(), c)
 		if err != nil {
 			return nil, err.Error()
 		}
@@ -198,7 +210,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 			return nil, err
 		}
 	}
-	issued, err := a.issuer.Obtain(ctx, req)
+	issued, err := a.currentIssuer().Obtain(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -258,11 +270,11 @@ func (e *RejectedError) Unwrap() error { return e.Err }
 
 // write puts h on disk as c's outputs and makes it the held certificate.
 func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
-	files, err := outputs(a.cfg, c, h)
+	files, err := outputs(a.config(), c, h)
 	if err != nil {
 		return nil, err
 	}
-	change, err := sinks.WriteSet(journalPath(a.cfg.StateDir, c.Name), files)
+	change, err := sinks.WriteSet(journalPath(a.config().StateDir, c.Name), files)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +284,8 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	at, _ := renewAt(c, h)
 	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
 	// The record is certkeeper's own; only the outputs matter to servers.
-	res.Written = slices.DeleteFunc(slices.Clone(change.Written), func(p string) bool { return p == recordPath(a.cfg.StateDir, c.Name) })
+	res.Written = slices.DeleteFunc(slices.Clone(change.Written), func(p string) bool { return p == recordPath(a.config().StateDir, c.Name) })
+	res.Missing = slices.DeleteFunc(change.Created(), func(p string) bool { return p == recordPath(a.config().StateDir, c.Name) })
 	if len(res.Written) > 0 {
 		res.Action = Restored
 		if a.notifier != nil {

@@ -22,6 +22,8 @@ import (
 type held struct {
 	bundle *pki.Bundle
 	record record
+	// renders keeps template outputs fixed for this certificate.
+	renders renderMemo
 }
 
 // record is what certkeeper writes to its state directory beside each
@@ -74,6 +76,11 @@ func outputs(cfg *config.Config, c config.Certificate, h *held) ([]sinks.File, e
 	if c.Files.CA != "" {
 		files = append(files, file(c.Files.CA, pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...), c.CertMode))
 	}
+	extra, err := formatted(c, h)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, extra...)
 	files = append(files, sinks.File{Path: recordPath(cfg.StateDir, c.Name), Data: append(rec, '\n'), Mode: 0o600, UID: -1, GID: -1})
 	return files, nil
 }
@@ -87,6 +94,7 @@ func destinations(cfg *config.Config, c config.Certificate) []string {
 			out = append(out, p)
 		}
 	}
+	out = append(out, formattedPaths(c)...)
 	return out
 }
 

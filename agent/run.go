@@ -17,11 +17,16 @@ import (
 // that read the files. On return no write is in flight.
 func (a *Agent) Run(ctx context.Context, ready func()) error {
 	q := a.queue
-	for _, c := range a.cfg.Certificates {
+	cfg := a.config()
+	// started are the certificates ready waits for; ones a reload adds
+	// later do not hold it back.
+	started := map[string]bool{}
+	for _, c := range cfg.Certificates {
 		q.Set(c.Name, time.Time{})
+		started[c.Name] = true
 	}
 	var pending sync.WaitGroup
-	pending.Add(len(a.cfg.Certificates))
+	pending.Add(len(cfg.Certificates))
 	go func() {
 		pending.Wait()
 		if ready != nil && ctx.Err() == nil {
@@ -30,7 +35,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	}()
 	first := map[string]bool{}
 
-	sem := make(chan struct{}, a.cfg.Vault.MaxParallel)
+	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	for {
@@ -43,7 +48,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		case <-ctx.Done():
 			return nil
 		}
-		initial := !first[name]
+		initial := !first[name] && started[name]
 		first[name] = true
 		inflight.Add(1)
 		go func() {
@@ -54,7 +59,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 				pending.Done()
 			}
 			if ok && ctx.Err() == nil {
-				q.Set(name, next)
+				a.reschedule(name, next)
 			}
 		}()
 	}
@@ -64,7 +69,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 // next one is due. ok is false when the certificate is no longer
 // configured.
 func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool) {
-	c, ok := a.cfg.Certificate(name)
+	c, ok := a.config().Certificate(name)
 	if !ok {
 		a.forget(name)
 		return time.Time{}, false
@@ -122,10 +127,11 @@ type Outcome struct {
 // Once makes every certificate valid and written, then returns one outcome
 // per certificate, in config order.
 func (a *Agent) Once(ctx context.Context) []Outcome {
-	out := make([]Outcome, len(a.cfg.Certificates))
-	sem := make(chan struct{}, a.cfg.Vault.MaxParallel)
+	cfg := a.config()
+	out := make([]Outcome, len(cfg.Certificates))
+	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var wg sync.WaitGroup
-	for i, c := range a.cfg.Certificates {
+	for i, c := range cfg.Certificates {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

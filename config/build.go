@@ -54,7 +54,7 @@ func (b *builder) build(raw *rawFile) *Config {
 		}
 		seen[rc.Name] = rc.DefRange
 		c := b.certificate(rc)
-		for _, p := range []string{c.Files.Cert, c.Files.Key, c.Files.Chain, c.Files.Fullchain, c.Files.CA} {
+		for _, p := range c.OutputPaths() {
 			if p == "" {
 				continue
 			}
@@ -284,6 +284,7 @@ func (b *builder) certificate(rc *rawCertificate) Certificate {
 	if rc.CertMode != "" {
 		c.CertMode = b.mode(at("cert_mode"), "cert_mode", rc.CertMode)
 	}
+	b.formats(rc, &c)
 	return c
 }
 

@@ -101,6 +101,12 @@ type Certificate struct {
 	UID, GID int
 	KeyMode  fs.FileMode
 	CertMode fs.FileMode
+
+	// Templates are extra output files rendered from the certificate.
+	Templates []Template
+	// PKCS12PasswordFile holds the password of Files.PKCS12; empty means
+	// an empty password.
+	PKCS12PasswordFile string
 }
 
 // Files are the output paths of a certificate; only CertFile and KeyFile
@@ -111,6 +117,8 @@ type Files struct {
 	Chain     string
 	Fullchain string
 	CA        string
+	// PKCS12 is the key, leaf and CA chain in one PKCS#12 file.
+	PKCS12 string
 }
 
 // Defaults, in one place.

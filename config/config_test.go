@@ -39,6 +39,17 @@ testdata/invalid-empty.hcl:1:1: at least one "certificate" block is required`},
 		{"invalid-missing.hcl", `testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "cert_file" is required, but no definition was found.
 testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "mount" is required, but no definition was found.`},
 		{"invalid-syntax.hcl", `testdata/invalid-syntax.hcl:4:19: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},
+		{"invalid-templates.hcl", `testdata/invalid-templates.hcl:9:26: pkcs12_password_file is set but pkcs12_file is not
+testdata/invalid-templates.hcl:12:19: template source "templates/bad.tmpl": line 3: at <.Kye>: can't evaluate field Kye in type templates.Certificate
+testdata/invalid-templates.hcl:16:19: template contents: line 2: function "secret" is disabled: templates render only the certificate certkeeper holds; they never call Vault (use the certificate function)
+testdata/invalid-templates.hcl:16:19: template contents: line 3: function "file" is disabled: templates must not read local files: that would let a template copy any file certkeeper can read (another key, a token) into its output
+testdata/invalid-templates.hcl:27:19: mode 0644 would let every user on the host read this template's output, which includes the private key; use 0600 or 0640
+testdata/invalid-templates.hcl:30:19: stock template "nginx" does not exist (stock templates: bundle, haproxy, json)
+testdata/invalid-templates.hcl:33:3: a template needs exactly one of source, contents or stock
+testdata/invalid-templates.hcl:40:19: template destination /tmp/web.key is already an output of this certificate
+testdata/invalid-templates.hcl:43:19: template contents: line 2: unexpected "}" in operand
+testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.crt, which certificate "web" also writes
+testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.json, which certificate "web" also writes`},
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
 		{"invalid-wrong-type.hcl", `testdata/invalid-wrong-type.hcl:9:18: Unsuitable value type: Unsuitable value: list of string required, but have string
 testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: a number is required`},

@@ -74,6 +74,24 @@ type rawCertificate struct {
 	CertMode      string    `hcl:"cert_mode,optional"`
 	Body          hcl.Body  `hcl:",body"`
 	DefRange      hcl.Range `hcl:",def_range"`
+
+	Templates          []rawTemplate `hcl:"template,block"`
+	PKCS12File         string        `hcl:"pkcs12_file,optional"`
+	PKCS12PasswordFile string        `hcl:"pkcs12_password_file,optional"`
+}
+
+type rawTemplate struct {
+	Source         string    `hcl:"source,optional"`
+	Contents       string    `hcl:"contents,optional"`
+	Stock          string    `hcl:"stock,optional"`
+	Destination    string    `hcl:"destination"`
+	Mode           string    `hcl:"mode,optional"`
+	Owner          string    `hcl:"owner,optional"`
+	Group          string    `hcl:"group,optional"`
+	LeftDelimiter  string    `hcl:"left_delimiter,optional"`
+	RightDelimiter string    `hcl:"right_delimiter,optional"`
+	Body           hcl.Body  `hcl:",body"`
+	DefRange       hcl.Range `hcl:",def_range"`
 }
 
 // Load reads, decodes and validates the config file at path. The error

@@ -23,7 +23,7 @@ func cmdPolicy(_ context.Context, e *env) int {
 }
 
 func newAgent(e *env) (*agent.Agent, func(), error) {
-	vc, err := vault.New(e.cfg.Vault, vault.Options{Log: e.log})
+	vc, err := newVault(e, e.cfg.Vault)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -37,11 +37,14 @@ func cmdRun(ctx context.Context, e *env) int {
 		e.log.Error("cannot start", "error", err)
 		return 1
 	}
-	defer closeVault()
+	// live closes the Vault client in force, which a reload may replace.
+	live := follow(ctx, e, a, closeVault)
+	defer live.stop()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
 	sd := sdnotify.FromEnv()
 	ready := func() {
 		e.log.Info("initial pass complete")
+		live.ready()
 		// systemd starts units ordered After=certkeeper.service (nginx)
 		// only now, when every certificate has had its first pass.
 		if err := sd.Send("READY=1"); err != nil {

@@ -107,6 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "certkeeper: %v\n", err)
 		return 2
 	}
+	// Libraries that log through the standard log package (consul-template)
+	// then go through the same handler.
+	slog.SetDefault(log)
 	cfg, err := config.Load(g.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)

@@ -1,0 +1,208 @@
+// Package fswatch reports changes to a set of files. It watches the
+// directories that hold them, not the files: editors and config management
+// tools replace a file by renaming a new one over it, and a watch on the
+// file itself is lost at the first such replace. Events are batched until
+// the directory has been quiet for a moment, so a tool that writes in
+// several steps produces one report.
+package fswatch
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Options tune a Watcher.
+type Options struct {
+	// Quiet is how long events must stop before a batch is reported.
+	Quiet time.Duration
+	// Chmod reports mode and owner changes too. A config file's mode is
+	// of no interest; an output key made world-readable is.
+	Chmod bool
+	Log   *slog.Logger
+}
+
+// Event says what happened to one watched file during a batch.
+type Event struct {
+	Path string
+	// What is "deleted", "replaced" (created, or renamed over),
+	// "modified" or "mode changed".
+	What string
+}
+
+// Watcher watches files by their directories.
+type Watcher struct {
+	opts Options
+	fsw  *fsnotify.Watcher
+
+	mu    sync.Mutex
+	files map[string]bool   // the files of interest
+	alias map[string]string // symlink target -> the watched link
+	dirs  map[string]bool   // directories fsw watches
+}
+
+// New makes a watcher with nothing to watch yet.
+func New(opts Options) (*Watcher, error) {
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Quiet <= 0 {
+		opts.Quiet = 500 * time.Millisecond
+	}
+	return &Watcher{opts: opts, fsw: fsw, files: map[string]bool{}, alias: map[string]string{}, dirs: map[string]bool{}}, nil
+}
+
+// Set replaces the files watched. A directory that does not exist yet is
+// skipped; calling Set again (with the same files) picks it up once it
+// does.
+func (w *Watcher) Set(files []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.files = map[string]bool{}
+	w.alias = map[string]string{}
+	want := map[string]bool{}
+	for _, f := range files {
+		f = filepath.Clean(f)
+		w.files[f] = true
+		want[filepath.Dir(f)] = true
+		// A file that is a symlink (a Kubernetes-style ..data link, a
+		// config kept in a repository checkout) changes where it points.
+		if real, err := filepath.EvalSymlinks(f); err == nil && real != f {
+			w.alias[real] = f
+			want[filepath.Dir(real)] = true
+		}
+	}
+	for dir := range w.dirs {
+		if !want[dir] {
+			w.fsw.Remove(dir)
+			delete(w.dirs, dir)
+		}
+	}
+	for dir := range want {
+		if w.dirs[dir] {
+			continue
+		}
+		if err := w.fsw.Add(dir); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				w.opts.Log.Warn("cannot watch directory; changes there are seen at the next pass only", "dir", dir, "error", err)
+			}
+			continue
+		}
+		w.dirs[dir] = true
+	}
+}
+
+// Run reports batches of events to fn until ctx ends, then stops
+// watching. fn runs on Run's goroutine.
+func (w *Watcher) Run(ctx context.Context, fn func([]Event)) {
+	defer w.fsw.Close()
+	pending := map[string]fsnotify.Op{}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			if ev.Op == fsnotify.Chmod && !w.opts.Chmod {
+				continue
+			}
+			hit := w.match(ev)
+			for _, p := range hit {
+				pending[p] |= ev.Op
+			}
+			if len(hit) > 0 {
+				timer.Reset(w.opts.Quiet)
+			}
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			// An overflow loses events; the agent's own passes still
+			// converge, so this is worth a warning, not more.
+			w.opts.Log.Warn("file watch error", "error", err)
+		case <-timer.C:
+			batch := make([]Event, 0, len(pending))
+			for p, op := range pending {
+				batch = append(batch, Event{Path: p, What: describe(p, op)})
+			}
+			slices.SortFunc(batch, func(a, b Event) int { return strings.Compare(a.Path, b.Path) })
+			clear(pending)
+			fn(batch)
+		}
+	}
+}
+
+// match maps an event to the watched files it concerns.
+func (w *Watcher) match(ev fsnotify.Event) []string {
+	name := filepath.Clean(ev.Name)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.files[name] {
+		return []string{name}
+	}
+	if link, ok := w.alias[name]; ok {
+		return []string{link}
+	}
+	var inDir []string
+	for f := range w.files {
+		if filepath.Dir(f) == name || filepath.Dir(f) == filepath.Dir(name) {
+			inDir = append(inDir, f)
+		}
+	}
+	switch {
+	case w.dirs[name] && ev.Has(fsnotify.Remove|fsnotify.Rename):
+		// The directory itself went away: its watch is gone with it,
+		// so forget it for the next Set to add again.
+		w.fsw.Remove(name)
+		delete(w.dirs, name)
+		return filterDir(inDir, name)
+	case strings.HasPrefix(filepath.Base(name), ".."):
+		// Kubernetes swaps a "..data" symlink to update every file of a
+		// ConfigMap at once; the event names the link, not the files.
+		return filterDir(inDir, filepath.Dir(name))
+	}
+	return nil
+}
+
+func filterDir(files []string, dir string) []string {
+	var out []string
+	for _, f := range files {
+		if filepath.Dir(f) == dir {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func describe(path string, op fsnotify.Op) string {
+	_, err := os.Lstat(path)
+	exists := err == nil
+	switch {
+	case !exists:
+		return "deleted"
+	case op.Has(fsnotify.Remove | fsnotify.Rename | fsnotify.Create):
+		// A rename over the file shows as a Create of its name.
+		return "replaced"
+	case op.Has(fsnotify.Write):
+		return "modified"
+	}
+	return "mode changed"
+}

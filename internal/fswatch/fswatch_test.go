@@ -1,0 +1,147 @@
+package fswatch
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// watch runs a watcher on files and returns a channel of its batches.
+func watch(t *testing.T, opts Options, files ...string) (*Watcher, <-chan []Event) {
+	t.Helper()
+	opts.Quiet = 100 * time.Millisecond
+	w, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Set(files)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan []Event, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx, func(b []Event) { ch <- b })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return w, ch
+}
+
+func next(t *testing.T, ch <-chan []Event) []Event {
+	t.Helper()
+	select {
+	case b := <-ch:
+		return b
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event batch within 10s")
+		return nil
+	}
+}
+
+func quiet(t *testing.T, ch <-chan []Event) {
+	t.Helper()
+	select {
+	case b := <-ch:
+		t.Fatalf("unexpected batch %v", b)
+	case <-time.After(400 * time.Millisecond):
+	}
+}
+
+func TestReplaceByRenameIsSeenEveryTime(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "certkeeper.hcl")
+	os.WriteFile(cfg, []byte("v1"), 0o600)
+	_, ch := watch(t, Options{}, cfg)
+	// Config management writes a temp file and renames it over; a watch on
+	// the file itself would see only the first of these.
+	for i := range 3 {
+		tmp := filepath.Join(dir, ".certkeeper.hcl.tmp")
+		os.WriteFile(tmp, []byte{byte('a' + i)}, 0o600)
+		if err := os.Rename(tmp, cfg); err != nil {
+			t.Fatal(err)
+		}
+		b := next(t, ch)
+		if len(b) != 1 || b[0].Path != cfg || b[0].What != "replaced" {
+			t.Fatalf("replace %d: batch %v", i, b)
+		}
+	}
+}
+
+func TestBatchesAndFilters(t *testing.T) {
+	dir := t.TempDir()
+	key, crt := filepath.Join(dir, "web.key"), filepath.Join(dir, "web.crt")
+	os.WriteFile(key, []byte("k"), 0o600)
+	os.WriteFile(crt, []byte("c"), 0o644)
+	_, ch := watch(t, Options{Chmod: true}, key, crt)
+
+	// Files nobody asked about are ignored.
+	os.WriteFile(filepath.Join(dir, "other"), []byte("x"), 0o600)
+	quiet(t, ch)
+
+	// A burst is one batch.
+	os.Remove(key)
+	f, _ := os.OpenFile(crt, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("more")
+	f.Close()
+	b := next(t, ch)
+	if len(b) != 2 || b[0] != (Event{crt, "modified"}) || b[1] != (Event{key, "deleted"}) {
+		t.Fatalf("batch %v", b)
+	}
+
+	os.Chmod(crt, 0o666)
+	if b := next(t, ch); len(b) != 1 || b[0] != (Event{crt, "mode changed"}) {
+		t.Fatalf("chmod batch %v", b)
+	}
+}
+
+func TestChmodIgnoredWhenNotAsked(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.hcl")
+	os.WriteFile(cfg, []byte("x"), 0o600)
+	_, ch := watch(t, Options{}, cfg)
+	os.Chmod(cfg, 0o640)
+	quiet(t, ch)
+}
+
+// TestMissingDirectoryPickedUpLater: outputs of a certificate added by a
+// reload live in a directory its first pass creates.
+func TestMissingDirectoryPickedUpLater(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	key := filepath.Join(dir, "web.key")
+	w, ch := watch(t, Options{}, key)
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(key, []byte("k"), 0o600)
+	quiet(t, ch)
+	w.Set([]string{key})
+	os.Remove(key)
+	if b := next(t, ch); len(b) != 1 || b[0] != (Event{key, "deleted"}) {
+		t.Fatalf("batch %v", b)
+	}
+}
+
+// TestKubernetesDataSwap: a ConfigMap volume updates by swapping the
+// ..data symlink; the files are links through it and never change name.
+func TestKubernetesDataSwap(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"v1", "v2"} {
+		os.Mkdir(filepath.Join(dir, v), 0o755)
+		os.WriteFile(filepath.Join(dir, v, "certkeeper.hcl"), []byte(v), 0o600)
+	}
+	os.Symlink("v1", filepath.Join(dir, "..data"))
+	cfg := filepath.Join(dir, "certkeeper.hcl")
+	os.Symlink("..data/certkeeper.hcl", cfg)
+	_, ch := watch(t, Options{}, cfg)
+
+	os.Symlink("v2", filepath.Join(dir, "..data_tmp"))
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	b := next(t, ch)
+	if len(b) != 1 || b[0].Path != cfg {
+		t.Fatalf("batch %v", b)
+	}
+	if data, _ := os.ReadFile(cfg); string(data) != "v2" {
+		t.Fatalf("swap did not happen: %q", data)
+	}
+}

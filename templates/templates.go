@@ -1,0 +1,208 @@
+// Package templates renders a certificate certkeeper holds into the formats
+// other programs read (HAProxy's combined PEM, key+cert bundles, JSON, or
+// anything a user writes), with consul-template's engine so the syntax and
+// helper functions are the ones Vault Agent users already know.
+//
+// A template sees one thing: the certificate, through the `certificate`
+// function. Functions that would reach Vault, Consul or Nomad, read or
+// write files, or run programs are disabled, so a template can never fetch
+// or write anything by itself: its output goes back to the agent, which
+// writes it in the same atomic set as the key it contains.
+//
+// This package touches neither disk nor network.
+package templates
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template/parse"
+
+	ctemplate "github.com/hashicorp/consul-template/template"
+)
+
+// Input is a template's text and how to read it.
+type Input struct {
+	// Name identifies the template in messages (its source path, or
+	// "stock haproxy").
+	Name string
+	Text string
+	// LeftDelim and RightDelim default to "{{" and "}}".
+	LeftDelim, RightDelim string
+}
+
+// Error is a problem at a line of a template.
+type Error struct {
+	Line int // 0 when the engine did not say
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line == 0 {
+		return e.Msg
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+}
+
+// Render executes the template with cert as the value of `certificate`.
+// Errors carry the template's line (as *Error) and never the certificate's
+// key: text/template quotes the failing expression, not the data.
+func Render(in Input, cert Certificate) ([]byte, error) {
+	if strings.TrimSpace(in.Text) == "" {
+		return nil, &Error{Msg: "template is empty"}
+	}
+	t, err := ctemplate.NewTemplate(&ctemplate.NewTemplateInput{
+		Contents:   in.Text,
+		LeftDelim:  in.LeftDelim,
+		RightDelim: in.RightDelim,
+		ExtFuncMap: funcs(cert),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading template: %w", err)
+	}
+	// A fresh, empty brain: no function that could fill it is enabled.
+	res, err := t.Execute(&ctemplate.ExecuteInput{Brain: ctemplate.NewBrain()})
+	if err != nil {
+		return nil, engineError(err)
+	}
+	return res.Output, nil
+}
+
+// CheckResult is what Check learnt from a dry run.
+type CheckResult struct {
+	// IncludesKey is true when the output holds the private key, so the
+	// file must not be readable by every user.
+	IncludesKey bool
+}
+
+// Check finds what would make the template fail: a syntax error, a
+// disabled function (anywhere, even in a branch the dry run does not
+// take), an unknown function, or a field the certificate does not have. It
+// renders the template once against sample, a certificate shaped like the
+// one the config asks for, whose PEM fields are placeholders.
+func Check(in Input, sample Certificate) (CheckResult, error) {
+	if strings.TrimSpace(in.Text) == "" {
+		return CheckResult{}, &Error{Msg: "template is empty"}
+	}
+	trees, err := parseTrees(in)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	var errs []error
+	for _, t := range trees {
+		walk(t.Root, func(n parse.Node) {
+			id, ok := n.(*parse.IdentifierNode)
+			if !ok {
+				return
+			}
+			if why, denied := deniedReason(id.Ident); denied {
+				errs = append(errs, &Error{Line: lineOf(t, n), Msg: fmt.Sprintf("function %q is disabled: %s", id.Ident, why)})
+			}
+		})
+	}
+	if len(errs) > 0 {
+		return CheckResult{}, errors.Join(errs...)
+	}
+	sample = sample.withPlaceholders()
+	out, err := Render(in, sample)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	return CheckResult{IncludesKey: bytes.Contains(out, []byte(sampleKeyMarker))}, nil
+}
+
+// parseTrees parses without checking function names: the engine knows the
+// names, and the dry run reports unknown ones. This parse exists to see
+// every function a template names, taken branch or not.
+func parseTrees(in Input) (map[string]*parse.Tree, error) {
+	t := parse.New("")
+	t.Mode = parse.SkipFuncCheck | parse.ParseComments
+	trees := map[string]*parse.Tree{}
+	if _, err := t.Parse(in.Text, in.LeftDelim, in.RightDelim, trees); err != nil {
+		return nil, engineError(err)
+	}
+	return trees, nil
+}
+
+func walk(n parse.Node, fn func(parse.Node)) {
+	if n == nil {
+		return
+	}
+	fn(n)
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walk(c, fn)
+		}
+	case *parse.ActionNode:
+		walk(n.Pipe, fn)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walk(c, fn)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walk(a, fn)
+		}
+	case *parse.ChainNode:
+		walk(n.Node, fn)
+	case *parse.IfNode:
+		walkBranch(&n.BranchNode, fn)
+	case *parse.RangeNode:
+		walkBranch(&n.BranchNode, fn)
+	case *parse.WithNode:
+		walkBranch(&n.BranchNode, fn)
+	case *parse.TemplateNode:
+		walk(n.Pipe, fn)
+	}
+}
+
+func walkBranch(b *parse.BranchNode, fn func(parse.Node)) {
+	walk(b.Pipe, fn)
+	if b.List != nil {
+		walk(b.List, fn)
+	}
+	if b.ElseList != nil {
+		walk(b.ElseList, fn)
+	}
+}
+
+func lineOf(t *parse.Tree, n parse.Node) int {
+	loc, _ := t.ErrorContext(n)
+	// loc is "name:line:col"; the name is empty here.
+	parts := strings.Split(loc, ":")
+	if len(parts) >= 3 {
+		line, _ := strconv.Atoi(parts[len(parts)-2])
+		return line
+	}
+	return 0
+}
+
+// engineRx takes apart text/template's messages, which consul-template
+// wraps in "parse: " or "execute: ": "template: NAME:LINE[:COL]: [executing
+// "NAME" at <EXPR>: ]MESSAGE".
+var engineRx = regexp.MustCompile(`(?s)^(?:parse: |execute: )?template: [^:]*:(\d+)(?::\d+)?: (?:executing "[^"]*" at (<.*?>): )?(.*)$`)
+
+// engineError rewords an engine error as an *Error with the template's
+// own line, without the template's internal name.
+func engineError(err error) error {
+	m := engineRx.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &Error{Msg: err.Error()}
+	}
+	line, _ := strconv.Atoi(m[1])
+	msg := m[3]
+	if m[2] != "" {
+		msg = "at " + m[2] + ": " + msg
+	}
+	return &Error{Line: line, Msg: msg}
+}
