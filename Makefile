@@ -8,14 +8,13 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # stays fast; `make test` always sets it.
 TAGS     := integration
 
-export CGO_ENABLED ?= 0
-
 .PHONY: all build vault test unit integration demo lint clean package
 
 all: build
 
+# Static (CGO off) so the binary runs on any host of the fleet.
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/certkeeper ./cmd/certkeeper
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/certkeeper ./cmd/certkeeper
 
 # A real Vault server (and Vault Agent), pinned in test/vaultserver/go.mod.
 vault: bin/vault

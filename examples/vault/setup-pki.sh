@@ -31,7 +31,9 @@ mkdir -p "$OUT"
 
 say() { printf '==> %s\n' "$*"; }
 
-mounted() { vault secrets list -format=json | grep -q "\"$1/\""; }
+# (A pipe into grep -q would be racy under pipefail: grep exits early and
+# the writer dies of SIGPIPE.)
+mounted() { vault read "sys/mounts/$1" >/dev/null 2>&1; }
 
 enable_pki() {
   local mount=$1 ttl=$2
@@ -131,7 +133,7 @@ path "auth/token/lookup-self"        { capabilities = ["read"] }
 path "auth/token/renew-self"         { capabilities = ["update"] }
 POLICY
 vault policy write certkeeper-web-host "$OUT/policy-web-host.hcl" >/dev/null
-vault auth list -format=json | grep -q '"approle/"' || vault auth enable approle >/dev/null
+vault read sys/auth/approle >/dev/null 2>&1 || vault auth enable approle >/dev/null
 # secret_ids are single-host credentials: bound to nothing here, but meant
 # to be delivered response-wrapped (vault write -wrap-ttl=10m ...).
 vault write auth/approle/role/web-host \
