@@ -39,7 +39,14 @@ testdata/invalid-empty.hcl:1:1: at least one "certificate" block is required`},
 		{"invalid-missing.hcl", `testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "cert_file" is required, but no definition was found.
 testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "mount" is required, but no definition was found.`},
 		{"invalid-syntax.hcl", `testdata/invalid-syntax.hcl:4:19: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},
+		{"invalid-telemetry.hcl", `testdata/invalid-telemetry.hcl:14:12: listen must be host:port such as "127.0.0.1:9847" (or "" to turn the endpoint off), not "9847"
+testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the first is at line 13)
+testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern
+testdata/invalid-telemetry.hcl:22:12: paths: an empty path watches nothing
+testdata/invalid-telemetry.hcl:23:12: rescan: "often" is not a positive duration (examples: "90m", "72h", "30d")`},
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
+		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint, which listen = "" turns off
+testdata/invalid-watch.hcl:18:11: paths must list at least one file, directory or glob pattern`},
 		{"invalid-wrong-type.hcl", `testdata/invalid-wrong-type.hcl:9:18: Unsuitable value type: Unsuitable value: list of string required, but have string
 testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: a number is required`},
 	}
