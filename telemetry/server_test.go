@@ -158,7 +158,7 @@ func TestServeRetriesUntilTheAddressIsFree(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(ctx, ServeOptions{Listen: addr, RetryEvery: 50 * time.Millisecond,
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hi") }),
+			Handler:  http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hi") }),
 			OnListen: func(a net.Addr) { listening <- a }})
 	}()
 	time.Sleep(150 * time.Millisecond)
