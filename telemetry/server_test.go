@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -157,7 +158,7 @@ func TestServeRetriesUntilTheAddressIsFree(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(ctx, ServeOptions{Listen: addr, RetryEvery: 50 * time.Millisecond,
+		done <- Serve(ctx, ServeOptions{Listen: addr, RetryEvery: 50 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
 			Handler:  http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hi") }),
 			OnListen: func(a net.Addr) { listening <- a }})
 	}()
