@@ -5,13 +5,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +26,8 @@ const (
 	configPath = "examples/demo/certkeeper.hcl"
 	runDir     = "examples/demo/run"
 	certkeeper = "bin/certkeeper"
+	// metricsAddr is telemetry.listen in the demo config.
+	metricsAddr = "127.0.0.1:9847"
 )
 
 func main() {
@@ -157,10 +162,32 @@ func show() {
 	say("$ %s status -config %s", certkeeper, configPath)
 	shell(certkeeper, "status", "-config", configPath)
 	say("")
+	showMetrics()
+	say("")
 	say("web lives 2 minutes, so certkeeper renews it in about a minute: watch for")
 	say(`"certificate issued and written" with reason="renewal is due" below.`)
 	say("Press Ctrl-C to stop certkeeper and Vault and remove %s.", runDir)
 	say("")
+}
+
+// showMetrics prints a few lines of what Prometheus would scrape.
+func showMetrics() {
+	const url = "http://" + metricsAddr + "/metrics"
+	say("what Prometheus scrapes (a few lines of them; also /healthz, /readyz, /v1/status):")
+	say("$ curl -s %s | grep -E '^certkeeper_(certificate_(not_after|renewal|info|renewals)|ca_not_after|vault_requests)'", url)
+	resp, err := http.Get(url)
+	if err != nil {
+		say("(%v)", err)
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	show := regexp.MustCompile(`^certkeeper_(certificate_(not_after|renewal|info|renewals)|ca_not_after|vault_requests)`)
+	for sc.Scan() {
+		if show.MatchString(sc.Text()) {
+			fmt.Println(sc.Text())
+		}
+	}
 }
 
 func shell(name string, args ...string) {
