@@ -99,10 +99,16 @@ func run() error {
 	select {
 	case <-ctx.Done():
 		// Ctrl-C in a terminal reaches certkeeper too; SIGTERM covers the
-		// case where only the demo was signalled.
+		// case where only the demo was signalled. It waits a moment first:
+		// a SIGTERM landing after certkeeper finished its own clean
+		// shutdown (its handlers gone) would kill it with that signal.
 		say("stopping certkeeper...")
-		cmd.Process.Signal(syscall.SIGTERM)
-		exitErr = <-exited
+		select {
+		case exitErr = <-exited:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Signal(syscall.SIGTERM)
+			exitErr = <-exited
+		}
 	case exitErr = <-exited:
 		if ctx.Err() == nil {
 			return fmt.Errorf("certkeeper exited on its own: %v", exitErr)
