@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/agent/vault"
 )
 
 // def is one metric: its name, what it means, and its labels.
@@ -133,10 +134,7 @@ type renewalCount struct{ success, failure float64 }
 
 var (
 	_ agent.Observer = (*Metrics)(nil)
-	// vault.Observer, declared there; checked here without the import.
-	_ interface {
-		ObserveVaultRequest(string, int, time.Duration)
-	} = (*Metrics)(nil)
+	_ vault.Observer = (*Metrics)(nil)
 )
 
 // New registers certkeeper's event metrics on reg.

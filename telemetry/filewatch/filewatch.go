@@ -141,6 +141,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer rescan.Stop()
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
+	// A directory that never goes quiet (a busy one beside the files)
+	// must not postpone the scan forever: it runs at most maxWait after
+	// the first event of a burst.
+	maxWait := 10 * w.opts.Settle
+	var burst time.Time
+	poke := func() {
+		now := time.Now()
+		if burst.IsZero() {
+			burst = now
+		}
+		if d := burst.Add(maxWait).Sub(now); d < w.opts.Settle {
+			settle.Reset(max(d, 0))
+			return
+		}
+		settle.Reset(w.opts.Settle)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,7 +172,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if ev.Op == fsnotify.Chmod {
 				continue
 			}
-			settle.Reset(w.opts.Settle)
+			poke()
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
@@ -164,8 +180,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			// An overflow means events were lost: read everything again.
 			w.log.Warn("file watch error; rescanning", "error", err)
-			settle.Reset(w.opts.Settle)
+			poke()
 		case <-settle.C:
+			burst = time.Time{}
 			scan()
 		case <-rescan.C:
 			scan()

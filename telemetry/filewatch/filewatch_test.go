@@ -292,3 +292,35 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A directory that never goes quiet (something writes beside the watched
+// file all the time) still gets its changes read: events only postpone a
+// scan up to a bound.
+func TestBusyDirectoryStillScanned(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "web.pem")
+	na1 := time.Now().Add(24 * time.Hour).Truncate(time.Second)
+	write(t, path, certPEM(t, "web", na1))
+	w, _ := newWatcher(t, Options{Paths: []string{path}, Rescan: time.Hour, Settle: 100 * time.Millisecond})
+	run(t, w)
+	waitFor(t, w, "first version", func(m map[string]File) bool { return notAfterOf(m[path], "web").Equal(na1) })
+
+	stop := make(chan struct{})
+	noisy := make(chan struct{})
+	go func() {
+		defer close(noisy)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				os.WriteFile(filepath.Join(dir, "access.log"), []byte(strings.Repeat("x", i%100)), 0o644)
+			}
+		}
+	}()
+	defer func() { close(stop); <-noisy }()
+	time.Sleep(300 * time.Millisecond) // the burst is under way
+	na2 := na1.Add(time.Hour)
+	replace(t, path, certPEM(t, "web", na2))
+	waitFor(t, w, "the change in a busy directory", func(m map[string]File) bool { return notAfterOf(m[path], "web").Equal(na2) })
+}
