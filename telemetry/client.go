@@ -46,13 +46,22 @@ func FetchStatus(ctx context.Context, url, configPath string) ([]agent.Status, e
 		return nil, fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	if got, want := resp.Header.Get(ConfigHeader), canonical(configPath); canonical(got) != want {
-		return nil, fmt.Errorf("the agent at %s runs %s, not %s", url, got, want)
+		return nil, &OtherAgentError{URL: url, Config: got, Want: want}
 	}
 	var out []agent.Status
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&out); err != nil {
 		return nil, fmt.Errorf("reading status from %s: %w", url, err)
 	}
 	return out, nil
+}
+
+// OtherAgentError is an agent answering for another config file.
+type OtherAgentError struct {
+	URL, Config, Want string
+}
+
+func (e *OtherAgentError) Error() string {
+	return fmt.Sprintf("the agent at %s runs %s, not %s", e.URL, e.Config, e.Want)
 }
 
 // canonical makes two spellings of one config path compare equal.

@@ -47,7 +47,7 @@ var (
 		`Attempts to get a new certificate for this configured name since certkeeper started, by result ("success" or "failure").`, "counter",
 		[]string{"name", "result"}}
 	certLastSuccess = def{"certkeeper_certificate_last_success_timestamp_seconds",
-		"When a pass for this configured name last ended with a valid certificate written.", "gauge", []string{"name"}}
+		"When a pass for this configured name last ended with a valid certificate in place (kept, restored or newly issued).", "gauge", []string{"name"}}
 	certFailures = def{"certkeeper_certificate_consecutive_failures",
 		"Failed passes for this configured name since the last one that succeeded.", "gauge", []string{"name"}}
 	caNotAfter = def{"certkeeper_ca_not_after_timestamp_seconds",

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -211,7 +212,9 @@ func TestFetchStatusChecksTheConfig(t *testing.T) {
 	if err != nil || len(sts) != 1 || sts[0].Name != "web" {
 		t.Errorf("own agent: %+v, %v", sts, err)
 	}
-	if _, err := FetchStatus(t.Context(), srv.URL+"/v1/status", "/etc/other.hcl"); err == nil || !strings.Contains(err.Error(), "runs "+cfgPath) {
+	_, err = FetchStatus(t.Context(), srv.URL+"/v1/status", "/etc/other.hcl")
+	var other *OtherAgentError
+	if !errors.As(err, &other) || other.Config != cfgPath || !strings.Contains(err.Error(), "runs "+cfgPath+", not /etc/other.hcl") {
 		t.Errorf("another agent's status was accepted: %v", err)
 	}
 	srv.Close()

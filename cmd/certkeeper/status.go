@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +30,10 @@ func currentStatus(ctx context.Context, e *env, now time.Time) (statuses []agent
 		}
 	}
 	e.log.Debug("no running agent answered; reading the files on disk", "error", err)
+	var other *telemetry.OtherAgentError
+	if errors.As(err, &other) {
+		return agent.DiskStatus(e.cfg, now), "read from disk: " + other.Error()
+	}
 	return agent.DiskStatus(e.cfg, now), "read from disk (no running agent answered at " + listen + ")"
 }
 
