@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # stays fast; `make test` always sets it.
 TAGS     := integration
 
-.PHONY: all build vault test unit integration demo lint clean package
+.PHONY: all build vault test unit integration demo lint clean package rules
 
 all: build
 
@@ -21,7 +21,18 @@ vault: bin/vault
 bin/vault: test/vaultserver/go.mod test/vaultserver/go.sum test/vaultserver/main.go
 	cd test/vaultserver && $(GO) build -trimpath -ldflags '-s -w' -o ../../bin/vault .
 
-test: unit integration
+test: unit rules integration
+
+# The example alerts and their promtool unit tests. promtool is in Debian's
+# prometheus package, which .ci/run installs; a developer without it is
+# told, not failed.
+rules:
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules examples/prometheus/alerts.yml && \
+		promtool test rules examples/prometheus/alerts_test.yml; \
+	else \
+		echo "SKIP rules: promtool not found (install the Debian package prometheus)"; \
+	fi
 
 unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...

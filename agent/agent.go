@@ -42,6 +42,8 @@ type Options struct {
 	Issuer   Issuer
 	Log      *slog.Logger
 	Notifier Notifier
+	// Observer, if not nil, hears the outcome of every pass (metrics).
+	Observer Observer
 	// Now and Rand default to the real clock and math/rand; tests inject.
 	Now  func() time.Time
 	Rand func() float64
@@ -53,6 +55,7 @@ type Agent struct {
 	issuer   Issuer
 	log      *slog.Logger
 	notifier Notifier
+	observer Observer
 	now      func() time.Time
 	rand     func() float64
 
@@ -75,6 +78,7 @@ func New(o Options) *Agent {
 		issuer:   o.Issuer,
 		log:      o.Log,
 		notifier: o.Notifier,
+		observer: o.Observer,
 		now:      o.Now,
 		rand:     o.Rand,
 		held:     map[string]*held{},
@@ -181,6 +185,11 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 		if err != nil {
 			return nil, err.Error()
 		}
+		// What is on disk is what servers use: hold it, so status and
+		// metrics show its expiry even while getting a new one fails.
+		a.mu.Lock()
+		a.held[c.Name] = h
+		a.mu.Unlock()
 	}
 	if err := fits(c, h, now); err != nil {
 		return nil, strings.ReplaceAll(err.Error(), "\n", "; ")

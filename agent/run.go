@@ -80,6 +80,7 @@ func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool)
 		return time.Time{}, false
 	}
 	st := a.record(c, res, err)
+	a.observe(st, res, err)
 	if err != nil {
 		a.log.Error("renewal failed; keeping the files on disk", "cert", name, "error", err,
 			"failures", st.Failures, "retry_at", st.NextAttempt.Format(time.RFC3339), "current_not_after", formatTime(st.NotAfter))
@@ -160,6 +161,13 @@ func (a *Agent) onceOne(ctx context.Context, c config.Certificate) Outcome {
 		}
 	}
 	st := a.record(c, res, err)
+	a.observe(st, res, err)
+	if err != nil {
+		a.log.Error("renewal failed; keeping the files on disk", "cert", c.Name, "error", err,
+			"failures", st.Failures, "current_not_after", formatTime(st.NotAfter))
+	} else {
+		a.logResult(res, st)
+	}
 	return Outcome{Result: res, Err: err, Status: st}
 }
 

@@ -69,6 +69,8 @@ func (b *builder) build(raw *rawFile) *Config {
 	if len(raw.Certificates) == 0 {
 		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" block is required`)
 	}
+	cfg.Telemetry = b.telemetry(raw.Telemetry)
+	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
 	return cfg
 }
 

@@ -24,6 +24,10 @@ type Config struct {
 	StateDir     string
 	Vault        Vault
 	Certificates []Certificate
+	// Telemetry is the metrics and health endpoint; Watch lists certificate
+	// files certkeeper does not manage but exports expiry metrics for.
+	Telemetry Telemetry
+	Watch     Watch
 }
 
 // Vault says how to reach and log in to Vault.

@@ -50,7 +50,14 @@ testdata/invalid-templates.hcl:40:19: template destination /tmp/web.key is alrea
 testdata/invalid-templates.hcl:43:19: template contents: line 2: unexpected "}" in operand
 testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.crt, which certificate "web" also writes
 testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.json, which certificate "web" also writes`},
+		{"invalid-telemetry.hcl", `testdata/invalid-telemetry.hcl:14:12: listen must be host:port such as "127.0.0.1:9847" (or "" to turn the endpoint off), not "9847"
+testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the first is at line 13)
+testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern
+testdata/invalid-telemetry.hcl:22:12: paths: an empty path watches nothing
+testdata/invalid-telemetry.hcl:23:12: rescan: "often" is not a positive duration (examples: "90m", "72h", "30d")`},
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
+		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint, which listen = "" turns off
+testdata/invalid-watch.hcl:18:11: paths must list at least one file, directory or glob pattern`},
 		{"invalid-wrong-type.hcl", `testdata/invalid-wrong-type.hcl:9:18: Unsuitable value type: Unsuitable value: list of string required, but have string
 testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: a number is required`},
 	}

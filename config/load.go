@@ -22,6 +22,8 @@ type rawFile struct {
 	StateDir     string           `hcl:"state_dir,optional"`
 	Vault        *rawVault        `hcl:"vault,block"`
 	Certificates []rawCertificate `hcl:"certificate,block"`
+	Telemetry    []rawTelemetry   `hcl:"telemetry,block"`
+	Watch        []rawWatch       `hcl:"watch,block"`
 	Body         hcl.Body         `hcl:",body"`
 }
 

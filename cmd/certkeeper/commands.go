@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
@@ -32,11 +31,12 @@ func newAgent(e *env) (*agent.Agent, func(), error) {
 }
 
 func cmdRun(ctx context.Context, e *env) int {
-	a, closeVault, err := newAgent(e)
+	a, closeVault, stopTelemetry, err := newRunAgent(ctx, e)
 	if err != nil {
 		e.log.Error("cannot start", "error", err)
 		return 1
 	}
+	defer stopTelemetry()
 	// live closes the Vault client in force, which a reload may replace.
 	live := follow(ctx, e, a, closeVault)
 	defer live.stop()
@@ -92,9 +92,9 @@ func cmdOnce(ctx context.Context, e *env) int {
 	return code
 }
 
-func cmdStatus(_ context.Context, e *env) int {
+func cmdStatus(ctx context.Context, e *env) int {
 	now := time.Now()
-	statuses := agent.DiskStatus(e.cfg, now)
+	statuses, source := currentStatus(ctx, e, now)
 	if e.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -103,6 +103,7 @@ func cmdStatus(_ context.Context, e *env) int {
 		}
 	} else {
 		printStatus(e, statuses, now)
+		fmt.Fprintf(e.stdout, "(%s)\n", source)
 	}
 	for _, st := range statuses {
 		if st.State == agent.StateMissing || st.State == agent.StateExpired {
@@ -110,20 +111,6 @@ func cmdStatus(_ context.Context, e *env) int {
 		}
 	}
 	return 0
-}
-
-func printStatus(e *env, statuses []agent.Status, now time.Time) {
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCOMMON NAME\tSERIAL\tNOT AFTER\tEXPIRES IN\tRENEWS IN\tSTATE\tNOTE")
-	for _, st := range statuses {
-		if st.NotAfter.IsZero() {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t%s\t%s\n", st.Name, st.CommonName, st.State, st.LastError)
-			continue
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.CommonName, st.Serial,
-			st.NotAfter.UTC().Format(time.RFC3339), until(now, st.NotAfter), until(now, st.RenewAt), st.State, st.LastError)
-	}
-	tw.Flush()
 }
 
 // until renders a time relative to now the way an operator reads it.

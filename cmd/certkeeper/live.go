@@ -29,7 +29,7 @@ const (
 // newVault builds the Vault client for a vault block; used at start and
 // when a reload changes the block.
 func newVault(e *env, v config.Vault) (*vault.Client, error) {
-	return vault.New(v, vault.Options{Log: e.log})
+	return vault.New(v, vault.Options{Log: e.log, Observer: e.vaultObserver})
 }
 
 // live keeps a running agent in step with its config file and its output

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
 )
 
@@ -128,6 +129,8 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	json   bool
+	// vaultObserver, when set, gets every Vault request (metrics).
+	vaultObserver vault.Observer
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -42,3 +42,9 @@ certificate "client" {
   key_file       = "run/tls/client.key"
   fullchain_file = "run/tls/client.fullchain.pem"
 }
+
+# Metrics for Prometheus, /healthz, /readyz and /v1/status (which
+# `certkeeper status` reads). This is the default; listen = "" turns it off.
+telemetry {
+  listen = "127.0.0.1:9847"
+}

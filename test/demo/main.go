@@ -5,13 +5,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +26,8 @@ const (
 	configPath = "examples/demo/certkeeper.hcl"
 	runDir     = "examples/demo/run"
 	certkeeper = "bin/certkeeper"
+	// metricsAddr is telemetry.listen in the demo config.
+	metricsAddr = "127.0.0.1:9847"
 )
 
 func main() {
@@ -94,10 +99,16 @@ func run() error {
 	select {
 	case <-ctx.Done():
 		// Ctrl-C in a terminal reaches certkeeper too; SIGTERM covers the
-		// case where only the demo was signalled.
+		// case where only the demo was signalled. It waits a moment first:
+		// a SIGTERM landing after certkeeper finished its own clean
+		// shutdown (its handlers gone) would kill it with that signal.
 		say("stopping certkeeper...")
-		cmd.Process.Signal(syscall.SIGTERM)
-		exitErr = <-exited
+		select {
+		case exitErr = <-exited:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Signal(syscall.SIGTERM)
+			exitErr = <-exited
+		}
 	case exitErr = <-exited:
 		if ctx.Err() == nil {
 			return fmt.Errorf("certkeeper exited on its own: %v", exitErr)
@@ -157,10 +168,32 @@ func show() {
 	say("$ %s status -config %s", certkeeper, configPath)
 	shell(certkeeper, "status", "-config", configPath)
 	say("")
+	showMetrics()
+	say("")
 	say("web lives 2 minutes, so certkeeper renews it in about a minute: watch for")
 	say(`"certificate issued and written" with reason="renewal is due" below.`)
 	say("Press Ctrl-C to stop certkeeper and Vault and remove %s.", runDir)
 	say("")
+}
+
+// showMetrics prints a few lines of what Prometheus would scrape.
+func showMetrics() {
+	const url = "http://" + metricsAddr + "/metrics"
+	say("what Prometheus scrapes (a few lines of them; also /healthz, /readyz, /v1/status):")
+	say("$ curl -s %s | grep -E '^certkeeper_(certificate_(not_after|renewal|info|renewals)|ca_not_after|vault_requests)'", url)
+	resp, err := http.Get(url)
+	if err != nil {
+		say("(%v)", err)
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	show := regexp.MustCompile(`^certkeeper_(certificate_(not_after|renewal|info|renewals)|ca_not_after|vault_requests)`)
+	for sc.Scan() {
+		if show.MatchString(sc.Text()) {
+			fmt.Println(sc.Text())
+		}
+	}
 }
 
 func shell(name string, args ...string) {

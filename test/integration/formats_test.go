@@ -156,7 +156,7 @@ func TestTemplatesAndPKCS12(t *testing.T) {
 	})
 	t.Run("source", func(t *testing.T) {
 		got := fileSum(t, e.path("web.custom"))
-		want := "# web.example.internal " + serialOf(t, e.path("web.crt")) + "\n" + fileSum(t, e.path("web.fullchain.pem"))
+		want := "# web.example.internal " + serialOf(readCert(t, e.path("web.crt"))) + "\n" + fileSum(t, e.path("web.fullchain.pem"))
 		if got != want {
 			t.Errorf("custom template output:\n%s\nwant:\n%s", got, want)
 		}
@@ -218,19 +218,6 @@ func checkP12(t *testing.T, e *env, name, password string) {
 			t.Errorf("%s opens with a wrong password", name)
 		}
 	}
-}
-
-func serialOf(t *testing.T, certFile string) string {
-	t.Helper()
-	hex := fmt.Sprintf("%x", readCert(t, certFile).SerialNumber)
-	if len(hex)%2 == 1 {
-		hex = "0" + hex
-	}
-	var parts []string
-	for i := 0; i < len(hex); i += 2 {
-		parts = append(parts, hex[i:i+2])
-	}
-	return strings.Join(parts, ":")
 }
 
 // haproxyCheck has HAProxy load file as a frontend certificate: -c parses

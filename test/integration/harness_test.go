@@ -100,6 +100,11 @@ vault {
   }
 }
 `, e.dir, e.vault.Addr, e.roleIDFile, e.secretIDFile) + strings.Join(certs, "\n")
+	if !strings.Contains(cfg, "telemetry {") {
+		// Daemons of tests running side by side would all want the
+		// default 127.0.0.1:9847; tests about telemetry bring their own.
+		cfg += "\ntelemetry {\n  listen = \"\"\n}\n"
+	}
 	path := filepath.Join(e.dir, "certkeeper.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		e.t.Fatal(err)

@@ -1,0 +1,251 @@
+// Package telemetry is what certkeeper tells the outside world about
+// itself: Prometheus metrics, health and readiness, and the JSON status the
+// `status` command reads. It only reads the agent's state and records
+// events it is told about; it never changes a certificate or a file.
+//
+// Metric names are a contract with operators' alerts and dashboards
+// (examples/prometheus, examples/grafana): they are all defined in this
+// file, and per-certificate series are labelled by the configured name,
+// never by serial, so a renewal does not start a new series.
+package telemetry
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/agent/vault"
+)
+
+// def is one metric: its name, what it means, and its labels.
+type def struct {
+	name   string
+	help   string
+	kind   string // gauge, counter or histogram
+	labels []string
+}
+
+func (d def) desc() *prometheus.Desc { return prometheus.NewDesc(d.name, d.help, d.labels, nil) }
+
+// The metrics certkeeper exports. Timestamps are Unix seconds, so an alert
+// is `certkeeper_certificate_not_after_timestamp_seconds - time() < ...`.
+var (
+	certNotAfter = def{"certkeeper_certificate_not_after_timestamp_seconds",
+		"When the certificate certkeeper holds for this configured name expires (its NotAfter).", "gauge", []string{"name"}}
+	certNotBefore = def{"certkeeper_certificate_not_before_timestamp_seconds",
+		"When the certificate held for this configured name became valid (its NotBefore).", "gauge", []string{"name"}}
+	certRenewal = def{"certkeeper_certificate_renewal_timestamp_seconds",
+		"When certkeeper plans to renew the certificate held for this configured name.", "gauge", []string{"name"}}
+	certInfo = def{"certkeeper_certificate_info",
+		"Always 1; the labels describe the certificate held (the serial appears here and nowhere else).", "gauge",
+		[]string{"name", "common_name", "serial", "issuer"}}
+	certRenewals = def{"certkeeper_certificate_renewals_total",
+		`Attempts to get a new certificate for this configured name since certkeeper started, by result ("success" or "failure").`, "counter",
+		[]string{"name", "result"}}
+	certLastSuccess = def{"certkeeper_certificate_last_success_timestamp_seconds",
+		"When a pass for this configured name last ended with a valid certificate in place (kept, restored or newly issued).", "gauge", []string{"name"}}
+	certFailures = def{"certkeeper_certificate_consecutive_failures",
+		"Failed passes for this configured name since the last one that succeeded.", "gauge", []string{"name"}}
+	caNotAfter = def{"certkeeper_ca_not_after_timestamp_seconds",
+		"When each CA in the chain of the certificate held for this configured name expires.", "gauge", []string{"name", "subject"}}
+	crlNextUpdate = def{"certkeeper_trust_bundle_crl_next_update_timestamp_seconds",
+		"The NextUpdate of each CRL in a trust bundle: past it, servers checking CRLs may reject every client.", "gauge",
+		[]string{"name", "issuer"}}
+	serviceReloads = def{"certkeeper_service_reloads_total",
+		`Reloads of a service after its certificates changed, by result ("success", or "failure").`, "counter",
+		[]string{"service", "result"}}
+	servedMatches = def{"certkeeper_service_served_matches",
+		"1 when the certificate the service serves is the one certkeeper wrote, 0 when it differs.", "gauge", []string{"service"}}
+	vaultRequests = def{"certkeeper_vault_requests_total",
+		`HTTP requests to Vault, by operation and status code ("unreachable" when no answer came).`, "counter",
+		[]string{"operation", "code"}}
+	vaultDuration = def{"certkeeper_vault_request_duration_seconds",
+		"How long HTTP requests to Vault took, by operation.", "histogram", []string{"operation"}}
+	vaultTokenExpiry = def{"certkeeper_vault_token_expiry_timestamp_seconds",
+		"When the Vault token certkeeper uses expires, as last renewed; absent before the first login.", "gauge", nil}
+	fileNotAfter = def{"certkeeper_file_certificate_not_after_timestamp_seconds",
+		"When each certificate in a watched file (one certkeeper does not manage) expires.", "gauge", []string{"path", "subject"}}
+	fileReadErrors = def{"certkeeper_file_read_errors_total",
+		"Times a watched file changed into something that could not be read as PEM certificates.", "counter", []string{"path"}}
+)
+
+// catalog is every metric above, for documentation and tests.
+var catalog = []def{
+	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures,
+	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
+	vaultRequests, vaultDuration, vaultTokenExpiry, fileNotAfter, fileReadErrors,
+}
+
+// MetricNames lists every metric certkeeper defines (not the Go and process
+// ones), for checks that alerts, dashboards and docs use real names.
+func MetricNames() []string {
+	out := make([]string, len(catalog))
+	for i, d := range catalog {
+		out[i] = d.name
+	}
+	return out
+}
+
+// Renewal results.
+const (
+	ResultSuccess = "success"
+	ResultFailure = "failure"
+)
+
+// vaultBuckets reach past the default 30s request timeout.
+var vaultBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// NewRegistry is a registry of certkeeper's own, with the Go runtime and
+// process collectors, so nothing leaks in from the global default.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// Metrics records the events certkeeper is told about: Vault requests,
+// renewal passes, service reloads, CRLs fetched. It is safe for concurrent
+// use. State that can be read at scrape time (expiry of what is held) is
+// exported by ExposeState instead, so it is never stale.
+type Metrics struct {
+	reg prometheus.Registerer
+
+	vaultRequests *prometheus.CounterVec
+	vaultDuration *prometheus.HistogramVec
+	reloads       *prometheus.CounterVec
+	served        *prometheus.GaugeVec
+	crlNext       *prometheus.GaugeVec
+
+	mu sync.Mutex
+	// renewals are kept here rather than in a CounterVec so that a
+	// certificate dropped from the config drops out of the scrape with
+	// its other series (see stateCollector).
+	renewals map[string]*renewalCount
+}
+
+type renewalCount struct{ success, failure float64 }
+
+var (
+	_ agent.Observer = (*Metrics)(nil)
+	_ vault.Observer = (*Metrics)(nil)
+)
+
+// New registers certkeeper's event metrics on reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		reg: reg,
+		vaultRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: vaultRequests.name, Help: vaultRequests.help}, vaultRequests.labels),
+		vaultDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: vaultDuration.name, Help: vaultDuration.help, Buckets: vaultBuckets}, vaultDuration.labels),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: serviceReloads.name, Help: serviceReloads.help}, serviceReloads.labels),
+		served: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: servedMatches.name, Help: servedMatches.help}, servedMatches.labels),
+		crlNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: crlNextUpdate.name, Help: crlNextUpdate.help}, crlNextUpdate.labels),
+		renewals: map[string]*renewalCount{},
+	}
+	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ObserveVaultRequest implements vault.Observer. code 0 means Vault did not
+// answer (refused, timed out, TLS failure).
+func (m *Metrics) ObserveVaultRequest(operation string, code int, d time.Duration) {
+	c := "unreachable"
+	if code != 0 {
+		c = strconv.Itoa(code)
+	}
+	m.vaultRequests.WithLabelValues(operation, c).Inc()
+	m.vaultDuration.WithLabelValues(operation).Observe(d.Seconds())
+}
+
+// ObservePass implements agent.Observer: a pass that got a new certificate
+// is a successful renewal, a pass that failed is a failed one, and a pass
+// that found the held certificate good is neither.
+func (m *Metrics) ObservePass(st agent.Status, res *agent.Result, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rc := m.renewals[st.Name]
+	if rc == nil {
+		rc = &renewalCount{}
+		m.renewals[st.Name] = rc
+	}
+	switch {
+	case err != nil:
+		rc.failure++
+	case res != nil && res.Action == agent.Issued:
+		rc.success++
+	}
+}
+
+func (m *Metrics) renewalCounts(name string) renewalCount {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rc := m.renewals[name]; rc != nil {
+		return *rc
+	}
+	return renewalCount{}
+}
+
+// The methods below are for service reloads and trust bundles, which the
+// agent calls as it reloads servers and fetches CRLs.
+
+// ServiceConfigured makes a service's reload counters exist at zero, so
+// that increase() in an alert sees its very first failed reload. Call it
+// for each configured service at start.
+func (m *Metrics) ServiceConfigured(service string) {
+	m.reloads.WithLabelValues(service, ResultSuccess)
+	m.reloads.WithLabelValues(service, ResultFailure)
+}
+
+// ServiceReloaded counts one reload of service (its configured name);
+// result is ResultSuccess, or ResultFailure when the config check, the
+// reload or its verification failed (the log line says which and why).
+func (m *Metrics) ServiceReloaded(service, result string) {
+	m.reloads.WithLabelValues(service, result).Inc()
+}
+
+// ServedMatches records whether the certificate service is seen serving
+// (by verify) is the one certkeeper wrote.
+func (m *Metrics) ServedMatches(service string, ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.served.WithLabelValues(service).Set(v)
+}
+
+// ForgetService drops a service's series when it leaves the config.
+func (m *Metrics) ForgetService(service string) {
+	m.reloads.DeletePartialMatch(prometheus.Labels{"service": service})
+	m.served.DeleteLabelValues(service)
+}
+
+// CRLNextUpdate records the NextUpdate of the CRL from issuer (its subject)
+// in the trust bundle of that configured name.
+func (m *Metrics) CRLNextUpdate(bundle, issuer string, t time.Time) {
+	m.crlNext.WithLabelValues(bundle, issuer).Set(unixSeconds(t))
+}
+
+// ForgetTrustBundle drops a bundle's CRL series, when the bundle leaves the
+// config or a CA (and its CRL) leaves the bundle and is re-recorded.
+func (m *Metrics) ForgetTrustBundle(bundle string) {
+	m.crlNext.DeletePartialMatch(prometheus.Labels{"name": bundle})
+}
+
+func unixSeconds(t time.Time) float64 {
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
+}

@@ -1,0 +1,154 @@
+package telemetry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/certkeeper/certkeeper/agent"
+)
+
+// ConfigHeader carries the absolute path of the running agent's config on
+// /v1/status, so `certkeeper status` knows it reached its own agent and
+// not another one on the same port.
+const ConfigHeader = "Certkeeper-Config"
+
+// Statuser is the agent's status; *agent.Agent is the real one.
+type Statuser interface {
+	Statuses() []agent.Status
+}
+
+// HandlerOptions build the endpoint's handler.
+type HandlerOptions struct {
+	Gatherer prometheus.Gatherer
+	Status   Statuser
+	// ConfigPath is the running config's absolute path.
+	ConfigPath string
+	Log        *slog.Logger
+	Now        func() time.Time // default time.Now
+}
+
+// Handler serves /metrics, /healthz, /readyz and /v1/status.
+func Handler(o HandlerOptions) http.Handler {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorLog:          promLog{o.Log},
+		// A collector that fails must not hide every other metric.
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	// Alive is all /healthz says: a process that answers HTTP is not
+	// deadlocked. Whether its certificates are good is /readyz.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		reasons := Unready(o.Status.Statuses(), o.Now())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if len(reasons) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready:\n%s\n", strings.Join(reasons, "\n"))
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(ConfigHeader, o.ConfigPath)
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(o.Status.Statuses()); err != nil {
+			o.Log.Debug("writing status response", "error", err)
+		}
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "certkeeper: /metrics /healthz /readyz /v1/status")
+	})
+	return mux
+}
+
+// promLog sends promhttp's errors (a failing collector) to slog.
+type promLog struct{ log *slog.Logger }
+
+func (p promLog) Println(v ...any) { p.log.Error("serving metrics", "error", fmt.Sprint(v...)) }
+
+// ServeOptions run the endpoint.
+type ServeOptions struct {
+	Listen  string
+	Handler http.Handler
+	Log     *slog.Logger
+	// RetryEvery is how long to wait before trying to listen again when
+	// the address is taken; default 30s.
+	RetryEvery time.Duration
+	// OnListen, if set, is told the address actually bound (useful with
+	// port 0).
+	OnListen func(net.Addr)
+}
+
+// Serve runs the endpoint until ctx ends. An address it cannot bind is
+// logged and retried, never fatal: certificates matter more than metrics,
+// and the operator learns of it from the log and from the scrape that
+// fails (the "agent down" alert).
+func Serve(ctx context.Context, o ServeOptions) error {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.RetryEvery <= 0 {
+		o.RetryEvery = 30 * time.Second
+	}
+	var ln net.Listener
+	for {
+		var err error
+		ln, err = net.Listen("tcp", o.Listen)
+		if err == nil {
+			break
+		}
+		o.Log.Error("telemetry endpoint cannot listen; certificates are still kept fresh; retrying",
+			"listen", o.Listen, "error", err, "retry_in", o.RetryEvery.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(o.RetryEvery):
+		}
+	}
+	o.Log.Info("telemetry endpoint listening", "addr", ln.Addr().String(),
+		"endpoints", "/metrics /healthz /readyz /v1/status")
+	if o.OnListen != nil {
+		o.OnListen(ln.Addr())
+	}
+	srv := &http.Server{
+		Handler:           o.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("telemetry endpoint: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("stopping telemetry endpoint: %w", err)
+	}
+	return nil
+}
