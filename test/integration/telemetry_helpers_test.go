@@ -39,16 +39,7 @@ func freeAddr(t *testing.T) string {
 // extra top-level blocks, such as telemetry and watch.
 func (e *env) writeConfigWith(extra string, certs ...string) string {
 	e.t.Helper()
-	path := e.writeConfig(certs...)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.WriteString(f, "\n"+extra+"\n"); err != nil {
-		e.t.Fatal(err)
-	}
-	return path
+	return e.writeConfig(append(certs, extra)...)
 }
 
 func telemetryBlock(addr string) string {
