@@ -89,6 +89,15 @@ certificate %q {
 // certificate blocks, and returns its path.
 func (e *env) writeConfig(certs ...string) string {
 	e.t.Helper()
+	path := filepath.Join(e.dir, "certkeeper.hcl")
+	if err := os.WriteFile(path, []byte(e.configText(certs...)), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+// configText is the config writeConfig writes.
+func (e *env) configText(blocks ...string) string {
 	cfg := fmt.Sprintf(`
 state_dir = "%s/state"
 
@@ -99,17 +108,13 @@ vault {
     secret_id_file = %q
   }
 }
-`, e.dir, e.vault.Addr, e.roleIDFile, e.secretIDFile) + strings.Join(certs, "\n")
+`, e.dir, e.vault.Addr, e.roleIDFile, e.secretIDFile) + strings.Join(blocks, "\n")
 	if !strings.Contains(cfg, "telemetry {") {
 		// Daemons of tests running side by side would all want the
 		// default 127.0.0.1:9847; tests about telemetry bring their own.
 		cfg += "\ntelemetry {\n  listen = \"\"\n}\n"
 	}
-	path := filepath.Join(e.dir, "certkeeper.hcl")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	return path
+	return cfg
 }
 
 // once runs `certkeeper once` and returns its stdout, stderr and exit code.

@@ -19,17 +19,7 @@ import (
 // config management does: a new file renamed over the old one.
 func (e *env) replaceConfig(cfg string, certs ...string) {
 	e.t.Helper()
-	text := fmt.Sprintf(`
-state_dir = "%s/state"
-
-vault {
-  address = %q
-  auth "approle" {
-    role_id_file   = %q
-    secret_id_file = %q
-  }
-}
-`, e.dir, e.vault.Addr, e.roleIDFile, e.secretIDFile) + strings.Join(certs, "\n")
+	text := e.configText(certs...)
 	replaceFile(e.t, cfg, text)
 }
 
