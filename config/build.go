@@ -69,6 +69,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	if len(raw.Certificates) == 0 {
 		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" block is required`)
 	}
+	b.serving(raw, cfg, writers)
 	return cfg
 }
 

@@ -24,6 +24,10 @@ type Config struct {
 	StateDir     string
 	Vault        Vault
 	Certificates []Certificate
+	// Services are reloaded when files they read change; TrustBundles
+	// are the CA certificates and CRLs servers verify clients against.
+	Services     []Service
+	TrustBundles []TrustBundle
 }
 
 // Vault says how to reach and log in to Vault.
@@ -101,6 +105,10 @@ type Certificate struct {
 	UID, GID int
 	KeyMode  fs.FileMode
 	CertMode fs.FileMode
+
+	// Notify names the services to reload when this certificate's files
+	// change.
+	Notify []string
 }
 
 // Files are the output paths of a certificate; only CertFile and KeyFile

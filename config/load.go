@@ -22,6 +22,8 @@ type rawFile struct {
 	StateDir     string           `hcl:"state_dir,optional"`
 	Vault        *rawVault        `hcl:"vault,block"`
 	Certificates []rawCertificate `hcl:"certificate,block"`
+	Services     []rawService     `hcl:"service,block"`
+	TrustBundles []rawTrustBundle `hcl:"trust_bundle,block"`
 	Body         hcl.Body         `hcl:",body"`
 }
 
@@ -72,6 +74,7 @@ type rawCertificate struct {
 	Group         string    `hcl:"group,optional"`
 	KeyMode       string    `hcl:"key_mode,optional"`
 	CertMode      string    `hcl:"cert_mode,optional"`
+	Notify        []string  `hcl:"notify,optional"`
 	Body          hcl.Body  `hcl:",body"`
 	DefRange      hcl.Range `hcl:",def_range"`
 }
