@@ -130,4 +130,3 @@ func Serial(c *x509.Certificate) string {
 	}
 	return strings.Join(parts, ":")
 }
-
