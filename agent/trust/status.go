@@ -171,4 +171,3 @@ func diskState(tb config.TrustBundle, now time.Time) (string, []CAInfo) {
 
 // Failing reports whether a state is one an operator must look at.
 func Failing(state string) bool { return state != StateOK }
-
