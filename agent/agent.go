@@ -63,6 +63,9 @@ type Agent struct {
 	mu     sync.Mutex
 	held   map[string]*held
 	status map[string]*Status
+
+	// rot holds forced renewals (Rotate) and passes in flight.
+	rot rotation
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
