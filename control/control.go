@@ -95,7 +95,7 @@ func Listen(stateDir string) (net.Listener, error) {
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("another certkeeper daemon is running with state_dir %s (it answers on %s)", stateDir, path)
+			return nil, fmt.Errorf("another certkeeper process is running with state_dir %s: a daemon, or a rotate without one (it answers on %s)", stateDir, path)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("removing stale control socket: %w", err)

@@ -75,7 +75,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 func TestOneDaemonPerStateDir(t *testing.T) {
 	dir := shortDir(t)
 	serve(t, dir, RotatorFunc(func([]string, time.Duration) ([]Scheduled, error) { return nil, nil }))
-	if _, err := Listen(dir); err == nil || !strings.Contains(err.Error(), "another certkeeper daemon is running") {
+	if _, err := Listen(dir); err == nil || !strings.Contains(err.Error(), "another certkeeper process is running") {
 		t.Errorf("second Listen: %v", err)
 	}
 }

@@ -78,6 +78,9 @@ func (g *group) service(name string) *service {
 func (g *group) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// A check or reload under way when ctx ends is finished (each is
+	// bounded by its timeout): killing a reload half-way helps nobody.
+	work := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
 		now := time.Now()
 		batchAt, due := g.batchDue()
@@ -89,12 +92,12 @@ func (g *group) run(ctx context.Context) {
 		}
 		switch {
 		case due && !batchAt.After(now):
-			g.attempt(ctx, false)
+			g.attempt(work, false)
 			continue
 		case !next.IsZero() && !next.After(now):
 			for _, s := range g.services {
 				if s.needReload && !s.retryAt.After(now) {
-					g.reload(ctx, s, nil, false)
+					g.reload(work, s, nil, false)
 				}
 			}
 			continue

@@ -21,7 +21,8 @@ func newAgent(e *env) (*agent.Agent, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a := agent.New(agent.Options{Config: e.cfg, Issuer: vc, Log: e.log})
+	e.serving = newServing(e, vc)
+	a := agent.New(agent.Options{Config: e.cfg, Issuer: vc, Log: e.log, Notifier: e.serving.services})
 	return a, vc.Close, nil
 }
 
@@ -33,11 +34,18 @@ func cmdRun(ctx context.Context, e *env) int {
 	}
 	defer closeVault()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
-	ready := func() { e.log.Info("initial pass complete") }
+	stopServing, err := e.serving.start(ctx, e, a)
+	if err != nil {
+		e.log.Error("cannot start", "error", err)
+		return 1
+	}
+	defer stopServing()
+	ready := e.serving.ready(ctx, func() { e.log.Info("initial pass complete") })
 	if err := a.Run(ctx, ready); err != nil {
 		e.log.Error("stopped", "error", err)
 		return 1
 	}
+	stopServing()
 	e.log.Info("certkeeper stopped")
 	return 0
 }
@@ -67,7 +75,7 @@ func cmdOnce(ctx context.Context, e *env) int {
 			fmt.Fprintf(e.stdout, "%s: ok serial=%s not_after=%s renew_at=%s\n", st.Name, r.Serial, st.NotAfter.Format(time.RFC3339), r.RenewAt.Format(time.RFC3339))
 		}
 	}
-	return code
+	return max(code, e.serving.once(ctx, e))
 }
 
 func cmdStatus(_ context.Context, e *env) int {
@@ -82,12 +90,13 @@ func cmdStatus(_ context.Context, e *env) int {
 	} else {
 		printStatus(e, statuses, now)
 	}
+	code := printServingStatus(e, now)
 	for _, st := range statuses {
 		if st.State == agent.StateMissing || st.State == agent.StateExpired {
 			return 1
 		}
 	}
-	return 0
+	return code
 }
 
 func printStatus(e *env, statuses []agent.Status, now time.Time) {
