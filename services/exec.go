@@ -102,6 +102,10 @@ func running(pidFile string) (pid int, ok bool, err error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("reading pid file: %w", err)
 	}
+	if strings.TrimSpace(string(data)) == "" {
+		// `nginx -t` leaves an empty pid file when nginx is not running.
+		return 0, false, nil
+	}
 	pid, err = strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 1 {
 		// Never signal init or, with a negative number, a process group.

@@ -305,6 +305,12 @@ func (g *group) reload(ctx context.Context, s *service, batch *batchInfo, flush 
 
 // reloadOnce reloads and verifies s once.
 func (g *group) reloadOnce(ctx context.Context, s *service) (result, served string, err error) {
+	var loaded []expected
+	if s.cfg.Verify != nil {
+		// What the server is about to load; unreadable files make verify
+		// fail below with the reason.
+		loaded, _ = expectedLeaves(g.m.cfg, s.cfg.Name)
+	}
 	ran, err := reloadService(ctx, s.cfg)
 	if err != nil {
 		return ResultReloadFailed, "", fmt.Errorf("reload failed: %w", err)
@@ -315,7 +321,7 @@ func (g *group) reloadOnce(ctx context.Context, s *service) (result, served stri
 	if s.cfg.Verify == nil {
 		return ResultOK, "", nil
 	}
-	served, err = g.m.verify(ctx, s.cfg)
+	served, err = g.m.verify(ctx, s.cfg, loaded)
 	g.m.servedMatches(s.cfg.Name, err == nil)
 	if err != nil {
 		return ResultNotServed, served, fmt.Errorf("written but not served: %w", err)

@@ -365,10 +365,12 @@ func TestPIDFileWithReloadCommand(t *testing.T) {
 	f.cfg.Services = []config.Service{svc}
 	f.cfg.Certificates[0].Notify = []string{"nginx"}
 	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
-	os.WriteFile(svc.PIDFile, []byte("999999999"), 0o644) // no such process
-	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
-	if out := f.m.Flush(t.Context()); out[0].Result != ResultNotRunning || f.lines("nginx.reloads") != 0 {
-		t.Fatalf("stale pid file: %+v, %d reloads", out, f.lines("nginx.reloads"))
+	for i, stale := range []string{"999999999", "", "\n"} { // no such process; what `nginx -t` leaves
+		os.WriteFile(svc.PIDFile, []byte(stale), 0o644)
+		f.m.Changed(f.cfg.Certificates[0], f.write("1"+strconv.Itoa(i)))
+		if out := f.m.Flush(t.Context()); out[0].Result != ResultNotRunning || out[0].Err != nil || f.lines("nginx.reloads") != 0 {
+			t.Fatalf("pid file %q: %+v, %d reloads", stale, out, f.lines("nginx.reloads"))
+		}
 	}
 	os.WriteFile(svc.PIDFile, []byte(strconv.Itoa(os.Getpid())), 0o644)
 	f.m.Changed(f.cfg.Certificates[0], f.write("2"))
@@ -482,6 +484,33 @@ func TestVerify(t *testing.T) {
 				t.Errorf("observer saw %v, want a mismatch then a match", f.obs.served)
 			}
 		})
+	}
+}
+
+// TestVerifyAcceptsWhatWasLoaded: a certificate written while a reload is
+// being verified belongs to the next batch; the server serving the one it
+// was reloaded with is not "written but not served".
+func TestVerifyAcceptsWhatWasLoaded(t *testing.T) {
+	f := newFixture(t)
+	loadedCert, loadedPEM := selfSigned(t)
+	_, newerPEM := selfSigned(t)
+	srv := newTLSServer(t, tls.VersionTLS13, loadedCert)
+	newer := filepath.Join(f.dir, "newer.pem")
+	os.WriteFile(newer, newerPEM, 0o644)
+	cert := f.cfg.Certificates[0].Files.Cert
+	f.cfg.Services = []config.Service{{
+		Name: "web", Reload: []string{"cp", newer, cert}, Timeout: time.Second, Settle: 10 * time.Millisecond,
+		Verify: &config.Verify{Address: srv.addr, Timeout: 300 * time.Millisecond},
+	}}
+	f.cfg.Certificates[0].Notify = []string{"web"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, VerifyInterval: 20 * time.Millisecond})
+	c, err := sinks.WriteSet(filepath.Join(f.dir, "j"), []sinks.File{{Path: cert, Data: loadedPEM, Mode: 0o644, UID: -1, GID: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Changed(f.cfg.Certificates[0], c)
+	if out := f.m.Flush(t.Context()); out[0].Err != nil {
+		t.Errorf("a newer file written during verify failed the verify: %v", out[0].Err)
 	}
 }
 

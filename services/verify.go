@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,12 +16,14 @@ import (
 )
 
 // verify connects to the service until it serves one of the certificates
-// on disk that notify it, or the verify timeout passes. It returns the
-// serial it saw last.
-func (m *Manager) verify(ctx context.Context, s config.Service) (served string, err error) {
+// that notify it, as they were on disk when it was reloaded (loaded) or as
+// they are now, or until the verify timeout passes. It returns the serial
+// it saw last. A newer certificate written while this runs belongs to the
+// next batch and must not make this one look unserved.
+func (m *Manager) verify(ctx context.Context, s config.Service, loaded []expected) (served string, err error) {
 	deadline := time.Now().Add(s.Verify.Timeout)
 	for {
-		served, err = m.verifyOnce(ctx, s)
+		served, err = m.verifyOnce(ctx, s, loaded...)
 		if err == nil || !time.Now().Before(deadline) {
 			return served, err
 		}
@@ -32,10 +35,15 @@ func (m *Manager) verify(ctx context.Context, s config.Service) (served string, 
 	}
 }
 
-func (m *Manager) verifyOnce(ctx context.Context, s config.Service) (served string, err error) {
+func (m *Manager) verifyOnce(ctx context.Context, s config.Service, loaded ...expected) (served string, err error) {
 	want, err := expectedLeaves(m.cfg, s.Name)
 	if err != nil {
 		return "", err
+	}
+	for _, l := range loaded {
+		if !slices.ContainsFunc(want, func(w expected) bool { return w.leaf.Equal(l.leaf) }) {
+			want = append(want, l)
+		}
 	}
 	leaf, err := servedLeaf(ctx, s.Verify.Address, s.Verify.ServerName, s.Verify.Timeout)
 	if err != nil {
