@@ -67,3 +67,18 @@ func TestServicesAndTrustBundles(t *testing.T) {
 		t.Errorf("one = %+v", one)
 	}
 }
+
+// TestExamplesLoad: the shipped examples stay valid configs (test/e2e
+// runs them against real servers; this catches a broken one without).
+func TestExamplesLoad(t *testing.T) {
+	for _, ex := range []string{"nginx", "apache"} {
+		cfg, err := Load(filepath.Join("..", "examples", ex, "certkeeper.hcl"))
+		if err != nil {
+			t.Errorf("examples/%s/certkeeper.hcl: %v", ex, err)
+			continue
+		}
+		if len(cfg.Services) != 1 || len(cfg.TrustBundles) != 1 || len(cfg.CertificatesNotifying(cfg.Services[0].Name)) != 2 {
+			t.Errorf("examples/%s: %d services, %d trust bundles", ex, len(cfg.Services), len(cfg.TrustBundles))
+		}
+	}
+}
