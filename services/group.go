@@ -362,14 +362,13 @@ func (g *group) reported(s *service, res, served string, batch *batchInfo) {
 
 func (g *group) failed(s *service, res, served string, err error, delay time.Duration, flush bool) {
 	g.m.observe(s.cfg.Name, res)
-	msg := "reload failed; will retry"
+	msg, retry := "reload failed", "; will retry"
 	if res == ResultNotServed {
-		msg = "service reloaded but does not serve the certificate on disk (written but not served); will reload again"
+		msg, retry = "service reloaded but does not serve the certificate on disk (written but not served)", "; will reload again"
 	}
 	attrs := []any{"service", s.cfg.Name, "error", err, "failures", s.failures}
-	if flush {
-		msg = strings.TrimSuffix(strings.TrimSuffix(msg, "; will retry"), "; will reload again")
-	} else {
+	if !flush {
+		msg += retry
 		attrs = append(attrs, "retry_in", delay.Round(time.Millisecond).String())
 	}
 	g.m.log.Error(msg, attrs...)

@@ -20,10 +20,18 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/sinks"
 )
+
+func TestMain(m *testing.M) {
+	// Failing refreshes in Once are retried; the tests need not wait
+	// for the real backoff.
+	onceBackoff = renewal.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond, Min: 5 * time.Millisecond}
+	os.Exit(m.Run())
+}
 
 // testCA is a CA with its key and the serials it has revoked.
 type testCA struct {
