@@ -55,6 +55,8 @@ func (s *serving) start(ctx context.Context, e *env, a *agent.Agent) (stop func(
 		}
 		return out, err
 	})
+	// stop ends these even when the agent returned on its own.
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.services.Run(ctx) })
 	wg.Go(func() {
@@ -68,6 +70,7 @@ func (s *serving) start(ctx context.Context, e *env, a *agent.Agent) (stop func(
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			cancel()
 			wg.Wait()
 			fctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 			defer cancel()
