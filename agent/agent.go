@@ -69,6 +69,9 @@ type Agent struct {
 	// reconfigured marks certificates a reload changed, so their next
 	// rewrite is not reported as someone else's tampering.
 	reconfigured map[string]bool
+
+	// rot holds forced renewals (Rotate) and passes in flight.
+	rot rotation
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.

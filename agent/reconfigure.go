@@ -44,8 +44,9 @@ func (c Changes) Empty() bool {
 //
 // issuer, when not nil, replaces the Vault client (the caller builds it
 // when the vault block changed); passes already in flight finish with the
-// old one. state_dir and max_parallel cannot change under a running agent:
-// the running values are kept and reported in Changes.Kept.
+// old one. state_dir, max_parallel, and the service, trust_bundle,
+// telemetry and watch blocks cannot change under a running agent: the
+// running values are kept and reported in Changes.Kept.
 func (a *Agent) Reconfigure(cfg *config.Config, issuer Issuer) Changes {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -62,6 +63,20 @@ func (a *Agent) Reconfigure(cfg *config.Config, issuer Issuer) Changes {
 		// Run sized its worker pool at start.
 		ch.Kept = append(ch.Kept, "vault.max_parallel")
 	}
+	// The services, trust bundles, telemetry endpoint and file watch run
+	// beside the agent, built from the config at start; a certificate's
+	// notify list does follow the reload.
+	for name, same := range map[string]bool{
+		"service":      reflect.DeepEqual(next.Services, old.Services),
+		"trust_bundle": reflect.DeepEqual(next.TrustBundles, old.TrustBundles),
+		"telemetry":    reflect.DeepEqual(next.Telemetry, old.Telemetry),
+		"watch":        reflect.DeepEqual(next.Watch, old.Watch),
+	} {
+		if !same {
+			ch.Kept = append(ch.Kept, name)
+		}
+	}
+	slices.Sort(ch.Kept)
 	for _, c := range next.Certificates {
 		prev, existed := old.Certificate(c.Name)
 		switch {

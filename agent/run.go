@@ -43,6 +43,9 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		if err != nil {
 			return nil
 		}
+		if !a.begin(name) {
+			continue // a pass is in flight; it reschedules name when done
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -58,9 +61,7 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 			if initial {
 				pending.Done()
 			}
-			if ok && ctx.Err() == nil {
-				a.reschedule(name, next)
-			}
+			a.end(name, next, ok && ctx.Err() == nil)
 		}()
 	}
 }
@@ -74,7 +75,11 @@ func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool)
 		a.forget(name)
 		return time.Time{}, false
 	}
-	res, err := a.ensure(ctx, c, false)
+	req := a.forced(name)
+	res, err := a.ensure(ctx, c, req != 0)
+	if err == nil && req != 0 {
+		a.rotated(name, req)
+	}
 	if ctx.Err() != nil {
 		// Shutting down: an interrupted request is not a failure to report.
 		return time.Time{}, false

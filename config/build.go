@@ -71,6 +71,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	}
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
+	b.serving(raw, cfg, writers)
 	return cfg
 }
 

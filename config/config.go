@@ -28,6 +28,10 @@ type Config struct {
 	// files certkeeper does not manage but exports expiry metrics for.
 	Telemetry Telemetry
 	Watch     Watch
+	// Services are reloaded when files they read change; TrustBundles
+	// are the CA certificates and CRLs servers verify clients against.
+	Services     []Service
+	TrustBundles []TrustBundle
 }
 
 // Vault says how to reach and log in to Vault.
@@ -111,6 +115,9 @@ type Certificate struct {
 	// PKCS12PasswordFile holds the password of Files.PKCS12; empty means
 	// an empty password.
 	PKCS12PasswordFile string
+	// Notify names the services to reload when this certificate's files
+	// change.
+	Notify []string
 }
 
 // Files are the output paths of a certificate; only CertFile and KeyFile

@@ -58,6 +58,25 @@ testdata/invalid-telemetry.hcl:23:12: rescan: "often" is not a positive duration
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
 		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint, which listen = "" turns off
 testdata/invalid-watch.hcl:18:11: paths must list at least one file, directory or glob pattern`},
+		{"invalid-services.hcl", `testdata/invalid-services.hcl:6:12: check must be a command and its arguments, such as ["nginx", "-t"]
+testdata/invalid-services.hcl:8:12: set reload (a command) or signal (sent to the pid in pid_file), not both
+testdata/invalid-services.hcl:11:1: service "apache" needs reload (a command) or pid_file (whose process is sent signal, HUP by default)
+testdata/invalid-services.hcl:12:12: signal "USR9" is not one certkeeper sends (use HUP, USR1, USR2, WINCH, QUIT, INT, TERM or ALRM)
+testdata/invalid-services.hcl:13:3: service "apache" has a verify block, but no certificate notifies it, so there is no certificate it should serve
+testdata/invalid-services.hcl:14:15: verify address "localhost" must be host:port, such as "127.0.0.1:443"
+testdata/invalid-services.hcl:18:1: service "nothing" needs reload (a command) or pid_file (whose process is sent signal, HUP by default)
+testdata/invalid-services.hcl:19:12: settle: "soon" is not a positive duration (examples: "90m", "72h", "30d")
+testdata/invalid-services.hcl:22:1: service "nginx" is defined twice (first at line 5)
+testdata/invalid-services.hcl:32:17: notify: there is no service "ngnix" (defined: nginx, apache, nothing)
+testdata/invalid-services.hcl:35:1: trust_bundle "clients" writes /tmp/web.crt, which certificate "web" also writes
+testdata/invalid-services.hcl:37:17: set mount or mounts, not both
+testdata/invalid-services.hcl:39:17: crl_file and ca_file must be different files
+testdata/invalid-services.hcl:40:17: notify: there is no service "apache2" (defined: nginx, apache, nothing)
+testdata/invalid-services.hcl:41:17: crl_refresh: "0s" is not a positive duration (examples: "90m", "72h", "30d")
+testdata/invalid-services.hcl:44:1: trust_bundle "nomount" needs mount (a PKI mount) or mounts (a list, such as ["pki_int", "pki"])
+testdata/invalid-services.hcl:48:1: trust_bundle "clients" is defined twice (first at line 35)`},
+		{"invalid-trust-unknown-key.hcl", `testdata/invalid-trust-unknown-key.hcl:16:3: Unsupported argument: An argument named "crl" is not expected here.
+testdata/invalid-trust-unknown-key.hcl:23:5: Unsupported argument: An argument named "sni" is not expected here.`},
 		{"invalid-wrong-type.hcl", `testdata/invalid-wrong-type.hcl:9:18: Unsuitable value type: Unsuitable value: list of string required, but have string
 testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: a number is required`},
 	}

@@ -24,6 +24,8 @@ type rawFile struct {
 	Certificates []rawCertificate `hcl:"certificate,block"`
 	Telemetry    []rawTelemetry   `hcl:"telemetry,block"`
 	Watch        []rawWatch       `hcl:"watch,block"`
+	Services     []rawService     `hcl:"service,block"`
+	TrustBundles []rawTrustBundle `hcl:"trust_bundle,block"`
 	Body         hcl.Body         `hcl:",body"`
 }
 
@@ -74,6 +76,7 @@ type rawCertificate struct {
 	Group         string    `hcl:"group,optional"`
 	KeyMode       string    `hcl:"key_mode,optional"`
 	CertMode      string    `hcl:"cert_mode,optional"`
+	Notify        []string  `hcl:"notify,optional"`
 	Body          hcl.Body  `hcl:",body"`
 	DefRange      hcl.Range `hcl:",def_range"`
 

@@ -38,6 +38,9 @@ type Change struct {
 	Written []string
 	journal string
 	prev    []previous
+	// next is what the change wrote, so it can be written again after a
+	// rollback (see Reapply).
+	next []File
 }
 
 type previous struct {
@@ -56,6 +59,11 @@ const tempMarker = ".certkeeper-tmp-"
 // changes no timestamps and triggers no reload. journal is the path of the
 // crash journal for this set; it must be on a local filesystem.
 func WriteSet(journal string, files []File) (*Change, error) {
+	defer lockSet(journal)()
+	return writeSet(journal, files)
+}
+
+func writeSet(journal string, files []File) (*Change, error) {
 	change := &Change{journal: journal}
 	var pending []rename
 	cleanup := func() {
@@ -79,6 +87,7 @@ func WriteSet(journal string, files []File) (*Change, error) {
 		}
 		pending = append(pending, rename{From: tmp, To: f.Path})
 		change.prev = append(change.prev, prev)
+		change.next = append(change.next, f)
 		change.Written = append(change.Written, f.Path)
 	}
 	if len(pending) == 0 {
@@ -109,6 +118,7 @@ func (c *Change) Rollback() error {
 	if !c.Changed() {
 		return nil
 	}
+	defer lockSet(c.journal)()
 	var restore []File
 	var created []string
 	for _, p := range c.prev {
@@ -118,7 +128,7 @@ func (c *Change) Rollback() error {
 			created = append(created, p.file.Path)
 		}
 	}
-	if _, err := WriteSet(c.journal, restore); err != nil {
+	if _, err := writeSet(c.journal, restore); err != nil {
 		return fmt.Errorf("rolling back: %w", err)
 	}
 	var errs []error

@@ -9,8 +9,11 @@ import (
 )
 
 // Policy returns the least-privilege Vault policy (HCL) that cfg needs:
-// exactly the sign or issue path of each certificate's role, and what a
-// token needs to look itself up and renew itself. Nothing else.
+// exactly the sign or issue path of each certificate's role, the issuer
+// list, issuer certificates and CRLs of each trust bundle's mounts, and
+// what a token needs to look itself up and renew itself. Nothing else.
+// (Vault 1.21 serves the issuer reads without a token too; the policy
+// grants them so a Vault that requires one still works.)
 func Policy(cfg *config.Config) string {
 	rules := map[string][]string{
 		// Token auth looks the token up to learn its TTL; every method
@@ -20,6 +23,13 @@ func Policy(cfg *config.Config) string {
 	}
 	for _, c := range cfg.Certificates {
 		rules[fmt.Sprintf("%s/%s/%s", c.Mount, c.IssueMode, c.Role)] = []string{"update"}
+	}
+	for _, tb := range cfg.TrustBundles {
+		for _, m := range tb.Mounts {
+			rules[m+"/issuers"] = []string{"list"}
+			rules[m+"/issuer/+/json"] = []string{"read"}
+			rules[m+"/issuer/+/crl/pem"] = []string{"read"}
+		}
 	}
 	paths := make([]string, 0, len(rules))
 	for p := range rules {

@@ -26,8 +26,13 @@ func newAgent(e *env) (*agent.Agent, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a := agent.New(agent.Options{Config: e.cfg, Issuer: vc, Log: e.log})
-	return a, vc.Close, nil
+	e.vaultClient = vc
+	e.serving = newServing(e, vc)
+	opts := agent.Options{Config: e.cfg, Issuer: vc, Log: e.log, Notifier: e.serving.services}
+	if e.metrics != nil {
+		opts.Observer = e.metrics
+	}
+	return agent.New(opts), vc.Close, nil
 }
 
 func cmdRun(ctx context.Context, e *env) int {
@@ -41,16 +46,24 @@ func cmdRun(ctx context.Context, e *env) int {
 	live := follow(ctx, e, a, closeVault)
 	defer live.stop()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
+	stopServing, err := e.serving.start(ctx, e, a)
+	if err != nil {
+		e.log.Error("cannot start", "error", err)
+		return 1
+	}
+	defer stopServing()
 	sd := sdnotify.FromEnv()
-	ready := func() {
+	// The servers may start once certificates and trust bundles are in
+	// place: that is when systemd hears READY=1.
+	ready := e.serving.ready(ctx, func() {
 		e.log.Info("initial pass complete")
 		live.ready()
 		// systemd starts units ordered After=certkeeper.service (nginx)
-		// only now, when every certificate has had its first pass.
+		// only now.
 		if err := sd.Send("READY=1"); err != nil {
 			e.log.Warn("cannot tell systemd we are ready", "error", err)
 		}
-	}
+	})
 	// A deadlocked agent cannot answer Statuses, so the watchdog goes
 	// quiet and systemd restarts it.
 	go sd.Watchdog(ctx, sdnotify.WatchdogInterval(), func() bool { a.Statuses(); return true })
@@ -60,6 +73,7 @@ func cmdRun(ctx context.Context, e *env) int {
 		e.log.Error("stopped", "error", err)
 		return 1
 	}
+	stopServing()
 	e.log.Info("certkeeper stopped")
 	return 0
 }
@@ -89,7 +103,7 @@ func cmdOnce(ctx context.Context, e *env) int {
 			fmt.Fprintf(e.stdout, "%s: ok serial=%s not_after=%s renew_at=%s\n", st.Name, r.Serial, st.NotAfter.Format(time.RFC3339), r.RenewAt.Format(time.RFC3339))
 		}
 	}
-	return code
+	return max(code, e.serving.once(ctx, e))
 }
 
 func cmdStatus(ctx context.Context, e *env) int {
@@ -105,12 +119,13 @@ func cmdStatus(ctx context.Context, e *env) int {
 		printStatus(e, statuses, now)
 		fmt.Fprintf(e.stdout, "(%s)\n", source)
 	}
+	code := printServingStatus(e, now)
 	for _, st := range statuses {
 		if st.State == agent.StateMissing || st.State == agent.StateExpired {
 			return 1
 		}
 	}
-	return 0
+	return code
 }
 
 // until renders a time relative to now the way an operator reads it.

@@ -16,9 +16,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -33,13 +35,19 @@ commands:
   validate  check the config file and exit
   status    show each certificate on disk: serial, expiry, renewal point
   policy    print the least-privilege Vault policy the config needs
+  rotate    renew the named certificates (all when none is named) now,
+            even if valid: through the running daemon if there is one
   version   print the version
 
-flags (run, once, validate, status, policy):
+flags (run, once, validate, status, policy, rotate):
   -config FILE      config file (default ` + config.DefaultPath + `)
   -log-format F     text or json (default text)
   -log-level L      debug, info, warn or error (default info)
   -json             status only: print JSON for scripts
+  -spread D         rotate only: each certificate waits a random time
+                    within D (such as 30m) first, to spare Vault
+
+usage of rotate: certkeeper rotate -config FILE [NAME...] [-spread D]
 `
 
 func main() {
@@ -52,6 +60,7 @@ type globals struct {
 	logFormat string
 	logLevel  string
 	json      bool
+	spread    time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -79,6 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"validate": cmdValidate,
 		"status":   cmdStatus,
 		"policy":   cmdPolicy,
+		"rotate":   cmdRotate,
 	}
 	handler, ok := commands[cmd]
 	if !ok {
@@ -96,11 +106,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "status" {
 		fs.BoolVar(&g.json, "json", false, "print JSON")
 	}
-	if err := fs.Parse(args); err != nil {
+	if cmd == "rotate" {
+		fs.DurationVar(&g.spread, "spread", 0, "wait a random time within this first")
+	}
+	// Flags may follow names (rotate -config F web api -spread 5m), so
+	// parsing resumes after each name.
+	var names []string
+	for rest := args; ; rest = fs.Args()[1:] {
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		names = append(names, fs.Arg(0))
+	}
+	if len(names) > 0 && cmd != "rotate" {
+		fmt.Fprintf(stderr, "certkeeper %s: unexpected arguments: %s\n", cmd, strings.Join(names, " "))
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "certkeeper %s: unexpected arguments: %s\n", cmd, strings.Join(fs.Args(), " "))
+	if g.spread < 0 {
+		fmt.Fprintf(stderr, "certkeeper %s: -spread must not be negative\n", cmd)
 		return 2
 	}
 	log, err := newLogger(stderr, g.logFormat, g.logLevel)
@@ -119,7 +145,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return handler(ctx, &env{cfg: cfg, log: log, stdout: stdout, stderr: stderr, json: g.json})
+	return handler(ctx, &env{cfg: cfg, log: log, stdout: stdout, stderr: stderr, json: g.json, names: names, spread: g.spread})
 }
 
 // env is what a command gets to work with.
@@ -131,6 +157,15 @@ type env struct {
 	json   bool
 	// vaultObserver, when set, gets every Vault request (metrics).
 	vaultObserver vault.Observer
+	// metrics, set by run, also hears the agent, services and trust
+	// bundles; vaultClient is the client newAgent built.
+	metrics     *telemetry.Metrics
+	vaultClient *vault.Client
+	// names and spread are rotate's certificates and -spread.
+	names  []string
+	spread time.Duration
+	// serving reloads services and keeps trust bundles (set by newAgent).
+	serving *serving
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

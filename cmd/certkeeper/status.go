@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/services"
 	"github.com/certkeeper/certkeeper/telemetry"
 )
 
@@ -38,6 +39,7 @@ func currentStatus(ctx context.Context, e *env, now time.Time) (statuses []agent
 }
 
 func printStatus(e *env, statuses []agent.Status, now time.Time) {
+	svc := serviceStates(e)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tCOMMON NAME\tSTATE\tEXPIRES IN\tRENEWS IN\tLAST RESULT\tSERVICE\tNOTE")
 	for _, st := range statuses {
@@ -49,14 +51,36 @@ func printStatus(e *env, statuses []agent.Status, now time.Time) {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, st.CommonName, st.State, expires, renews,
-			dash(st.LastResult), dash(serviceState(st)), note(st, now))
+			dash(st.LastResult), dash(svc(st.Name)), note(st, now))
 	}
 	tw.Flush()
 }
 
-// serviceState is what the services reading the certificate make of it
-// (reloaded, serving it); empty until certkeeper reloads services.
-func serviceState(agent.Status) string { return "" }
+// serviceStates returns, for a certificate, the state of each service it
+// notifies ("nginx=ok"), from what the daemon last recorded.
+func serviceStates(e *env) func(cert string) string {
+	states := map[string]string{}
+	if svcs, err := services.ReadStatus(e.cfg); err == nil {
+		for _, st := range svcs {
+			states[st.Name] = st.State
+		}
+	}
+	return func(cert string) string {
+		c, ok := e.cfg.Certificate(cert)
+		if !ok {
+			return ""
+		}
+		var out []string
+		for _, name := range c.Notify {
+			state := states[name]
+			if state == "" {
+				state = "unknown"
+			}
+			out = append(out, name+"="+state)
+		}
+		return strings.Join(out, ",")
+	}
+}
 
 // note is what an operator needs next: why it fails and when the next
 // attempt is, or why a certificate on disk will be replaced.

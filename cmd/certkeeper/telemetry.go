@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/services"
 	"github.com/certkeeper/certkeeper/telemetry"
 	"github.com/certkeeper/certkeeper/telemetry/filewatch"
 )
@@ -20,18 +21,22 @@ func newRunAgent(ctx context.Context, e *env) (a *agent.Agent, closeVault, stop 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// Through newVault, so a client rebuilt by a config reload reports
-	// to the same metrics.
+	// Set before newAgent: the Vault client (also one rebuilt by a config
+	// reload), the agent, the services and the trust bundles report to m.
 	e.vaultObserver = m
-	vc, err := newVault(e, e.cfg.Vault)
+	e.metrics = m
+	a, closeVault, err = newAgent(e)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	a = agent.New(agent.Options{Config: e.cfg, Issuer: vc, Log: e.log, Observer: m})
+	for _, s := range e.cfg.Services {
+		m.ServiceConfigured(s.Name)
+	}
+	vc := e.vaultClient
 	tel := e.cfg.Telemetry
 	if tel.Listen == "" {
 		e.log.Info("telemetry endpoint is off (telemetry { listen = \"\" })")
-		return a, vc.Close, func() {}, nil
+		return a, closeVault, func() {}, nil
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -45,7 +50,7 @@ func newRunAgent(ctx context.Context, e *env) (a *agent.Agent, closeVault, stop 
 	if err := m.ExposeState(src); err != nil {
 		cancel()
 		wg.Wait()
-		vc.Close()
+		closeVault()
 		return nil, nil, nil, err
 	}
 	configPath := e.cfg.Path
@@ -58,5 +63,22 @@ func newRunAgent(ctx context.Context, e *env) (a *agent.Agent, closeVault, stop 
 			e.log.Error("telemetry endpoint stopped", "error", err)
 		}
 	})
-	return a, vc.Close, func() { cancel(); wg.Wait() }, nil
+	return a, closeVault, func() { cancel(); wg.Wait() }, nil
 }
+
+// serviceMetrics turns the services' detailed results into the metric's
+// success/failure; a server that is not running was not reloaded, so it
+// counts as neither.
+type serviceMetrics struct{ m *telemetry.Metrics }
+
+func (s serviceMetrics) ServiceReloaded(service, result string) {
+	switch result {
+	case services.ResultOK:
+		s.m.ServiceReloaded(service, telemetry.ResultSuccess)
+	case services.ResultNotRunning:
+	default:
+		s.m.ServiceReloaded(service, telemetry.ResultFailure)
+	}
+}
+
+func (s serviceMetrics) ServedMatches(service string, ok bool) { s.m.ServedMatches(service, ok) }

@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/config"
+)
+
+// rotation is the state forced renewals need: which certificates must be
+// renewed even if valid, and which have a pass in flight, so a rotation
+// requested during a pass neither runs beside it nor gets lost.
+type rotation struct {
+	mu sync.Mutex
+	// forced maps a certificate to the request that forced it, so a pass
+	// that started before a second request does not clear that one.
+	forced   map[string]int
+	seq      int
+	inflight map[string]bool
+	again    map[string]time.Time // asked for while in flight
+}
+
+// Scheduled is when a forced renewal of a certificate will start.
+type Scheduled struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}
+
+// Rotate renews the named certificates (every one when names is empty)
+// even though they are valid, each at a random point within spread from
+// now, so a fleet rotating at once spreads its load on Vault. The running
+// agent (Run) does the work; Rotate only schedules it.
+func (a *Agent) Rotate(names []string, spread time.Duration) ([]Scheduled, error) {
+	certs, err := a.pick(names)
+	if err != nil {
+		return nil, err
+	}
+	now := a.now()
+	r := &a.rot
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	var out []Scheduled
+	for _, c := range certs {
+		at := now.Add(time.Duration(a.rand() * float64(spread)))
+		r.seq++
+		r.forced[c.Name] = r.seq
+		if r.inflight[c.Name] {
+			if prev, ok := r.again[c.Name]; !ok || at.Before(prev) {
+				r.again[c.Name] = at
+			}
+		} else {
+			a.queue.Set(c.Name, at)
+		}
+		out = append(out, Scheduled{Name: c.Name, At: at})
+	}
+	return out, nil
+}
+
+func (r *rotation) init() {
+	if r.forced == nil {
+		r.forced, r.inflight, r.again = map[string]int{}, map[string]bool{}, map[string]time.Time{}
+	}
+}
+
+// pick returns the configured certificates with the given names, in
+// config order, or all of them.
+func (a *Agent) pick(names []string) ([]config.Certificate, error) {
+	if len(names) == 0 {
+		return a.cfg.Certificates, nil
+	}
+	var unknown []string
+	for _, n := range names {
+		if _, ok := a.cfg.Certificate(n); !ok {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		var known []string
+		for _, c := range a.cfg.Certificates {
+			known = append(known, c.Name)
+		}
+		return nil, fmt.Errorf("no certificate named %s (configured: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
+	var out []config.Certificate
+	for _, c := range a.cfg.Certificates {
+		if slices.Contains(names, c.Name) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// begin marks a pass for name as in flight; false means one already is,
+// and the caller must not start another (end reschedules it).
+func (a *Agent) begin(name string) bool {
+	r := &a.rot
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.init()
+	if r.inflight[name] {
+		if _, ok := r.again[name]; !ok {
+			r.again[name] = a.now()
+		}
+		return false
+	}
+	r.inflight[name] = true
+	return true
+}
+
+// end closes a pass begun with begin and schedules the next one: at next,
+// or sooner if a rotation was asked for meanwhile. Scheduling happens
+// under the same lock as Rotate, so a rotation is never overwritten by the
+// pass that was running when it came.
+func (a *Agent) end(name string, next time.Time, schedule bool) {
+	r := &a.rot
+	r.mu.Lock()
+	delete(r.inflight, name)
+	at, asked := r.again[name]
+	delete(r.again, name)
+	r.mu.Unlock()
+	if !schedule {
+		return
+	}
+	if asked && at.Before(next) {
+		next = at
+	}
+	// reschedule keeps an earlier time set meanwhile (an output changed)
+	// and forgets a certificate a reload removed.
+	a.reschedule(name, next)
+}
+
+// forced says whether the next pass for name must get a new certificate:
+// non-zero identifies the request that asked for it.
+func (a *Agent) forced(name string) int {
+	a.rot.mu.Lock()
+	defer a.rot.mu.Unlock()
+	return a.rot.forced[name]
+}
+
+// rotated clears the forced mark once a new certificate is written,
+// unless a newer request came in meanwhile.
+func (a *Agent) rotated(name string, req int) {
+	a.rot.mu.Lock()
+	defer a.rot.mu.Unlock()
+	if a.rot.forced[name] == req {
+		delete(a.rot.forced, name)
+	}
+}
+
+// RotateOnce is Rotate without a running agent, for `certkeeper rotate`
+// when no daemon answers: it renews the named certificates (or all) now,
+// each after a random wait within spread, and returns one outcome per
+// certificate, in config order.
+func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Duration) ([]Outcome, error) {
+	certs, err := a.pick(names)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Outcome, len(certs))
+	sem := make(chan struct{}, a.cfg.Vault.MaxParallel)
+	var wg sync.WaitGroup
+	for i, c := range certs {
+		wait := time.Duration(a.rand() * float64(spread))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if wait > 0 {
+				a.log.Info("waiting before rotating", "cert", c.Name, "wait", wait.Round(time.Second).String())
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+				}
+			}
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = a.rotateOne(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (a *Agent) rotateOne(ctx context.Context, c config.Certificate) Outcome {
+	var res *Result
+	var err error
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		res, err = a.ensure(ctx, c, true)
+		if err == nil || attempt == onceAttempts {
+			break
+		}
+		d := a.retryDelay(onceBackoff, attempt, err)
+		a.log.Warn("attempt failed, retrying", "cert", c.Name, "error", err, "retry_in", d.String())
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	if res == nil && err == nil {
+		err = ctx.Err()
+	}
+	st := a.record(c, res, err)
+	return Outcome{Result: res, Err: err, Status: st}
+}

@@ -1,0 +1,458 @@
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/sinks"
+)
+
+// arrival is one change to files some services read.
+type arrival struct {
+	source   string
+	services []string
+	change   *sinks.Change
+	at       time.Time
+}
+
+// service is one configured service and its retry state; the fields are
+// only touched by its group's goroutine (or Flush, which runs when that
+// goroutine does not).
+type service struct {
+	cfg        config.Service
+	needReload bool
+	failures   int
+	retryAt    time.Time
+}
+
+// group is the services that share a source; one goroutine handles its
+// batches, so a service is never checked or reloaded twice at once.
+type group struct {
+	m        *Manager
+	services []*service
+	wake     chan struct{}
+
+	mu      sync.Mutex
+	pending []arrival // written, on disk, not yet loaded by the services
+	// parked is a batch whose check failed: its files were rolled back
+	// (parkedChanges, merged) and it waits for checkRetryAt.
+	parked        []arrival
+	parkedChanges []*sinks.Change
+	checkFailures int
+	checkRetryAt  time.Time
+}
+
+// maxSettleFactor caps a batch that keeps growing: it is handled at most
+// this many settle windows after its first change.
+const maxSettleFactor = 10
+
+func (g *group) add(a arrival) {
+	g.mu.Lock()
+	g.pending = append(g.pending, a)
+	g.mu.Unlock()
+	g.poke()
+}
+
+func (g *group) poke() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (g *group) service(name string) *service {
+	for _, s := range g.services {
+		if s.cfg.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func (g *group) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	// A check or reload under way when ctx ends is finished (each is
+	// bounded by its timeout): killing a reload half-way helps nobody.
+	work := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		now := time.Now()
+		batchAt, due := g.batchDue()
+		next := batchAt
+		for _, s := range g.services {
+			if s.needReload && (next.IsZero() || s.retryAt.Before(next)) {
+				next = s.retryAt
+			}
+		}
+		switch {
+		case due && !batchAt.After(now):
+			g.attempt(work, false)
+			continue
+		case !next.IsZero() && !next.After(now):
+			for _, s := range g.services {
+				if s.needReload && !s.retryAt.After(now) {
+					g.reload(work, s, nil, false)
+				}
+			}
+			continue
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = next.Sub(now)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// batchDue says when the next batch should be handled: when the newest
+// change is a settle window old (capped for batches that keep growing),
+// or when a rolled-back batch is due for its retry.
+func (g *group) batchDue() (time.Time, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.pending) > 0 {
+		var settle time.Duration
+		for _, a := range g.pending {
+			for _, name := range a.services {
+				if s := g.service(name); s != nil {
+					settle = max(settle, s.cfg.Settle)
+				}
+			}
+		}
+		first, last := g.pending[0].at, g.pending[len(g.pending)-1].at
+		return minTime(last.Add(settle), first.Add(maxSettleFactor*settle)), true
+	}
+	if len(g.parked) > 0 {
+		return g.checkRetryAt, true
+	}
+	return time.Time{}, false
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// attempt handles everything waiting: a rolled-back batch (written again
+// first) and every change since. All affected services must pass their
+// check before any is reloaded.
+func (g *group) attempt(ctx context.Context, flush bool) []Outcome {
+	g.mu.Lock()
+	arrivals := append(slices.Clone(g.parked), g.pending...)
+	changes := slices.Clone(g.parkedChanges)
+	for _, a := range g.pending {
+		changes = append(changes, a.change)
+	}
+	rewrite := len(g.parkedChanges) > 0
+	g.parked, g.parkedChanges, g.pending = nil, nil, nil
+	g.mu.Unlock()
+	if len(arrivals) == 0 {
+		return nil
+	}
+	merged := sinks.Merge(changes...)
+	affected := g.affected(arrivals)
+	log := g.m.log.With("services", names(affected), "sources", sources(arrivals))
+
+	if rewrite {
+		for _, c := range merged {
+			if err := c.Reapply(); err != nil {
+				return []Outcome{g.checkFailed(ctx, affected[0], fmt.Errorf("writing the batch's files again: %w", err), arrivals, merged, flush)}
+			}
+		}
+		log.Info("wrote the rolled-back files again to retry the check", "files", strings.Join(paths(merged), ","))
+	}
+	for _, s := range affected {
+		if s.cfg.Check == nil {
+			continue
+		}
+		if err := runCommand(ctx, s.cfg.Check, s.cfg.Timeout); err != nil {
+			if ctx.Err() != nil && !flush {
+				// Shutting down mid-check: put everything back for Flush.
+				g.requeue(arrivals, merged, rewrite)
+				return nil
+			}
+			return []Outcome{g.checkFailed(ctx, s, fmt.Errorf("check failed: %w", err), arrivals, merged, flush)}
+		}
+	}
+	g.mu.Lock()
+	g.checkFailures = 0
+	g.mu.Unlock()
+	first := arrivals[0].at
+	for _, a := range arrivals {
+		first = minTime(first, a.at)
+	}
+	var out []Outcome
+	for _, s := range affected {
+		s.needReload, s.retryAt = true, time.Now()
+		out = append(out, g.reload(ctx, s, &batchInfo{first: first, sources: sources(arrivals), changes: len(arrivals)}, flush))
+	}
+	return out
+}
+
+// requeue puts a batch back as it was, for a later attempt.
+func (g *group) requeue(arrivals []arrival, merged []*sinks.Change, rolledBack bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if rolledBack {
+		g.parked = append(arrivals, g.parked...)
+		g.parkedChanges = append(merged, g.parkedChanges...)
+		return
+	}
+	g.pending = append(arrivals, g.pending...)
+}
+
+// checkFailed rolls back every change of the batch, and any that arrived
+// while the check ran (they sit on top of it and were never checked
+// either), so the files are again those the running server loaded. The
+// batch is parked to be written and checked again after a backoff.
+func (g *group) checkFailed(ctx context.Context, s *service, cause error, arrivals []arrival, merged []*sinks.Change, flush bool) Outcome {
+	g.mu.Lock()
+	late := g.pending
+	g.pending = nil
+	g.mu.Unlock()
+	all := slices.Clone(merged)
+	for _, a := range late {
+		all = append(all, a.change)
+		arrivals = append(arrivals, a)
+	}
+	all = sinks.Merge(all...)
+	var rollbackErrs []error
+	for _, c := range all {
+		if err := c.Rollback(); err != nil {
+			rollbackErrs = append(rollbackErrs, err)
+		}
+	}
+	g.mu.Lock()
+	g.parked, g.parkedChanges = arrivals, all
+	g.checkFailures++
+	delay := g.m.retryDelay(g.checkFailures)
+	g.checkRetryAt = time.Now().Add(delay)
+	g.mu.Unlock()
+
+	err := cause
+	if len(rollbackErrs) > 0 {
+		err = errors.Join(cause, fmt.Errorf("and rolling back failed, files may hold the new set: %w", errors.Join(rollbackErrs...)))
+	}
+	attrs := []any{"service", s.cfg.Name, "error", err, "rolled_back", strings.Join(paths(all), ","), "sources", sources(arrivals)}
+	if flush {
+		g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has", attrs...)
+	} else {
+		g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has, and will retry", append(attrs, "retry_in", delay.Round(time.Millisecond).String())...)
+	}
+	g.m.observe(s.cfg.Name, ResultCheckFailed)
+	g.m.update(s.cfg.Name, func(st *Status) {
+		st.State = StateCheckFailed
+		st.LastError = oneLine(err)
+		st.Failures = g.checkFailures
+		st.NextAttempt = g.checkRetryAt
+		if flush {
+			st.NextAttempt = time.Time{}
+		}
+	})
+	return Outcome{Service: s.cfg.Name, Result: ResultCheckFailed, Err: err}
+}
+
+// batchInfo describes the batch a reload follows, for the log.
+type batchInfo struct {
+	first   time.Time
+	sources []string
+	changes int
+}
+
+// reload makes s load the files on disk and, if configured, confirms it
+// serves them. A failure is retried with backoff by the group loop (or up
+// to flushReloadAttempts times at once when flushing).
+func (g *group) reload(ctx context.Context, s *service, batch *batchInfo, flush bool) Outcome {
+	for attempt := 1; ; attempt++ {
+		res, served, err := g.reloadOnce(ctx, s)
+		if ctx.Err() != nil && !flush {
+			return Outcome{Service: s.cfg.Name, Result: res, Err: err}
+		}
+		if err == nil {
+			s.needReload, s.failures = false, 0
+			g.reported(s, res, served, batch)
+			return Outcome{Service: s.cfg.Name, Result: res}
+		}
+		s.failures++
+		delay := g.m.retryDelay(s.failures)
+		if flush && attempt < flushReloadAttempts {
+			g.m.log.Warn("reload failed, retrying", "service", s.cfg.Name, "error", err, "result", res)
+			select {
+			case <-time.After(time.Second):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		s.needReload, s.retryAt = true, time.Now().Add(delay)
+		g.failed(s, res, served, err, delay, flush)
+		return Outcome{Service: s.cfg.Name, Result: res, Err: err}
+	}
+}
+
+// reloadOnce reloads and verifies s once.
+func (g *group) reloadOnce(ctx context.Context, s *service) (result, served string, err error) {
+	var loaded []expected
+	if s.cfg.Verify != nil {
+		// What the server is about to load; unreadable files make verify
+		// fail below with the reason.
+		loaded, _ = expectedLeaves(g.m.cfg, s.cfg.Name)
+	}
+	ran, err := reloadService(ctx, s.cfg)
+	if err != nil {
+		return ResultReloadFailed, "", fmt.Errorf("reload failed: %w", err)
+	}
+	if !ran {
+		return ResultNotRunning, "", nil
+	}
+	if s.cfg.Verify == nil {
+		return ResultOK, "", nil
+	}
+	served, err = g.m.verify(ctx, s.cfg, loaded)
+	g.m.servedMatches(s.cfg.Name, err == nil)
+	if err != nil {
+		return ResultNotServed, served, fmt.Errorf("written but not served: %w", err)
+	}
+	return ResultOK, served, nil
+}
+
+func (g *group) reported(s *service, res, served string, batch *batchInfo) {
+	g.m.observe(s.cfg.Name, res)
+	log := g.m.log.With("service", s.cfg.Name)
+	if batch != nil {
+		log = log.With("sources", batch.sources, "changes", batch.changes, "since_change", time.Since(batch.first).Round(time.Millisecond).String())
+	}
+	now := time.Now()
+	pending := g.hasPending(s.cfg.Name)
+	switch res {
+	case ResultNotRunning:
+		log.Info("service is not running; it will read the new files when it starts")
+	default:
+		if served != "" {
+			log = log.With("served_serial", served)
+		}
+		log.Info("service reloaded")
+	}
+	g.m.update(s.cfg.Name, func(st *Status) {
+		st.State = StateOK
+		if res == ResultNotRunning {
+			st.State = StateNotRunning
+		} else {
+			st.Reloads++
+			st.LastReload = now
+		}
+		st.Pending = pending
+		st.LastError, st.Failures, st.NextAttempt = "", 0, time.Time{}
+		st.Served = served
+	})
+}
+
+func (g *group) failed(s *service, res, served string, err error, delay time.Duration, flush bool) {
+	g.m.observe(s.cfg.Name, res)
+	msg, retry := "reload failed", "; will retry"
+	if res == ResultNotServed {
+		msg, retry = "service reloaded but does not serve the certificate on disk (written but not served)", "; will reload again"
+	}
+	attrs := []any{"service", s.cfg.Name, "error", err, "failures", s.failures}
+	if !flush {
+		msg += retry
+		attrs = append(attrs, "retry_in", delay.Round(time.Millisecond).String())
+	}
+	g.m.log.Error(msg, attrs...)
+	g.m.update(s.cfg.Name, func(st *Status) {
+		st.State = StateReloadFailed
+		if res == ResultNotServed {
+			st.State = StateNotServed
+		}
+		st.LastError = oneLine(err)
+		st.Failures = s.failures
+		st.NextAttempt = s.retryAt
+		if flush {
+			st.NextAttempt = time.Time{}
+		}
+		st.Served = served
+	})
+}
+
+// hasPending says whether changes for the service wait for a later batch.
+func (g *group) hasPending(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.ContainsFunc(append(slices.Clone(g.pending), g.parked...), func(a arrival) bool { return slices.Contains(a.services, name) })
+}
+
+// flush handles whatever waits, now, for one-shot commands and shutdown.
+func (g *group) flush(ctx context.Context) []Outcome {
+	out := g.attempt(ctx, true)
+	for _, s := range g.services {
+		if !s.needReload || slices.ContainsFunc(out, func(o Outcome) bool { return o.Service == s.cfg.Name }) {
+			continue
+		}
+		out = append(out, g.reload(ctx, s, nil, true))
+	}
+	return out
+}
+
+// affected lists, in config order, the services the arrivals notify.
+func (g *group) affected(arrivals []arrival) []*service {
+	var out []*service
+	for _, s := range g.services {
+		if slices.ContainsFunc(arrivals, func(a arrival) bool { return slices.Contains(a.services, s.cfg.Name) }) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func names(ss []*service) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.cfg.Name)
+	}
+	return out
+}
+
+func sources(arrivals []arrival) []string {
+	var out []string
+	for _, a := range arrivals {
+		if !slices.Contains(out, a.source) {
+			out = append(out, a.source)
+		}
+	}
+	return out
+}
+
+func paths(changes []*sinks.Change) []string {
+	var out []string
+	for _, c := range changes {
+		out = append(out, c.Written...)
+	}
+	return out
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func (m *Manager) observe(service, result string) {
+	if m.observer != nil {
+		m.observer.ServiceReloaded(service, result)
+	}
+}
+
+func (m *Manager) servedMatches(service string, ok bool) {
+	if m.observer != nil {
+		m.observer.ServedMatches(service, ok)
+	}
+}

@@ -1,0 +1,228 @@
+// Package services tells the servers that read certkeeper's files (nginx,
+// Apache, anything with a reload command or a pid file) that the files
+// changed, safely and once.
+//
+// Changes arrive as sinks.Change values right after a set of files was
+// written. Every change for a service within its settle window joins one
+// batch; the batch is checked with the service's own config test, then the
+// service is reloaded once, then (optionally) certkeeper connects and
+// confirms that the server serves the certificate on disk. A failed check
+// rolls the batch's files back, so the running server and the disk agree
+// on the last good set, and the same files are written again and checked
+// later, with backoff; nothing is re-issued. A failed or hanging reload is
+// retried with backoff.
+//
+// The package runs the commands configured for services, signals the pids
+// their pid files name, writes the files of batches it rolls back or
+// re-applies, and keeps its state in services.json in the state directory.
+package services
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent/renewal"
+	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/sinks"
+)
+
+// Observer hears what happens to services, for metrics. Nil is fine.
+type Observer interface {
+	// ServiceReloaded reports the outcome of one attempt: ResultOK,
+	// ResultCheckFailed, ResultReloadFailed, ResultNotServed or
+	// ResultNotRunning.
+	ServiceReloaded(service, result string)
+	// ServedMatches reports whether, after a reload, the server served
+	// the certificate on disk.
+	ServedMatches(service string, ok bool)
+}
+
+// Results of an attempt, as the observer and the logs name them.
+const (
+	ResultOK           = "ok"
+	ResultCheckFailed  = "check_failed"
+	ResultReloadFailed = "reload_failed"
+	ResultNotServed    = "not_served"
+	ResultNotRunning   = "not_running"
+)
+
+// Options build a Manager.
+type Options struct {
+	Config   *config.Config
+	Log      *slog.Logger
+	Observer Observer
+	// Backoff spaces retries of failed checks and reloads; the zero value
+	// means renewal.DefaultBackoff.
+	Backoff renewal.Backoff
+	// VerifyInterval is the pause between two verify handshakes (default
+	// 200ms).
+	VerifyInterval time.Duration
+	Rand           func() float64
+}
+
+// Manager batches changes per service and reloads services.
+type Manager struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	observer Observer
+	backoff  renewal.Backoff
+	interval time.Duration
+	rand     func() float64
+
+	groups    []*group
+	byService map[string]*group
+
+	mu     sync.Mutex
+	status map[string]*Status
+	// saveMu keeps state file writes in order.
+	saveMu sync.Mutex
+}
+
+// New makes a manager for the services in cfg. It runs nothing until
+// changes arrive and Run or Flush is called.
+func New(o Options) *Manager {
+	m := &Manager{
+		cfg:       o.Config,
+		log:       o.Log,
+		observer:  o.Observer,
+		backoff:   o.Backoff,
+		interval:  o.VerifyInterval,
+		rand:      o.Rand,
+		byService: map[string]*group{},
+		status:    map[string]*Status{},
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.backoff == (renewal.Backoff{}) {
+		m.backoff = renewal.DefaultBackoff
+	}
+	if m.interval <= 0 {
+		m.interval = 200 * time.Millisecond
+	}
+	if m.rand == nil {
+		m.rand = rand.Float64
+	}
+	for _, names := range components(o.Config) {
+		g := &group{m: m, wake: make(chan struct{}, 1)}
+		for _, n := range names {
+			svc, _ := o.Config.Service(n)
+			g.services = append(g.services, &service{cfg: svc})
+			m.byService[n] = g
+			m.status[n] = &Status{Name: n, State: StateIdle}
+		}
+		m.groups = append(m.groups, g)
+	}
+	return m
+}
+
+// components groups services that share a source (a certificate or trust
+// bundle notifying several of them): a batch touching shared files must
+// pass every such service's check before any of them is reloaded, since a
+// rollback changes the files for all of them.
+func components(cfg *config.Config) [][]string {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(s string) string {
+		if parent[s] == s {
+			return s
+		}
+		parent[s] = find(parent[s])
+		return parent[s]
+	}
+	for _, s := range cfg.Services {
+		parent[s.Name] = s.Name
+	}
+	join := func(notify []string) {
+		for _, n := range notify[min(1, len(notify)):] {
+			parent[find(n)] = find(notify[0])
+		}
+	}
+	for _, c := range cfg.Certificates {
+		join(c.Notify)
+	}
+	for _, tb := range cfg.TrustBundles {
+		join(tb.Notify)
+	}
+	var out [][]string
+	index := map[string]int{}
+	for _, s := range cfg.Services {
+		root := find(s.Name)
+		i, ok := index[root]
+		if !ok {
+			i = len(out)
+			index[root] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], s.Name)
+	}
+	return out
+}
+
+// Changed is called by the agent after a certificate's files changed.
+func (m *Manager) Changed(cert config.Certificate, change *sinks.Change) {
+	m.Notify("certificate "+cert.Name, cert.Notify, change)
+}
+
+// Notify records that source (a name for logs) changed files that the
+// named services read. It never blocks on a reload.
+func (m *Manager) Notify(source string, services []string, change *sinks.Change) {
+	if !change.Changed() || len(services) == 0 {
+		return
+	}
+	g := m.byService[services[0]]
+	if g == nil {
+		m.log.Warn("files changed for a service that is not configured", "source", source, "services", services)
+		return
+	}
+	g.add(arrival{source: source, services: slices.Clone(services), change: change, at: time.Now()})
+	for _, s := range services {
+		m.update(s, func(st *Status) { st.Pending = true })
+	}
+}
+
+// Run processes batches until ctx ends. Changes still waiting then are
+// left for Flush, which the caller runs once nothing writes any more.
+func (m *Manager) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, g := range m.groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.run(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// Outcome is what Flush did for one service.
+type Outcome struct {
+	Service string
+	Result  string // one of the Result* values
+	Err     error
+}
+
+// flushReloadAttempts bounds reload retries in Flush, which serves
+// one-shot commands and shutdown and cannot back off for minutes.
+const flushReloadAttempts = 3
+
+// Flush checks and reloads, now and without a settle window, every
+// service with changes waiting (including batches that were rolled back
+// and wait for a retry), and returns one outcome per service it touched,
+// in config order. A failed check rolls its batch back and is not retried.
+func (m *Manager) Flush(ctx context.Context) []Outcome {
+	var out []Outcome
+	for _, g := range m.groups {
+		out = append(out, g.flush(ctx)...)
+	}
+	return out
+}
+
+// retryDelay is the wait after the failures-th consecutive failure.
+func (m *Manager) retryDelay(failures int) time.Duration {
+	return m.backoff.Delay(failures-1, m.rand())
+}

@@ -1,0 +1,611 @@
+package services
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/agent/renewal"
+	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/sinks"
+)
+
+var fastBackoff = renewal.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
+
+// fixture is a directory with a certificate-like file set, a config whose
+// services run small shell commands that record what they did, and a
+// manager.
+type fixture struct {
+	t   *testing.T
+	dir string
+	cfg *config.Config
+	m   *Manager
+	obs *recorder
+}
+
+func newFixture(t *testing.T, services ...config.Service) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := &config.Config{StateDir: filepath.Join(dir, "state"), Services: services}
+	cfg.Certificates = []config.Certificate{{Name: "web", Files: config.Files{Cert: filepath.Join(dir, "web.crt"), Key: filepath.Join(dir, "web.key")}}}
+	for _, s := range services {
+		cfg.Certificates[0].Notify = append(cfg.Certificates[0].Notify, s.Name)
+	}
+	f := &fixture{t: t, dir: dir, cfg: cfg, obs: &recorder{}}
+	f.m = New(Options{Config: cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond})
+	return f
+}
+
+// shell is a service whose check fails while <dir>/broken exists and whose
+// reload appends a line to <dir>/<name>.reloads.
+func shell(dir, name string) config.Service {
+	return config.Service{
+		Name:    name,
+		Check:   []string{"sh", "-c", "echo checking " + name + " >> " + filepath.Join(dir, name+".checks") + "; test ! -e " + filepath.Join(dir, "broken")},
+		Reload:  []string{"sh", "-c", "echo reload >> " + filepath.Join(dir, name+".reloads")},
+		Timeout: 5 * time.Second,
+		Settle:  150 * time.Millisecond,
+	}
+}
+
+func (f *fixture) write(version string) *sinks.Change {
+	f.t.Helper()
+	c, err := sinks.WriteSet(filepath.Join(f.dir, "web.journal"), []sinks.File{
+		{Path: filepath.Join(f.dir, "web.key"), Data: []byte("KEY" + version), Mode: 0o600, UID: -1, GID: -1},
+		{Path: filepath.Join(f.dir, "web.crt"), Data: []byte("CERT" + version), Mode: 0o644, UID: -1, GID: -1},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) onDisk() string {
+	f.t.Helper()
+	k, _ := os.ReadFile(filepath.Join(f.dir, "web.key"))
+	c, _ := os.ReadFile(filepath.Join(f.dir, "web.crt"))
+	return string(k) + "/" + string(c)
+}
+
+func (f *fixture) lines(name string) int {
+	data, _ := os.ReadFile(filepath.Join(f.dir, name))
+	return strings.Count(string(data), "\n")
+}
+
+func (f *fixture) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		f.m.Run(ctx)
+		close(done)
+	}()
+	f.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+func (f *fixture) status(name string) Status {
+	for _, st := range f.m.Statuses() {
+		if st.Name == name {
+			return st
+		}
+	}
+	f.t.Fatalf("no status for %s", name)
+	return Status{}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type recorder struct {
+	mu      sync.Mutex
+	results []string
+	served  []bool
+}
+
+var _ Observer = (*recorder)(nil)
+
+func (r *recorder) ServiceReloaded(service, result string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.results = append(r.results, service+":"+result)
+}
+
+func (r *recorder) ServedMatches(_ string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.served = append(r.served, ok)
+}
+
+func (r *recorder) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.results)
+}
+
+// TestBatchReloadsOnce: changes from several sources within the settle
+// window lead to one check and one reload.
+func TestBatchReloadsOnce(t *testing.T) {
+	f := newFixture(t, shell("", "nginx"))
+	f.cfg.Services[0] = shell(f.dir, "nginx")
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
+	f.run()
+	for i := range 5 {
+		f.m.Notify("certificate web", []string{"nginx"}, f.write(strconv.Itoa(i)))
+		f.m.Notify("trust_bundle clients", []string{"nginx"}, f.write("x"+strconv.Itoa(i)))
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "a reload", func() bool { return f.lines("nginx.reloads") >= 1 })
+	time.Sleep(400 * time.Millisecond) // more than a settle window
+	if n := f.lines("nginx.reloads"); n != 1 {
+		t.Errorf("%d reloads for one batch of 10 changes, want 1", n)
+	}
+	if n := f.lines("nginx.checks"); n != 1 {
+		t.Errorf("%d checks for one batch, want 1", n)
+	}
+	st := f.status("nginx")
+	if st.State != StateOK || st.Reloads != 1 || st.Pending || st.LastReload.IsZero() {
+		t.Errorf("status after the batch: %+v", st)
+	}
+
+	// A change after the batch is a new batch.
+	f.m.Notify("certificate web", []string{"nginx"}, f.write("later"))
+	waitFor(t, "a second reload", func() bool { return f.lines("nginx.reloads") == 2 })
+}
+
+// TestCheckFailureRollsBackAndRetries: a failing check puts the previous
+// files back and reloads nothing; the new files are written again and
+// checked with backoff, and once the check passes they are loaded. A
+// change that arrives while the batch waits joins it.
+func TestCheckFailureRollsBackAndRetries(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Services = []config.Service{shell(f.dir, "nginx")}
+	f.cfg.Certificates[0].Notify = []string{"nginx"}
+	f.obs = &recorder{}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs})
+	f.write("0")
+	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
+	f.run()
+
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	waitFor(t, "the check to fail", func() bool { return f.status("nginx").State == StateCheckFailed })
+	if got := f.onDisk(); got != "KEY0/CERT0" {
+		t.Fatalf("after a failed check the files hold %s, want the previous set KEY0/CERT0", got)
+	}
+	if n := f.lines("nginx.reloads"); n != 0 {
+		t.Fatalf("reloaded %d times although the check failed", n)
+	}
+	st := f.status("nginx")
+	if !strings.Contains(st.LastError, "check failed") || st.NextAttempt.IsZero() || !st.Pending {
+		t.Errorf("status does not report the failure and the retry: %+v", st)
+	}
+	// Each retry writes the new files again for its check, and rolls
+	// them back when it fails.
+	waitFor(t, "a retry", func() bool { return f.lines("nginx.checks") >= 3 })
+	waitFor(t, "the files to be rolled back after the retry", func() bool { return f.onDisk() == "KEY0/CERT0" })
+
+	// A newer set arrives while the batch waits: it is checked with it.
+	f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+	waitFor(t, "the newer set to be rolled back too", func() bool { return f.onDisk() == "KEY0/CERT0" })
+
+	os.Remove(filepath.Join(f.dir, "broken"))
+	waitFor(t, "the reload after the fix", func() bool { return f.lines("nginx.reloads") == 1 })
+	if got := f.onDisk(); got != "KEY2/CERT2" {
+		t.Errorf("after the fix the files hold %s, want the newest set KEY2/CERT2", got)
+	}
+	waitFor(t, "status ok", func() bool { return f.status("nginx").State == StateOK })
+	if st := f.status("nginx"); st.LastError != "" || st.Failures != 0 || st.Pending {
+		t.Errorf("status after recovery: %+v", st)
+	}
+	results := f.obs.get()
+	if !slices.Contains(results, "nginx:check_failed") || results[len(results)-1] != "nginx:ok" {
+		t.Errorf("observer saw %v, want check failures then ok", results)
+	}
+
+	// `certkeeper status` reads what the manager saved.
+	waitFor(t, "the saved status", func() bool {
+		saved, err := ReadStatus(f.cfg)
+		return err == nil && len(saved) == 1 && saved[0].State == StateOK && saved[0].Reloads == 1
+	})
+}
+
+// TestReloadFailureRetried: a reload that exits non-zero is retried with
+// backoff and no file is rolled back.
+func TestReloadFailureRetried(t *testing.T) {
+	f := newFixture(t)
+	svc := shell(f.dir, "apache")
+	svc.Reload = []string{"sh", "-c", "test -e " + filepath.Join(f.dir, "ok") + " && echo >> " + filepath.Join(f.dir, "apache.reloads")}
+	f.cfg.Services = []config.Service{svc}
+	f.cfg.Certificates[0].Notify = []string{"apache"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
+	f.write("0")
+	f.run()
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	waitFor(t, "the reload to fail twice", func() bool { return f.status("apache").Failures >= 2 })
+	st := f.status("apache")
+	if st.State != StateReloadFailed || !strings.Contains(st.LastError, "reload failed") {
+		t.Errorf("status = %+v", st)
+	}
+	if got := f.onDisk(); got != "KEY1/CERT1" {
+		t.Errorf("a failed reload changed the files to %s", got)
+	}
+	if n := f.lines("apache.checks"); n != 1 {
+		t.Errorf("the check ran %d times; a reload retry must not re-check", n)
+	}
+	os.WriteFile(filepath.Join(f.dir, "ok"), nil, 0o644)
+	waitFor(t, "the reload to succeed", func() bool { return f.status("apache").State == StateOK })
+	if n := f.lines("apache.reloads"); n != 1 {
+		t.Errorf("%d successful reloads, want 1", n)
+	}
+}
+
+// TestReloadTimeoutKillsProcessGroup: a hanging reload is killed with
+// everything it started, reported, and the manager carries on.
+func TestReloadTimeoutKillsProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	childPID := filepath.Join(dir, "child")
+	argv := []string{"sh", "-c", "sleep 60 & echo $! > " + childPID + "; wait"}
+	start := time.Now()
+	err := runCommand(t.Context(), argv, 300*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "did not finish within 300ms") {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("runCommand returned after %v", d)
+	}
+	data, _ := os.ReadFile(childPID)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if pid == 0 {
+		t.Fatal("the child never started")
+	}
+	waitFor(t, "the grandchild to die", func() bool { return !alive(pid) })
+}
+
+// alive treats a zombie as dead: killed, waiting only to be reaped.
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// TestCommandOutputInError: a failing check's output reaches the error,
+// so `nginx -t` can say what is wrong.
+func TestCommandOutputInError(t *testing.T) {
+	err := runCommand(t.Context(), []string{"sh", "-c", "echo 'unknown directive \"bogus\" in /etc/nginx/nginx.conf:12' >&2; exit 1"}, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), `unknown directive "bogus"`) || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSignalReload: the pid is read from the file at each reload, so a
+// restarted server (new pid) gets the next signal; no pid file means the
+// server is not running, which is not a failure.
+func TestSignalReload(t *testing.T) {
+	f := newFixture(t)
+	pidFile := filepath.Join(f.dir, "server.pid")
+	f.cfg.Services = []config.Service{{Name: "apache", PIDFile: pidFile, Signal: syscall.SIGUSR1, SignalName: "USR1", Timeout: time.Second, Settle: 50 * time.Millisecond}}
+	f.cfg.Certificates[0].Notify = []string{"apache"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
+
+	f.m.Changed(f.cfg.Certificates[0], f.write("0"))
+	out := f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultNotRunning || out[0].Err != nil {
+		t.Fatalf("flush without a running server: %+v", out)
+	}
+
+	first := trapper(t, f.dir, "first")
+	os.WriteFile(pidFile, []byte(strconv.Itoa(first)+"\n"), 0o644)
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	if out := f.m.Flush(t.Context()); len(out) != 1 || out[0].Err != nil || out[0].Result != ResultOK {
+		t.Fatalf("flush: %+v", out)
+	}
+	waitFor(t, "the first server to get USR1", func() bool { return f.lines("first.signals") == 1 })
+
+	second := trapper(t, f.dir, "second")
+	os.WriteFile(pidFile, []byte(strconv.Itoa(second)), 0o644)
+	f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+	f.m.Flush(t.Context())
+	waitFor(t, "the second server to get USR1", func() bool { return f.lines("second.signals") == 1 })
+	if n := f.lines("first.signals"); n != 1 {
+		t.Errorf("the old pid got %d signals, want 1", n)
+	}
+}
+
+// trapper starts a process that logs each USR1 to <dir>/<name>.signals.
+func trapper(t *testing.T, dir, name string) int {
+	t.Helper()
+	ready := filepath.Join(dir, name+".ready")
+	cmd := exec.Command("sh", "-c", `trap 'echo usr1 >> `+filepath.Join(dir, name+".signals")+`' USR1; touch `+ready+`; while :; do sleep 0.05; done`)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	waitFor(t, name+" to install its trap", func() bool { _, err := os.Stat(ready); return err == nil })
+	return cmd.Process.Pid
+}
+
+// TestPIDFileWithReloadCommand: with both, the command runs only while the
+// pid file names a live process.
+func TestPIDFileWithReloadCommand(t *testing.T) {
+	f := newFixture(t)
+	svc := shell(f.dir, "nginx")
+	svc.PIDFile = filepath.Join(f.dir, "nginx.pid")
+	f.cfg.Services = []config.Service{svc}
+	f.cfg.Certificates[0].Notify = []string{"nginx"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
+	for i, stale := range []string{"999999999", "", "\n"} { // no such process; what `nginx -t` leaves
+		os.WriteFile(svc.PIDFile, []byte(stale), 0o644)
+		f.m.Changed(f.cfg.Certificates[0], f.write("1"+strconv.Itoa(i)))
+		if out := f.m.Flush(t.Context()); out[0].Result != ResultNotRunning || out[0].Err != nil || f.lines("nginx.reloads") != 0 {
+			t.Fatalf("pid file %q: %+v, %d reloads", stale, out, f.lines("nginx.reloads"))
+		}
+	}
+	os.WriteFile(svc.PIDFile, []byte(strconv.Itoa(os.Getpid())), 0o644)
+	f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+	if out := f.m.Flush(t.Context()); out[0].Result != ResultOK || f.lines("nginx.reloads") != 1 {
+		t.Fatalf("live pid: %+v, %d reloads", out, f.lines("nginx.reloads"))
+	}
+	os.WriteFile(svc.PIDFile, []byte("-1"), 0o644)
+	f.m.Changed(f.cfg.Certificates[0], f.write("3"))
+	if out := f.m.Flush(t.Context()); out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "not a process id") {
+		t.Fatalf("pid -1 must be refused, got %+v", out)
+	}
+}
+
+// TestSharedSourceChecksEveryService: a certificate read by two services
+// must pass both checks; when one fails, neither is reloaded and the
+// files go back.
+func TestSharedSourceChecksEveryService(t *testing.T) {
+	f := newFixture(t)
+	a, b := shell(f.dir, "a"), shell(f.dir, "b")
+	b.Check = []string{"sh", "-c", "test ! -e " + filepath.Join(f.dir, "broken")}
+	a.Check = nil
+	f.cfg.Services = []config.Service{a, b}
+	f.cfg.Certificates[0].Notify = []string{"a", "b"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
+	f.write("0")
+	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	out := f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Service != "b" || out[0].Result != ResultCheckFailed {
+		t.Fatalf("outcomes %+v, want b's check failure only", out)
+	}
+	if f.lines("a.reloads")+f.lines("b.reloads") != 0 || f.onDisk() != "KEY0/CERT0" {
+		t.Errorf("a failed check in b still reloaded something (%d, %d) or left %s", f.lines("a.reloads"), f.lines("b.reloads"), f.onDisk())
+	}
+	os.Remove(filepath.Join(f.dir, "broken"))
+	out = f.m.Flush(t.Context())
+	if len(out) != 2 || out[0].Err != nil || out[1].Err != nil || f.onDisk() != "KEY1/CERT1" {
+		t.Errorf("retry: %+v, files %s", out, f.onDisk())
+	}
+}
+
+func TestComponents(t *testing.T) {
+	cfg := &config.Config{
+		Services: []config.Service{{Name: "a"}, {Name: "b"}, {Name: "c"}, {Name: "d"}, {Name: "e"}},
+		Certificates: []config.Certificate{
+			{Name: "x", Notify: []string{"a", "c"}},
+			{Name: "y", Notify: []string{"b"}},
+			{Name: "z"},
+		},
+		TrustBundles: []config.TrustBundle{{Name: "t", Notify: []string{"d", "c"}}},
+	}
+	got := components(cfg)
+	want := [][]string{{"a", "c", "d"}, {"b"}, {"e"}}
+	if len(got) != len(want) {
+		t.Fatalf("components = %v, want %v", got, want)
+	}
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("components = %v, want %v", got, want)
+		}
+	}
+}
+
+// TestVerify: after a reload the served leaf must be the one on disk,
+// even from a server that demands a client certificate; a server that
+// keeps serving the old one is "written but not served" until it serves
+// the new one.
+func TestVerify(t *testing.T) {
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			f := newFixture(t)
+			oldCert, oldPEM := selfSigned(t)
+			newCert, newPEM := selfSigned(t)
+			srv := newTLSServer(t, version, oldCert)
+			f.cfg.Services = []config.Service{{
+				Name: "web", Reload: []string{"true"}, Timeout: time.Second, Settle: 50 * time.Millisecond,
+				Verify: &config.Verify{Address: srv.addr, Timeout: 300 * time.Millisecond},
+			}}
+			f.cfg.Certificates[0].Notify = []string{"web"}
+			f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond})
+			write := func(data []byte) *sinks.Change {
+				c, err := sinks.WriteSet(filepath.Join(f.dir, "j"), []sinks.File{{Path: f.cfg.Certificates[0].Files.Cert, Data: data, Mode: 0o644, UID: -1, GID: -1}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c
+			}
+			f.m.Changed(f.cfg.Certificates[0], write(oldPEM))
+			if out := f.m.Flush(t.Context()); out[0].Err != nil {
+				t.Fatalf("server serves the file on disk, yet: %v", out[0].Err)
+			}
+			if st := f.status("web"); st.State != StateOK || st.Served != Serial(oldCert.Leaf) {
+				t.Errorf("status = %+v", st)
+			}
+
+			f.run()
+			f.m.Changed(f.cfg.Certificates[0], write(newPEM))
+			waitFor(t, "written but not served", func() bool { return f.status("web").State == StateNotServed })
+			st := f.status("web")
+			if !strings.Contains(st.LastError, "written but not served") || !strings.Contains(st.LastError, Serial(newCert.Leaf)) || st.Served != Serial(oldCert.Leaf) {
+				t.Errorf("status = %+v", st)
+			}
+			srv.serve(newCert) // what a successful reload does
+			waitFor(t, "served after a new reload", func() bool { return f.status("web").State == StateOK })
+			if f.status("web").Served != Serial(newCert.Leaf) {
+				t.Errorf("status = %+v", f.status("web"))
+			}
+			f.obs.mu.Lock()
+			defer f.obs.mu.Unlock()
+			if !slices.Contains(f.obs.served, false) || !f.obs.served[len(f.obs.served)-1] {
+				t.Errorf("observer saw %v, want a mismatch then a match", f.obs.served)
+			}
+		})
+	}
+}
+
+// TestVerifyAcceptsWhatWasLoaded: a certificate written while a reload is
+// being verified belongs to the next batch; the server serving the one it
+// was reloaded with is not "written but not served".
+func TestVerifyAcceptsWhatWasLoaded(t *testing.T) {
+	f := newFixture(t)
+	loadedCert, loadedPEM := selfSigned(t)
+	_, newerPEM := selfSigned(t)
+	srv := newTLSServer(t, tls.VersionTLS13, loadedCert)
+	newer := filepath.Join(f.dir, "newer.pem")
+	os.WriteFile(newer, newerPEM, 0o644)
+	cert := f.cfg.Certificates[0].Files.Cert
+	f.cfg.Services = []config.Service{{
+		Name: "web", Reload: []string{"cp", newer, cert}, Timeout: time.Second, Settle: 10 * time.Millisecond,
+		Verify: &config.Verify{Address: srv.addr, Timeout: 300 * time.Millisecond},
+	}}
+	f.cfg.Certificates[0].Notify = []string{"web"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, VerifyInterval: 20 * time.Millisecond})
+	c, err := sinks.WriteSet(filepath.Join(f.dir, "j"), []sinks.File{{Path: cert, Data: loadedPEM, Mode: 0o644, UID: -1, GID: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Changed(f.cfg.Certificates[0], c)
+	if out := f.m.Flush(t.Context()); out[0].Err != nil {
+		t.Errorf("a newer file written during verify failed the verify: %v", out[0].Err)
+	}
+}
+
+// TestReconcileReloadsStaleServer: at start, a server serving another
+// certificate than the one on disk is checked and reloaded until it serves
+// the one on disk.
+func TestReconcileReloadsStaleServer(t *testing.T) {
+	f := newFixture(t)
+	oldCert, _ := selfSigned(t)
+	newCert, newPEM := selfSigned(t)
+	srv := newTLSServer(t, tls.VersionTLS13, oldCert)
+	svc := shell(f.dir, "web")
+	svc.Verify = &config.Verify{Address: srv.addr, Timeout: 200 * time.Millisecond}
+	f.cfg.Services = []config.Service{svc}
+	f.cfg.Certificates[0].Notify = []string{"web"}
+	os.WriteFile(f.cfg.Certificates[0].Files.Cert, newPEM, 0o644)
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, VerifyInterval: 20 * time.Millisecond})
+	f.run()
+	f.m.Reconcile(t.Context())
+	waitFor(t, "a checked reload", func() bool { return f.lines("web.reloads") >= 1 && f.lines("web.checks") == 1 })
+	srv.serve(newCert)
+	waitFor(t, "the server to be seen serving the file on disk", func() bool { return f.status("web").State == StateOK })
+
+	// A server that serves what is on disk is left alone.
+	before := f.lines("web.reloads")
+	f.m.Reconcile(t.Context())
+	time.Sleep(300 * time.Millisecond)
+	if n := f.lines("web.reloads"); n != before {
+		t.Errorf("reconcile reloaded a server that serves the right certificate (%d reloads, was %d)", n, before)
+	}
+}
+
+type tlsServer struct {
+	addr string
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+func (s *tlsServer) serve(c *tls.Certificate) {
+	s.mu.Lock()
+	s.cert = c
+	s.mu.Unlock()
+}
+
+// newTLSServer serves cert and, like nginx with ssl_verify_client on,
+// requires a client certificate.
+func newTLSServer(t *testing.T, version uint16, cert *tls.Certificate) *tlsServer {
+	t.Helper()
+	s := &tlsServer{cert: cert}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		MinVersion: version, MaxVersion: version,
+		ClientAuth: tls.RequireAnyClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.cert, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s.addr = l.Addr().String()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(2 * time.Second))
+				c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	return s
+}
+
+func selfSigned(t *testing.T) (*tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: "web.example.internal"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pki.EncodeCerts(leaf)
+}

@@ -1,0 +1,363 @@
+//go:build integration
+
+// Package e2e runs certkeeper, as users run it, with real Vault, real nginx
+// and real Apache on loopback ports, on the example configs in examples/.
+// Everything each test makes (configs, certificates, pid files, logs)
+// lives in temporary directories; the machine's own /etc is never read
+// for server config nor written.
+package e2e
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certkeeper/certkeeper/test/vaulttest"
+)
+
+// certkeeperBin is built once per run from the working tree.
+var certkeeperBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "certkeeper-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	certkeeperBin = filepath.Join(dir, "certkeeper")
+	build := exec.Command("go", "build", "-o", certkeeperBin, "github.com/certkeeper/certkeeper/cmd/certkeeper")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building certkeeper:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// need returns the path of a server binary, or skips the test saying
+// which Debian package is missing.
+func need(t *testing.T, bin, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(bin); err == nil {
+		return p
+	}
+	if p := "/usr/sbin/" + bin; isExecutable(p) {
+		return p
+	}
+	t.Skipf("SKIPPED: %s is not installed (Debian package %q; .ci/run installs it): the end-to-end test against it cannot run", bin, pkg)
+	return ""
+}
+
+func isExecutable(p string) bool {
+	info, err := os.Stat(p)
+	return err == nil && info.Mode()&0o111 != 0
+}
+
+// stack is a real Vault with the PKI the examples expect (root in pki,
+// intermediate in pki_int, roles "server" and "client"), an AppRole for
+// certkeeper, and a directory for everything else.
+type stack struct {
+	t            *testing.T
+	vault        *vaulttest.Server
+	dir          string
+	roleIDFile   string
+	secretIDFile string
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	v := vaulttest.New(t, vaulttest.Options{})
+	v.PKI(t)
+	for name, flags := range map[string][2]bool{"server": {true, false}, "client": {false, true}} {
+		_, err := v.Client.Logical().WriteWithContext(t.Context(), "pki_int/roles/"+name, map[string]any{
+			"allowed_domains":    vaulttest.Domain,
+			"allow_subdomains":   true,
+			"allow_bare_domains": true,
+			"allow_ip_sans":      true,
+			"key_type":           "any",
+			"max_ttl":            "72h",
+			"ttl":                "24h",
+			"server_flag":        flags[0],
+			"client_flag":        flags[1],
+		})
+		if err != nil {
+			t.Fatalf("writing role %s: %v", name, err)
+		}
+	}
+	dir := shortTempDir(t)
+	roleID, secretID := v.AppRole(t, vaulttest.AppRoleOptions{Name: "certkeeper"})
+	rf, sf := vaulttest.WriteCreds(t, dir, roleID, secretID)
+	return &stack{t: t, vault: v, dir: dir, roleIDFile: rf, secretIDFile: sf}
+}
+
+// shortTempDir is a temporary directory with a short path, so the control
+// socket in it stays under the unix socket path limit, and readable by
+// the unprivileged users server workers run as.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "ck-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// render reads an example file and applies the substitutions, failing
+// the test when one does not match: an example that drifted from what
+// the test expects must break the test, not be skipped over.
+func render(t *testing.T, example string, subs [][2]string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	for _, sub := range subs {
+		if !strings.Contains(s, sub[0]) {
+			t.Fatalf("examples/%s no longer contains %q, which the end-to-end test substitutes; update the test with the example", example, sub[0])
+		}
+		s = strings.ReplaceAll(s, sub[0], sub[1])
+	}
+	return s
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// certkeeperEnv is the environment certkeeper runs in: no VAULT_*
+// variables, and /usr/sbin on the PATH for the service commands.
+func certkeeperEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+// ck runs a certkeeper command and returns stdout, stderr and exit code.
+func ck(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(certkeeperBin, args...)
+	cmd.Env = certkeeperEnv()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running certkeeper %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// daemon is a running `certkeeper run`.
+type daemon struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+func startDaemon(t *testing.T, cfg string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(certkeeperBin, "run", "-config", cfg, "-log-level", "debug")
+	d.cmd.Env = certkeeperEnv()
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("certkeeper logs:\n%s", d.logs.String())
+		}
+	})
+	return d
+}
+
+func (d *daemon) stop() int {
+	d.t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(60 * time.Second):
+		d.t.Fatal("certkeeper did not exit within 60s of SIGTERM")
+	}
+	if ee, ok := d.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// count is how many log lines match re.
+func (d *daemon) count(re string) int {
+	return len(regexp.MustCompile(re).FindAllStringIndex(d.logs.String(), -1))
+}
+
+// waitLog waits until the logs match re at least n times.
+func (d *daemon) waitLog(re string, n int, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for d.count(re) < n {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("no %d log lines matching %q within %v", n, re, timeout)
+		}
+		select {
+		case <-d.done:
+			d.t.Fatalf("certkeeper exited while waiting for %q: %v", re, d.err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readLeaf parses the first certificate of a PEM file.
+func readLeaf(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s holds no PEM", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// otherCA makes a client certificate from a CA nobody trusts.
+func otherCA(t *testing.T) tls.Certificate {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "certkeeper test intermediate"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "caller.example.internal"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}
+}
+
+// vaultClient signs a client certificate in pki_int with the "client"
+// role, as another caller's certkeeper would, and returns it as a pair.
+func vaultClient(t *testing.T, s *stack, cn string) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := s.vault.Client.Logical().WriteWithContext(t.Context(), "pki_int/sign/client", map[string]any{
+		"common_name": cn,
+		"csr":         string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})),
+	})
+	if err != nil {
+		t.Fatalf("signing %s: %v", cn, err)
+	}
+	chain := sec.Data["certificate"].(string) + "\n" + sec.Data["issuing_ca"].(string)
+	var certs [][]byte
+	for rest := []byte(chain); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		certs = append(certs, b.Bytes)
+	}
+	return tls.Certificate{Certificate: certs, PrivateKey: crypto.Signer(key)}
+}
