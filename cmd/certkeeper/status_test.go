@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/config"
 )
 
 // The table is read at a glance: one line per certificate, times relative
@@ -15,7 +18,16 @@ import (
 func TestPrintStatus(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	var out bytes.Buffer
-	e := &env{stdout: &out}
+	// web notifies nginx, whose last recorded state is reload_failed; api
+	// notifies one the daemon has not recorded yet.
+	stateDir := t.TempDir()
+	os.WriteFile(filepath.Join(stateDir, "services.json"), []byte(`{"version":1,"services":[{"name":"nginx","state":"reload_failed"}]}`), 0o600)
+	cfg := &config.Config{StateDir: stateDir, Services: []config.Service{{Name: "nginx"}, {Name: "apache"}}, Certificates: []config.Certificate{
+		{Name: "api", Notify: []string{"apache"}},
+		{Name: "pending"},
+		{Name: "web", Notify: []string{"nginx"}},
+	}}
+	e := &env{stdout: &out, cfg: cfg}
 	printStatus(e, []agent.Status{
 		{Name: "api", CommonName: "api.example.internal", State: agent.StateFailing, NotAfter: now.Add(20 * time.Hour),
 			RenewAt: now.Add(-time.Hour), LastResult: "failed", Failures: 3, NextAttempt: now.Add(40 * time.Second),
@@ -30,9 +42,9 @@ func TestPrintStatus(t *testing.T) {
 	}
 	want := []string{
 		`^NAME +COMMON NAME +STATE +EXPIRES IN +RENEWS IN +LAST RESULT +SERVICE +NOTE$`,
-		`^api +api\.example\.internal +failing +20h0m +now +failed +- +failed 3 times in a row, next attempt in 40s: pki_int/sign/web: vault answered 503 on pki_int/sign/web$`,
+		`^api +api\.example\.internal +failing +20h0m +now +failed +apache=idle +failed 3 times in a row, next attempt in 40s: pki_int/sign/web: vault answered 503 on pki_int/sign/web$`,
 		`^pending +p\.example\.internal +missing +- +- +pending +- *$`,
-		`^web +web\.example\.internal +valid +3d0h +47h30m +issued +- *$`,
+		`^web +web\.example\.internal +valid +3d0h +47h30m +issued +nginx=reload_failed *$`,
 	}
 	for i, re := range want {
 		if !regexp.MustCompile(re).MatchString(lines[i]) {
