@@ -32,6 +32,12 @@ func cmdRun(ctx context.Context, e *env) int {
 		return 1
 	}
 	defer closeVault()
+	stopPprof, err := startPprof(e.pprof, e.log)
+	if err != nil {
+		e.log.Error("cannot start", "error", err)
+		return 1
+	}
+	defer stopPprof()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
 	ready := func() { e.log.Info("initial pass complete") }
 	if err := a.Run(ctx, ready); err != nil {

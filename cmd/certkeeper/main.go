@@ -38,6 +38,8 @@ flags (run, once, validate, status):
   -log-format F     text or json (default text)
   -log-level L      debug, info, warn or error (default info)
   -json             status only: print JSON for scripts
+  -pprof ADDR       run only: serve Go profiles (net/http/pprof) on this
+                    loopback address, e.g. 127.0.0.1:6060; off by default
 `
 
 func main() {
@@ -50,6 +52,7 @@ type globals struct {
 	logFormat string
 	logLevel  string
 	json      bool
+	pprof     string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -87,6 +90,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "status" {
 		fs.BoolVar(&g.json, "json", false, "print JSON")
 	}
+	if cmd == "run" {
+		fs.StringVar(&g.pprof, "pprof", "", "serve Go profiles on this loopback address")
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -107,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return handler(ctx, &env{cfg: cfg, log: log, stdout: stdout, stderr: stderr, json: g.json})
+	return handler(ctx, &env{cfg: cfg, log: log, stdout: stdout, stderr: stderr, json: g.json, pprof: g.pprof})
 }
 
 // env is what a command gets to work with.
@@ -117,6 +123,7 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	json   bool
+	pprof  string // run only: loopback address for net/http/pprof
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
