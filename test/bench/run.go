@@ -36,6 +36,9 @@ type sample struct {
 	// end of the idle window); RestartRequests during a restart with
 	// valid files on disk.
 	Requests, RestartRequests requests
+	// Conns is how many TCP connections the initial pass's requests came
+	// over.
+	Conns int
 	// RestartReady is how long a restarted certkeeper took to look at
 	// every certificate (0 when not known).
 	RestartReady time.Duration
@@ -189,7 +192,7 @@ func measure(ctx context.Context, o *options, bv *benchVault, j job, dir string,
 		s.PeakRSS, s.SteadyRSS, err = procMem(p.pid())
 		p.stop()
 		s.Valid, _ = l.check()
-		s.Requests, err = bv.requestsSince(mark)
+		s.Requests, s.Conns, err = bv.requestsSince(mark)
 		return err
 	}
 
@@ -209,7 +212,7 @@ func measure(ctx context.Context, o *options, bv *benchVault, j job, dir string,
 	if s.PeakRSS, s.SteadyRSS, err = procMem(p.pid()); err != nil {
 		return err
 	}
-	if s.Requests, err = bv.requestsSince(mark); err != nil {
+	if s.Requests, s.Conns, err = bv.requestsSince(mark); err != nil {
 		return err
 	}
 	p.stop()
@@ -234,7 +237,7 @@ func measure(ctx context.Context, o *options, bv *benchVault, j job, dir string,
 		// window.
 		sleep(ctx, max(o.restartWindow, s.Elapsed))
 	}
-	if s.RestartRequests, err = bv.requestsSince(mark); err != nil {
+	if s.RestartRequests, _, err = bv.requestsSince(mark); err != nil {
 		return err
 	}
 	rp.stop()

@@ -142,34 +142,41 @@ func (r requests) String() string {
 	return strings.Join(parts, " ")
 }
 
-func (bv *benchVault) requestsSince(mark int64) (requests, error) {
+// requestsSince counts the requests Vault saw since mark by kind, and the
+// TCP connections they came over (distinct client ports): an agent that
+// does not keep its connections alive pays a new connection (and, with
+// TLS, a handshake on both sides) for most requests.
+func (bv *benchVault) requestsSince(mark int64) (requests, int, error) {
 	if bv.auditPath == "" {
-		return nil, nil
+		return nil, 0, nil
 	}
 	f, err := os.Open(bv.auditPath)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	if _, err := f.Seek(mark, io.SeekStart); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := requests{}
+	ports := map[int]bool{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
 		var e struct {
 			Type    string `json:"type"`
 			Request struct {
-				Path string `json:"path"`
+				Path       string `json:"path"`
+				RemotePort int    `json:"remote_port"`
 			} `json:"request"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.Type != "request" {
 			continue
 		}
 		out[kind(e.Request.Path)]++
+		ports[e.Request.RemotePort] = true
 	}
-	return out, sc.Err()
+	return out, len(ports), sc.Err()
 }
 
 // kind groups Vault paths the way the report talks about them.
