@@ -63,6 +63,11 @@ type Agent struct {
 	mu     sync.Mutex
 	held   map[string]*held
 	status map[string]*Status
+
+	// sweepAll and swept: crash leftovers are swept once per process
+	// (see recoverFiles).
+	sweepAll sync.Once
+	swept    sync.Map // destination path -> struct{}
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -121,7 +126,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	if err := sinks.Recover(journalPath(a.cfg.StateDir, c.Name), destinations(a.cfg, c)); err != nil {
+	if err := a.recoverFiles(c); err != nil {
 		return nil, err
 	}
 	now := a.now()
