@@ -227,7 +227,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 	}
 	// issuing_ca is in ca_chain too when Vault knows the chain; NewBundle
 	// drops the duplicate.
-	cas, err := pki.ParseCertificates([]byte(strings.Join(append(issued.CAChain, issued.IssuingCA), "\n")))
+	cas, err := sharedCAs.parse(strings.Join(append(issued.CAChain, issued.IssuingCA), "\n"))
 	if err != nil {
 		return nil, fmt.Errorf("ca chain from vault: %w", err)
 	}
@@ -241,7 +241,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		Role:     c.Role,
 		Serial:   serial(b),
 		IssuedAt: a.now().UTC(),
-		CAChain:  string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...)),
+		CAChain:  sharedCAs.intern(string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...))),
 	}}
 	if at, held := renewAt(c, h); held {
 		log.Warn("renewal policy does not fit this certificate's lifetime; renewing at 10% of its remaining life instead",
