@@ -67,7 +67,7 @@ type Agent struct {
 	// sweepAll and swept: crash leftovers are swept once per process
 	// (see recoverFiles).
 	sweepAll sync.Once
-	swept    sync.Map // destination path -> struct{}
+	swept    sweptSet
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
