@@ -39,7 +39,7 @@ func cmdRun(ctx context.Context, e *env) int {
 	}
 	defer stopPprof()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
-	ready := func() { e.log.Info("initial pass complete") }
+	ready := func() { e.log.Info("initial pass complete"); releaseStartupMemory() }
 	if err := a.Run(ctx, ready); err != nil {
 		e.log.Error("stopped", "error", err)
 		return 1
