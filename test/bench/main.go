@@ -250,8 +250,8 @@ func report1(s sample) {
 		say("  FAILED: %s", s.Err)
 		return
 	}
-	say("  %.2fs to disk, cpu %.2fs, peak %.1f MB, steady %.1f MB, idle %.3f%%, requests %d (%s) over %d connections, restart %s (ready after %.2fs)",
-		s.Elapsed.Seconds(), s.CPU.Seconds(), mb(s.PeakRSS), mb(s.SteadyRSS), s.IdleCPU*100,
+	say("  %.2fs to disk, cpu %.2fs, peak %.1f MB, steady %.1f MB (anon %.1f), idle %.3f%%, requests %d (%s) over %d connections, restart %s (ready after %.2fs)",
+		s.Elapsed.Seconds(), s.CPU.Seconds(), mb(s.PeakRSS), mb(s.SteadyRSS), mb(s.SteadyAnon), s.IdleCPU*100,
 		s.Requests.total(), s.Requests, s.Conns, s.RestartRequests, s.RestartReady.Seconds())
 }
 

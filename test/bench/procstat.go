@@ -16,11 +16,14 @@ import (
 // It is 100 on every Linux the Go runtime supports.
 const clockTick = 100
 
-// procMem reads peak (VmHWM) and current (VmRSS) resident memory in bytes.
-func procMem(pid int) (peak, rss int64, err error) {
+// procMem reads peak (VmHWM) and current (VmRSS) resident memory in
+// bytes, and how much of the current is anonymous (RssAnon: the heap and
+// stacks, as opposed to the binary's own pages, which the kernel shares and
+// can drop).
+func procMem(pid int) (peak, rss, anon int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
 		f := strings.Fields(line)
@@ -33,9 +36,11 @@ func procMem(pid int) (peak, rss int64, err error) {
 			peak = kb * 1024
 		case "VmRSS:":
 			rss = kb * 1024
+		case "RssAnon:":
+			anon = kb * 1024
 		}
 	}
-	return peak, rss, nil
+	return peak, rss, anon, nil
 }
 
 // procCPU is the CPU time (user+system) a process has used, including

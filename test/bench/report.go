@@ -104,6 +104,7 @@ type summary struct {
 	Runs, Failed             int
 	Elapsed, CPU             time.Duration
 	PeakRSS, SteadyRSS       int64
+	SteadyAnon               int64
 	IdleCPU                  float64
 	Requests, Issuance       int
 	Conns                    int
@@ -125,7 +126,7 @@ func summarize(samples []sample) []summary {
 	for _, j := range order {
 		sum := summary{Job: j}
 		var el, cpu, ready []time.Duration
-		var peak, steady []int64
+		var peak, steady, anon []int64
 		var idle []float64
 		var req, iss, rall, riss, conns []int
 		for _, s := range by[j] {
@@ -138,6 +139,7 @@ func summarize(samples []sample) []summary {
 			cpu = append(cpu, s.CPU)
 			peak = append(peak, s.PeakRSS)
 			steady = append(steady, s.SteadyRSS)
+			anon = append(anon, s.SteadyAnon)
 			idle = append(idle, s.IdleCPU)
 			ready = append(ready, s.RestartReady)
 			if s.Requests != nil {
@@ -150,7 +152,7 @@ func summarize(samples []sample) []summary {
 			}
 		}
 		sum.Elapsed, sum.CPU, sum.RestartReady = median(el), median(cpu), median(ready)
-		sum.PeakRSS, sum.SteadyRSS = median(peak), median(steady)
+		sum.PeakRSS, sum.SteadyRSS, sum.SteadyAnon = median(peak), median(steady), median(anon)
 		sum.IdleCPU = median(idle)
 		sum.Requests, sum.Issuance, sum.Conns = median(req), median(iss), median(conns)
 		sum.RestartAll, sum.RestartIssue = median(rall), median(riss)
@@ -197,12 +199,12 @@ func renderReport(o *options, e benchEnv, samples []sample) string {
 	p("- floor: one AppRole login, then `pki_int/issue/<role>` through vault/api, %d in flight, nothing written\n", o.parallel)
 	p("- time: process start until the last certificate set is on disk (inotify on the output directory; for the floor, until the last answer)\n")
 	p("- CPU: user+system of the agent process when the last set landed; idle CPU: share of one core over %s, starting %s after the last set\n", o.idle, o.settle)
-	p("- peak RSS: VmHWM at the end of the idle window; steady RSS: VmRSS then\n")
+	p("- peak RSS: VmHWM at the end of the idle window; steady RSS: VmRSS then, with its anonymous part (RssAnon: heap and stacks, not the binary's own pages) in brackets\n")
 	p("- restart: the agent is stopped and started again with its files in place; the column shows issuance requests (all requests)\n")
 	p("- TCP conns: distinct client ports in Vault's audit log during the initial pass\n\n")
 
 	p("## Medians\n\n")
-	p("| tool | certs | key | time to disk (s) | CPU (s) | peak RSS (MB) | steady RSS (MB) | idle CPU (%%) | Vault requests (per cert) | TCP conns | restart: issuance (all) |\n")
+	p("| tool | certs | key | time to disk (s) | CPU (s) | peak RSS (MB) | steady RSS (MB) (anon) | idle CPU (%%) | Vault requests (per cert) | TCP conns | restart: issuance (all) |\n")
 	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range sums {
 		if s.Runs == s.Failed {
@@ -224,8 +226,8 @@ func renderReport(o *options, e benchEnv, samples []sample) string {
 		if s.Failed > 0 {
 			fail = fmt.Sprintf(" (%d of %d runs failed)", s.Failed, s.Runs)
 		}
-		p("| %s%s | %d | %s | %.2f | %.2f | %.1f | %.1f | %s | %s | %s | %s |\n", s.Job.Tool, fail, s.Job.N, keyName(s.Job.Key),
-			s.Elapsed.Seconds(), s.CPU.Seconds(), mb(s.PeakRSS), mb(s.SteadyRSS), idle, req, conns, restart)
+		p("| %s%s | %d | %s | %.2f | %.2f | %.1f | %.1f (%.1f) | %s | %s | %s | %s |\n", s.Job.Tool, fail, s.Job.N, keyName(s.Job.Key),
+			s.Elapsed.Seconds(), s.CPU.Seconds(), mb(s.PeakRSS), mb(s.SteadyRSS), mb(s.SteadyAnon), idle, req, conns, restart)
 	}
 
 	p("\n## Ratios (same run, medians)\n\n")
@@ -269,15 +271,15 @@ func renderReport(o *options, e benchEnv, samples []sample) string {
 	targets(&b, o, sums)
 
 	p("\n## Raw samples\n\n")
-	p("| round | tool | certs | key | time (s) | CPU (s) | peak RSS (MB) | steady RSS (MB) | idle CPU (%%) | requests | TCP conns | restart requests | restart ready (s) | valid sets |\n")
-	p("|---:|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|---:|\n")
+	p("| round | tool | certs | key | time (s) | CPU (s) | peak RSS (MB) | steady RSS (MB) | steady anon (MB) | idle CPU (%%) | requests | TCP conns | restart requests | restart ready (s) | valid sets |\n")
+	p("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|\n")
 	for _, s := range samples {
 		if s.Err != "" {
-			p("| %d | %s | %d | %s | FAILED: %s | | | | | | | | | |\n", s.Round, s.Job.Tool, s.Job.N, keyName(s.Job.Key), oneLine(s.Err))
+			p("| %d | %s | %d | %s | FAILED: %s | | | | | | | | | | |\n", s.Round, s.Job.Tool, s.Job.N, keyName(s.Job.Key), oneLine(s.Err))
 			continue
 		}
-		p("| %d | %s | %d | %s | %.3f | %.2f | %.1f | %.1f | %.3f | %s | %d | %s | %.2f | %d |\n", s.Round, s.Job.Tool, s.Job.N, keyName(s.Job.Key),
-			s.Elapsed.Seconds(), s.CPU.Seconds(), mb(s.PeakRSS), mb(s.SteadyRSS), s.IdleCPU*100, s.Requests, s.Conns, s.RestartRequests, s.RestartReady.Seconds(), s.Valid)
+		p("| %d | %s | %d | %s | %.3f | %.2f | %.1f | %.1f | %.1f | %.3f | %s | %d | %s | %.2f | %d |\n", s.Round, s.Job.Tool, s.Job.N, keyName(s.Job.Key),
+			s.Elapsed.Seconds(), s.CPU.Seconds(), mb(s.PeakRSS), mb(s.SteadyRSS), mb(s.SteadyAnon), s.IdleCPU*100, s.Requests, s.Conns, s.RestartRequests, s.RestartReady.Seconds(), s.Valid)
 	}
 	p("\nReproduce: `make bench` (flags through `BENCH_FLAGS`, e.g. `make bench BENCH_FLAGS='-n 100 -rounds 1 -big 0'`; `bin/certkeeper-bench -h` lists them).\n")
 	return b.String()

@@ -30,6 +30,8 @@ type sample struct {
 	// PeakRSS is VmHWM at the end of the idle window; SteadyRSS is VmRSS
 	// then.
 	PeakRSS, SteadyRSS int64
+	// SteadyAnon is the anonymous part of SteadyRSS (RssAnon).
+	SteadyAnon int64
 	// IdleCPU is the share of one core used during the idle window.
 	IdleCPU float64
 	// Requests are what Vault saw during the initial pass (start to the
@@ -189,7 +191,7 @@ func measure(ctx context.Context, o *options, bv *benchVault, j job, dir string,
 		return err
 	}
 	if j.Tool == toolFloor {
-		s.PeakRSS, s.SteadyRSS, err = procMem(p.pid())
+		s.PeakRSS, s.SteadyRSS, s.SteadyAnon, err = procMem(p.pid())
 		p.stop()
 		s.Valid, _ = l.check()
 		s.Requests, s.Conns, err = bv.requestsSince(mark)
@@ -209,7 +211,7 @@ func measure(ctx context.Context, o *options, bv *benchVault, j job, dir string,
 		return err
 	}
 	s.IdleCPU = float64(r1-r0) / float64(o.idle)
-	if s.PeakRSS, s.SteadyRSS, err = procMem(p.pid()); err != nil {
+	if s.PeakRSS, s.SteadyRSS, s.SteadyAnon, err = procMem(p.pid()); err != nil {
 		return err
 	}
 	if s.Requests, s.Conns, err = bv.requestsSince(mark); err != nil {
