@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
@@ -89,7 +88,7 @@ func Load(path string) (*Config, error) {
 // Parse is Load for a config already in memory; path is used in messages and
 // to resolve relative paths.
 func Parse(path string, src []byte) (*Config, error) {
-	file, diags := hclparse.NewParser().ParseHCL(src, path)
+	file, diags := parseHCL(src, path, chunkSize)
 	if diags.HasErrors() {
 		return nil, diagError(diags)
 	}
