@@ -13,7 +13,9 @@ import (
 )
 
 // maxFileSize keeps a wrong path (a log, a binary) from being slurped whole.
-const maxFileSize = 1 << 20
+// A certificate block takes about 450 bytes, so 16 MB leaves room for tens
+// of thousands of certificates (1 MB stopped at about 2,300).
+const maxFileSize = 16 << 20
 
 // The raw* types mirror the HCL file. Pointers mark values whose absence
 // matters, so defaults are applied in build and nowhere else.
