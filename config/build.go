@@ -69,6 +69,10 @@ func (b *builder) build(raw *rawFile) *Config {
 	if len(raw.Certificates) == 0 {
 		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" block is required`)
 	}
+	cfg.byName = make(map[string]int, len(cfg.Certificates))
+	for i, c := range cfg.Certificates {
+		cfg.byName[c.Name] = i
+	}
 	return cfg
 }
 
