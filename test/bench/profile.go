@@ -16,6 +16,9 @@ import (
 // profiles taken when the last set landed. It is not part of the table:
 // profiling slows the agent down.
 func profileRun(ctx context.Context, o *options, bv *benchVault) error {
+	if len(o.ns) == 0 {
+		return fmt.Errorf("-profile needs a count in -n")
+	}
 	n := slices.Max(o.ns)
 	j := job{toolCertkeeper, n, "ec"}
 	if err := os.MkdirAll(o.profile, 0o755); err != nil {
