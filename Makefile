@@ -60,3 +60,14 @@ lint:
 
 clean:
 	rm -rf bin dist
+
+# Side by side on one dev Vault: certkeeper, Vault Agent and a bare
+# vault/api client (test/bench). Prints a table of medians and writes it to
+# test/bench/results/. Flags go through BENCH_FLAGS, e.g.
+#   make bench BENCH_FLAGS='-n 100 -rounds 1 -big 0'
+.PHONY: bench
+BENCH_FLAGS ?=
+bench: bin/vault
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/certkeeper ./cmd/certkeeper
+	$(GO) build -o bin/certkeeper-bench ./test/bench
+	bin/certkeeper-bench $(BENCH_FLAGS)

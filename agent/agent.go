@@ -72,6 +72,11 @@ type Agent struct {
 
 	// rot holds forced renewals (Rotate) and passes in flight.
 	rot rotation
+
+	// sweepAll and swept: crash leftovers are swept once per process
+	// (see recoverFiles).
+	sweepAll sync.Once
+	swept    sweptSet
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -137,7 +142,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	if err := os.MkdirAll(a.config().StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	if err := sinks.Recover(journalPath(a.config().StateDir, c.Name), destinations(a.config(), c)); err != nil {
+	if err := a.recoverFiles(c); err != nil {
 		return nil, err
 	}
 	now := a.now()
@@ -246,7 +251,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 	}
 	// issuing_ca is in ca_chain too when Vault knows the chain; NewBundle
 	// drops the duplicate.
-	cas, err := pki.ParseCertificates([]byte(strings.Join(append(issued.CAChain, issued.IssuingCA), "\n")))
+	cas, err := sharedCAs.parse(strings.Join(append(issued.CAChain, issued.IssuingCA), "\n"))
 	if err != nil {
 		return nil, fmt.Errorf("ca chain from vault: %w", err)
 	}
@@ -260,7 +265,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		Role:     c.Role,
 		Serial:   serial(b),
 		IssuedAt: a.now().UTC(),
-		CAChain:  string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...)),
+		CAChain:  sharedCAs.intern(string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...))),
 	}}
 	if at, held := renewAt(c, h); held {
 		log.Warn("renewal policy does not fit this certificate's lifetime; renewing at 10% of its remaining life instead",

@@ -131,7 +131,8 @@ func loadHeld(cfg *config.Config, c config.Certificate) (*held, error) {
 	if err := json.Unmarshal(recJSON, &rec); err != nil || rec.Version != recordVersion {
 		return nil, fmt.Errorf("state file %s is unreadable or from another version", recordPath(cfg.StateDir, c.Name))
 	}
-	chain, err := pki.ParseCertificates([]byte(rec.CAChain))
+	rec.CAChain = sharedCAs.intern(rec.CAChain)
+	chain, err := sharedCAs.parse(rec.CAChain)
 	if err != nil {
 		return nil, fmt.Errorf("state file %s: ca chain: %w", recordPath(cfg.StateDir, c.Name), err)
 	}

@@ -70,24 +70,25 @@ func (r *rotation) init() {
 // pick returns the configured certificates with the given names, in
 // config order, or all of them.
 func (a *Agent) pick(names []string) ([]config.Certificate, error) {
+	cfg := a.config()
 	if len(names) == 0 {
-		return a.cfg.Certificates, nil
+		return cfg.Certificates, nil
 	}
 	var unknown []string
 	for _, n := range names {
-		if _, ok := a.cfg.Certificate(n); !ok {
+		if _, ok := cfg.Certificate(n); !ok {
 			unknown = append(unknown, n)
 		}
 	}
 	if len(unknown) > 0 {
 		var known []string
-		for _, c := range a.cfg.Certificates {
+		for _, c := range cfg.Certificates {
 			known = append(known, c.Name)
 		}
 		return nil, fmt.Errorf("no certificate named %s (configured: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
 	}
 	var out []config.Certificate
-	for _, c := range a.cfg.Certificates {
+	for _, c := range cfg.Certificates {
 		if slices.Contains(names, c.Name) {
 			out = append(out, c)
 		}
@@ -162,7 +163,7 @@ func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Dura
 		return nil, err
 	}
 	out := make([]Outcome, len(certs))
-	sem := make(chan struct{}, a.cfg.Vault.MaxParallel)
+	sem := make(chan struct{}, a.config().Vault.MaxParallel)
 	var wg sync.WaitGroup
 	for i, c := range certs {
 		wait := time.Duration(a.rand() * float64(spread))

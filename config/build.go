@@ -72,6 +72,10 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
 	b.serving(raw, cfg, writers)
+	cfg.byName = make(map[string]int, len(cfg.Certificates))
+	for i, c := range cfg.Certificates {
+		cfg.byName[c.Name] = i
+	}
 	return cfg
 }
 

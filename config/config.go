@@ -32,6 +32,10 @@ type Config struct {
 	// are the CA certificates and CRLs servers verify clients against.
 	Services     []Service
 	TrustBundles []TrustBundle
+
+	// byName indexes Certificates, set by Load; Certificate falls back to
+	// a scan when it is missing or stale (a Config built in code).
+	byName map[string]int
 }
 
 // Vault says how to reach and log in to Vault.
@@ -154,8 +158,13 @@ func DefaultKeyBits(keyType string) int {
 	return 0
 }
 
-// Certificate returns the certificate with that name, if configured.
+// Certificate returns the certificate with that name, if configured. The
+// agent asks on every pass, so a scan made the first pass over N
+// certificates O(N^2): 4% of its CPU at N=10,000 (profile).
 func (c *Config) Certificate(name string) (Certificate, bool) {
+	if i, ok := c.byName[name]; ok && i < len(c.Certificates) && c.Certificates[i].Name == name {
+		return c.Certificates[i], true
+	}
 	for _, cert := range c.Certificates {
 		if cert.Name == name {
 			return cert, true

@@ -9,12 +9,13 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // maxFileSize keeps a wrong path (a log, a binary) from being slurped whole.
-const maxFileSize = 1 << 20
+// A certificate block takes about 450 bytes, so 16 MB leaves room for tens
+// of thousands of certificates (1 MB stopped at about 2,300).
+const maxFileSize = 16 << 20
 
 // The raw* types mirror the HCL file. Pointers mark values whose absence
 // matters, so defaults are applied in build and nowhere else.
@@ -112,7 +113,7 @@ func Load(path string) (*Config, error) {
 // Parse is Load for a config already in memory; path is used in messages and
 // to resolve relative paths.
 func Parse(path string, src []byte) (*Config, error) {
-	file, diags := hclparse.NewParser().ParseHCL(src, path)
+	file, diags := parseHCL(src, path, chunkSize)
 	if diags.HasErrors() {
 		return nil, diagError(diags)
 	}

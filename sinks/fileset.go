@@ -19,7 +19,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 )
 
@@ -102,6 +101,11 @@ func writeSet(journal string, files []File) (*Change, error) {
 	}
 	if err := applyRenames(pending); err != nil {
 		// Renames that happened stay: the journal finishes them on restart.
+		if len(pending) == 1 {
+			// No journal names a lone file's temp: remove it now rather
+			// than leave it for the next start's sweep.
+			os.Remove(pending[0].From)
+		}
 		return nil, err
 	}
 	if len(pending) > 1 {
@@ -283,45 +287,8 @@ func syncDir(dir string) error {
 
 // Recover finishes a set write that a crash interrupted, then removes temp
 // files left beside the given destinations. Call it before reading any of
-// them.
+// them. With no destinations it only finishes the journal, which is all a
+// set needs between two writes in one process (see RecoverSets).
 func Recover(journal string, destinations []string) error {
-	data, err := os.ReadFile(journal)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return fmt.Errorf("reading journal: %w", err)
-	default:
-		var renames []rename
-		if err := json.Unmarshal(data, &renames); err != nil {
-			// The journal is renamed into place whole, so this is not a
-			// torn write: someone else wrote here.
-			return fmt.Errorf("journal %s is not certkeeper's: %w", journal, err)
-		}
-		var todo []rename
-		for _, r := range renames {
-			if _, err := os.Lstat(r.From); err == nil {
-				todo = append(todo, r)
-			}
-		}
-		if err := applyRenames(todo); err != nil {
-			return fmt.Errorf("finishing interrupted write: %w", err)
-		}
-		if err := removeSynced(journal); err != nil {
-			return err
-		}
-	}
-	var errs []error
-	for _, dest := range destinations {
-		stale, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), "."+escapeGlob(filepath.Base(dest))+tempMarker+"*"))
-		for _, s := range stale {
-			if err := os.Remove(s); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func escapeGlob(s string) string {
-	return strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `\`, `\\`).Replace(s)
+	return RecoverSets([]Set{{Journal: journal, Destinations: destinations}})[0]
 }

@@ -254,3 +254,46 @@ func TestReadFileRefusesSymlink(t *testing.T) {
 		t.Errorf("ReadFile(real) = %q, %v", b, err)
 	}
 }
+
+// TestRecoverSets: many sets in one directory are swept together; a set
+// whose journal cannot be trusted gets its own error and keeps its temp
+// files, since they may be what the journal names.
+func TestRecoverSets(t *testing.T) {
+	dir := t.TempDir()
+	state := t.TempDir()
+	touch := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	strayA := touch(".a.key" + tempMarker + "1")
+	strayB := touch(".b.crt" + tempMarker + "2")
+	keptC := touch(".c.key" + tempMarker + "3")
+	foreign := touch(".d.key" + tempMarker + "4")
+	badJournal := filepath.Join(state, "c.journal")
+	os.WriteFile(badJournal, []byte("not json"), 0o600)
+
+	errs := RecoverSets([]Set{
+		{Journal: filepath.Join(state, "a.journal"), Destinations: []string{filepath.Join(dir, "a.key"), filepath.Join(dir, "a.crt")}},
+		{Journal: filepath.Join(state, "b.journal"), Destinations: []string{filepath.Join(dir, "b.key"), filepath.Join(dir, "b.crt")}},
+		{Journal: badJournal, Destinations: []string{filepath.Join(dir, "c.key")}},
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Errorf("errors for good sets: %v, %v", errs[0], errs[1])
+	}
+	if errs[2] == nil || !strings.Contains(errs[2].Error(), "not certkeeper's") {
+		t.Errorf("bad journal: err = %v", errs[2])
+	}
+	for _, p := range []string{strayA, strayB} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("stray %s not removed", p)
+		}
+	}
+	for _, p := range []string{keptC, foreign} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", p, err)
+		}
+	}
+}

@@ -85,12 +85,12 @@ func NewBundle(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificat
 }
 
 func selfSigned(c *x509.Certificate) bool {
-	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && signedBy(c, c)
 }
 
 func issuerOf(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
 	for _, p := range pool {
-		if bytes.Equal(c.RawIssuer, p.RawSubject) && c.CheckSignatureFrom(p) == nil {
+		if bytes.Equal(c.RawIssuer, p.RawSubject) && signedBy(c, p) {
 			return p
 		}
 	}

@@ -60,6 +60,7 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("vault tls config: %w", err)
 	}
+	keepConnections(apiCfg.HttpClient.Transport, cfg.MaxParallel)
 	transport := apiCfg.HttpClient.Transport
 	apiCfg.HttpClient.Transport = &observingTransport{next: transport, observer: opts.Observer}
 	c, err := api.NewClient(apiCfg)

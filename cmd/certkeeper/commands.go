@@ -45,6 +45,12 @@ func cmdRun(ctx context.Context, e *env) int {
 	// live closes the Vault client in force, which a reload may replace.
 	live := follow(ctx, e, a, closeVault)
 	defer live.stop()
+	stopPprof, err := startPprof(e.pprof, e.log)
+	if err != nil {
+		e.log.Error("cannot start", "error", err)
+		return 1
+	}
+	defer stopPprof()
 	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
 	stopServing, err := e.serving.start(ctx, e, a)
 	if err != nil {
@@ -57,6 +63,7 @@ func cmdRun(ctx context.Context, e *env) int {
 	// place: that is when systemd hears READY=1.
 	ready := e.serving.ready(ctx, func() {
 		e.log.Info("initial pass complete")
+		releaseStartupMemory()
 		live.ready()
 		// systemd starts units ordered After=certkeeper.service (nginx)
 		// only now.

@@ -46,6 +46,8 @@ flags (run, once, validate, status, policy, rotate):
   -json             status only: print JSON for scripts
   -spread D         rotate only: each certificate waits a random time
                     within D (such as 30m) first, to spare Vault
+  -pprof ADDR       run only: serve Go profiles (net/http/pprof) on this
+                    loopback address, e.g. 127.0.0.1:6060; off by default
 
 usage of rotate: certkeeper rotate -config FILE [NAME...] [-spread D]
 `
@@ -61,6 +63,7 @@ type globals struct {
 	logLevel  string
 	json      bool
 	spread    time.Duration
+	pprof     string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -109,6 +112,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "rotate" {
 		fs.DurationVar(&g.spread, "spread", 0, "wait a random time within this first")
 	}
+	if cmd == "run" {
+		fs.StringVar(&g.pprof, "pprof", "", "serve Go profiles on this loopback address")
+	}
 	// Flags may follow names (rotate -config F web api -spread 5m), so
 	// parsing resumes after each name.
 	var names []string
@@ -145,7 +151,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return handler(ctx, &env{cfg: cfg, log: log, stdout: stdout, stderr: stderr, json: g.json, names: names, spread: g.spread})
+	return handler(ctx, &env{cfg: cfg, log: log, stdout: stdout, stderr: stderr, json: g.json, names: names, spread: g.spread, pprof: g.pprof})
 }
 
 // env is what a command gets to work with.
@@ -166,6 +172,7 @@ type env struct {
 	spread time.Duration
 	// serving reloads services and keeps trust bundles (set by newAgent).
 	serving *serving
+	pprof  string // run only: loopback address for net/http/pprof
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
