@@ -172,7 +172,7 @@ type env struct {
 	spread time.Duration
 	// serving reloads services and keeps trust bundles (set by newAgent).
 	serving *serving
-	pprof  string // run only: loopback address for net/http/pprof
+	pprof   string // run only: loopback address for net/http/pprof
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
