@@ -69,6 +69,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	if len(raw.Certificates) == 0 {
 		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" block is required`)
 	}
+	b.crossCheck(cfg, raw)
 	return cfg
 }
 
@@ -144,7 +145,12 @@ func (b *builder) auth(ra *rawAuth) Auth {
 		a.Mount = ra.Method
 	}
 	// set lists the attributes given, so each method can refuse the others'.
-	set := map[string]string{"token_file": ra.TokenFile, "role_id_file": ra.RoleIDFile, "secret_id_file": ra.SecretIDFile}
+	set := map[string]string{"token_file": ra.TokenFile, "role_id_file": ra.RoleIDFile, "secret_id_file": ra.SecretIDFile,
+		"certificate": ra.Certificate, "name": ra.Name}
+	if ra.SecretIDWrapped != nil {
+		set["secret_id_wrapped"] = strconv.FormatBool(*ra.SecretIDWrapped)
+		a.SecretIDWrapped = *ra.SecretIDWrapped
+	}
 	var allowed, required []string
 	switch ra.Method {
 	case AuthToken:
@@ -155,8 +161,13 @@ func (b *builder) auth(ra *rawAuth) Auth {
 		required = allowed
 		a.RoleIDFile = b.path(ra.RoleIDFile)
 		a.SecretIDFile = b.path(ra.SecretIDFile)
+		allowed = append(slices.Clone(allowed), "secret_id_wrapped")
+	case AuthCert:
+		allowed = []string{"certificate", "name"}
+		required = []string{"certificate"}
+		a.Certificate, a.CertRole = ra.Certificate, ra.Name
 	default:
-		b.fail(ra.DefRange, `auth method %q is not supported (use "approle" or "token")`, ra.Method)
+		b.fail(ra.DefRange, `auth method %q is not supported (use "approle", "cert" or "token")`, ra.Method)
 		return a
 	}
 	for name, val := range set {

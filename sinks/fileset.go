@@ -77,6 +77,7 @@ func WriteSet(journal string, files []File) (*Change, error) {
 			cleanup()
 			return nil, err
 		}
+		crashPoint("temp")
 		pending = append(pending, rename{From: tmp, To: f.Path})
 		change.prev = append(change.prev, prev)
 		change.Written = append(change.Written, f.Path)

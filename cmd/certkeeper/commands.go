@@ -21,6 +21,7 @@ func newAgent(e *env) (*agent.Agent, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	prepareVault(e, vc)
 	a := agent.New(agent.Options{Config: e.cfg, Issuer: vc, Log: e.log})
 	return a, vc.Close, nil
 }
