@@ -10,8 +10,9 @@ import (
 // read-only, or denies the write) is kept here and written at the next
 // attempt, instead of asking Vault for another one each time: a broken
 // disk must not turn into a stream of issuance requests. It is dropped once
-// written, or when it no longer fits the config or is past its own renewal
-// point.
+// written, or when it no longer fits the config or is no longer valid. Past
+// its own renewal point it is still newer than what is on disk, so it is
+// still written; the pass after that renews it as usual.
 
 // takePending returns the certificate obtained earlier for c that never
 // reached the disk, if it can still be used at now.
@@ -22,7 +23,7 @@ func (a *Agent) takePending(c config.Certificate, now time.Time) *held {
 	if h == nil {
 		return nil
 	}
-	if at, _ := renewAt(c, h); fits(c, h, now) != nil || !now.Before(at) {
+	if fits(c, h, now) != nil {
 		delete(a.pending, c.Name)
 		return nil
 	}
