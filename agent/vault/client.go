@@ -92,9 +92,11 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 		transport = &certRotationTransport{next: transport, certs: certs, closeIdle: base.CloseIdleConnections}
 	}
 	if len(cfg.Addresses) > 1 {
-		if transport, err = newFailoverTransport(transport, cfg.Addresses, log); err != nil {
+		ft, err := newFailoverTransport(transport, cfg.Addresses, log)
+		if err != nil {
 			return nil, fmt.Errorf("vault addresses: %w", err)
 		}
+		apiCfg.Address, transport = ft.Address(), ft
 	}
 	apiCfg.HttpClient.Transport = &observingTransport{next: transport, observer: opts.Observer}
 	c, err := api.NewClient(apiCfg)

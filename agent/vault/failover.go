@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,14 +23,25 @@ import (
 // Standby nodes forward requests to the active node themselves (or
 // redirect to it), so any unsealed node will do; the order of the list is
 // only a preference.
+//
+// The api client is given a base address that exists nowhere (base):
+// requests to it are the ones to route, and anything else, such as a
+// standby's redirect to the active node, goes where it was sent, even when
+// that is one of the configured addresses.
 type failoverTransport struct {
 	next  http.RoundTripper
+	base  *url.URL
 	addrs []*url.URL
 	log   *slog.Logger
 
 	mu  sync.Mutex
 	cur int
 }
+
+// failoverHost is the api client's base host when several addresses are
+// configured; .invalid never resolves, so a request that escaped routing
+// fails instead of going somewhere unexpected.
+const failoverHost = "configured-vault-addresses.invalid"
 
 func newFailoverTransport(next http.RoundTripper, addresses []string, log *slog.Logger) (*failoverTransport, error) {
 	t := &failoverTransport{next: next, log: log}
@@ -40,13 +52,17 @@ func newFailoverTransport(next http.RoundTripper, addresses []string, log *slog.
 		}
 		t.addrs = append(t.addrs, u)
 	}
+	// The scheme of the first address stands for all: the api client's
+	// https-to-http redirect check compares against it.
+	t.base = &url.URL{Scheme: t.addrs[0].Scheme, Host: failoverHost}
 	return t, nil
 }
 
+// Address is what the api client must be configured with.
+func (t *failoverTransport) Address() string { return t.base.String() }
+
 func (t *failoverTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	// Requests the api client builds go to the first address; anything else
-	// (a redirect to the active node) goes where it was sent.
-	if len(t.addrs) < 2 || req.URL.Host != t.addrs[0].Host || req.URL.Scheme != t.addrs[0].Scheme {
+	if req.URL.Host != t.base.Host {
 		return t.next.RoundTrip(req)
 	}
 	body, err := drainBody(req)
@@ -79,7 +95,7 @@ func (t *failoverTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		t.moveOn(idx, err.Error())
 		lastErr = err
 	}
-	return nil, lastErr
+	return nil, fmt.Errorf("no configured vault address answers: %w", lastErr)
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the

@@ -544,3 +544,45 @@ func leafCN(t *testing.T, c *tls.Certificate) string {
 	}
 	return leaf.Subject.CommonName
 }
+
+// TestRedirectToAConfiguredAddressIsFollowed: a standby that cannot
+// forward redirects to the active node, which may be one of the configured
+// addresses. The redirect must reach it, not be routed back to the
+// standby.
+func TestRedirectToAConfiguredAddressIsFollowed(t *testing.T) {
+	active := newScriptedVault()
+	var mu sync.Mutex
+	sealedOnce := true
+	a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := sealedOnce && strings.Contains(r.URL.Path, "/sign/")
+		if first {
+			sealedOnce = false
+		}
+		mu.Unlock()
+		if first {
+			vaultErr(w, 503, "Vault is sealed")
+			return
+		}
+		active.ServeHTTP(w, r)
+	}))
+	defer a.Close()
+	standbyHits := 0
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		standbyHits++
+		mu.Unlock()
+		http.Redirect(w, r, a.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	defer b.Close()
+	c, _ := newTestClient(t, []string{a.URL, b.URL}, nil)
+	if _, err := c.Obtain(t.Context(), signReq); err == nil {
+		t.Fatal("the 503 was not reported")
+	}
+	if _, err := c.Obtain(t.Context(), signReq); err != nil {
+		t.Fatalf("redirect from the standby to the first address: %v", err)
+	}
+	if standbyHits != 1 || active.count("/v1/pki/sign/web") != 1 {
+		t.Errorf("standby hits %d, signs on the active %d; want the request to go to the standby and follow its redirect", standbyHits, active.count("/v1/pki/sign/web"))
+	}
+}

@@ -424,6 +424,14 @@ func (n *Node) unsealUntilServing(ctx context.Context) error {
 	}
 }
 
+// WaitVoters waits until the Raft configuration lists want voters: after a
+// killed node is started again, until it has caught up and votes.
+func (c *Cluster) WaitVoters(ctx context.Context, want int) error {
+	ctx, cancel := context.WithTimeout(ctx, clusterReadyTimeout)
+	defer cancel()
+	return c.waitVoters(ctx, want)
+}
+
 // waitVoters waits until the Raft configuration lists want voters.
 func (c *Cluster) waitVoters(ctx context.Context, want int) error {
 	for {
