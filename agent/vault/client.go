@@ -243,15 +243,24 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	return resp, err
 }
 
+// MaxRetryAfter caps the wait a Retry-After header can impose. Vault's
+// rate-limit quotas ask for seconds; a header asking for hours (a broken
+// proxy, or one that means harm) must not park renewals until the
+// certificates expire.
+const MaxRetryAfter = 10 * time.Minute
+
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
+		if secs > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), MaxRetryAfter)
 	}
 	return 0
 }
