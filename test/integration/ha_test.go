@@ -123,7 +123,7 @@ func TestRaftClusterFailover(t *testing.T) {
 			t.Errorf("%s: an election was taken for an auth failure %d times", name, n)
 		}
 		for _, f := range failures {
-			if !regexp.MustCompile(`vault answered 5\d\d|connection refused|connection reset|EOF|timeout|deadline`).MatchString(f) {
+			if !regexp.MustCompile(`vault answered (30[17]|5\d\d)|connection refused|connection reset|EOF|timeout|deadline`).MatchString(f) {
 				t.Errorf("%s: a failure that is not a transient Vault error:\n%s", name, f)
 			}
 		}

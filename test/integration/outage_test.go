@@ -177,27 +177,29 @@ func TestRateLimitRetryAfter(t *testing.T) {
 	d.waitLog(`certificate issued and written.*cert=web`, 1, 2*time.Minute)
 	recs := p.Records()
 	var limitedAt, nextAt time.Time
-	between := 0
+	var between []string
 	for _, r := range recs {
 		switch {
 		case r.Status == http.StatusTooManyRequests:
 			limitedAt = r.At
 		case !limitedAt.IsZero() && nextAt.IsZero() && isSign(r):
 			nextAt = r.At
-		case !limitedAt.IsZero() && nextAt.IsZero():
-			between++
+		case !limitedAt.IsZero() && nextAt.IsZero() && !strings.HasSuffix(r.Path, "/auth/token/renew-self"):
+			// The token watcher renews right after a login, whenever
+			// that lands; anything else would be a stacked retry.
+			between = append(between, r.Method+" "+r.Path)
 		}
 	}
 	if limitedAt.IsZero() || nextAt.IsZero() {
 		t.Fatalf("no 429 followed by a retry in %+v", recs)
 	}
 	waited := nextAt.Sub(limitedAt)
-	t.Logf("429 with Retry-After %v: next attempt %v later, %d other requests in between", retryAfter, waited.Round(100*time.Millisecond), between)
+	t.Logf("429 with Retry-After %v: next attempt %v later, other requests in between: %v", retryAfter, waited.Round(100*time.Millisecond), between)
 	if waited < retryAfter {
 		t.Errorf("retried %v after a 429 with Retry-After %v", waited, retryAfter)
 	}
-	if between != 0 {
-		t.Errorf("%d requests sent while Vault asked to wait", between)
+	if len(between) != 0 {
+		t.Errorf("requests sent while Vault asked to wait: %v", between)
 	}
 	if !regexp.MustCompile(`renewal failed.*rate limit quota exceeded`).MatchString(d.logs.String()) {
 		t.Error("the 429 was not logged as a failed attempt")
