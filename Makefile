@@ -5,10 +5,13 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # Integration and end-to-end tests sit behind this tag so `go test ./...`
-# stays fast; `make test` always sets it.
-TAGS     := integration
+# stays fast; `make test` always sets it. `faults` adds the long fault
+# suite (Raft cluster, outages, crashes, disk faults); make test sets it too.
+TAGS     := integration faults
+# Each fuzz target runs this long under `make fuzz`.
+FUZZTIME ?= 20s
 
-.PHONY: all build vault test unit integration demo lint clean package rules
+.PHONY: all build vault test unit integration demo lint clean package rules fuzz
 
 all: build
 
@@ -38,7 +41,17 @@ unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 integration: bin/vault build
-	CGO_ENABLED=1 $(GO) test -race -count=1 -tags '$(TAGS)' -timeout 20m ./test/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags '$(TAGS)' -timeout 30m -parallel 4 ./test/...
+
+# Each parser of outside data, fuzzed for FUZZTIME. The committed seed
+# corpora (testdata/fuzz) run in every `go test` anyway.
+FUZZ_TARGETS := ./config:FuzzParse ./agent/pki:FuzzParseCertificates ./agent/pki:FuzzParseKey \
+	./agent/pki:FuzzParseCRLs ./agent/vault:FuzzParseIssued ./agent/vault:FuzzParseRetryAfter
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 demo: build bin/vault
 	$(GO) run ./test/demo
@@ -67,7 +80,6 @@ clean:
 #   make bench BENCH_FLAGS='-n 100 -rounds 1 -big 0'
 .PHONY: bench
 BENCH_FLAGS ?=
-bench: bin/vault
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/certkeeper ./cmd/certkeeper
+bench: bin/vault build
 	$(GO) build -o bin/certkeeper-bench ./test/bench
 	bin/certkeeper-bench $(BENCH_FLAGS)

@@ -77,6 +77,9 @@ type Agent struct {
 	// (see recoverFiles).
 	sweepAll sync.Once
 	swept    sweptSet
+
+	// pending holds certificates obtained but not yet written (pending.go).
+	pending map[string]*held
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -168,14 +171,21 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 		reason = "rotation requested"
 	}
 
-	h, err := a.obtain(ctx, c, log)
-	if err != nil {
-		return nil, err
+	h = a.takePending(c, now)
+	if h == nil {
+		var err error
+		if h, err = a.obtain(ctx, c, log); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Info("writing the certificate obtained at an earlier attempt; vault is not asked again", "serial", h.record.Serial)
 	}
 	res, err := a.write(c, h)
 	if err != nil {
+		a.setPending(c, h)
 		return nil, err
 	}
+	a.setPending(c, nil)
 	res.Action = Issued
 	res.Reason = reason
 	return res, nil

@@ -34,6 +34,8 @@ type fakeVault struct {
 	life    time.Duration
 	// claimCA, when set, is returned as the chain instead of the real CA.
 	claimCA *x509.Certificate
+	// clock, when set, replaces time.Now for validity dates.
+	clock func() time.Time
 }
 
 var _ Issuer = (*fakeVault)(nil)
@@ -68,10 +70,14 @@ func (f *fakeVault) Obtain(ctx context.Context, r vault.CertRequest) (*vault.Iss
 		return nil, err
 	}
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	now := time.Now()
+	if f.clock != nil {
+		now = f.clock()
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: r.CommonName},
 		DNSNames: r.AltNames, IPAddresses: r.IPSANs,
-		NotBefore: time.Now().Add(-30 * time.Second), NotAfter: time.Now().Add(f.life),
+		NotBefore: now.Add(-30 * time.Second), NotAfter: now.Add(f.life),
 	}
 	var pub crypto.PublicKey = csr.PublicKey
 	if f.tamper != nil {

@@ -87,8 +87,7 @@ func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool)
 	st := a.record(c, res, err)
 	a.observe(st, res, err)
 	if err != nil {
-		a.log.Error("renewal failed; keeping the files on disk", "cert", name, "error", err,
-			"failures", st.Failures, "retry_at", st.NextAttempt.Format(time.RFC3339), "current_not_after", formatTime(st.NotAfter))
+		a.logFailure(name, err, st)
 		return st.NextAttempt, true
 	}
 	a.logResult(res, st)

@@ -72,6 +72,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
 	b.serving(raw, cfg, writers)
+	b.crossCheck(cfg, raw)
 	cfg.byName = make(map[string]int, len(cfg.Certificates))
 	for i, c := range cfg.Certificates {
 		cfg.byName[c.Name] = i
@@ -151,7 +152,12 @@ func (b *builder) auth(ra *rawAuth) Auth {
 		a.Mount = ra.Method
 	}
 	// set lists the attributes given, so each method can refuse the others'.
-	set := map[string]string{"token_file": ra.TokenFile, "role_id_file": ra.RoleIDFile, "secret_id_file": ra.SecretIDFile}
+	set := map[string]string{"token_file": ra.TokenFile, "role_id_file": ra.RoleIDFile, "secret_id_file": ra.SecretIDFile,
+		"certificate": ra.Certificate, "name": ra.Name}
+	if ra.SecretIDWrapped != nil {
+		set["secret_id_wrapped"] = strconv.FormatBool(*ra.SecretIDWrapped)
+		a.SecretIDWrapped = *ra.SecretIDWrapped
+	}
 	var allowed, required []string
 	switch ra.Method {
 	case AuthToken:
@@ -162,8 +168,13 @@ func (b *builder) auth(ra *rawAuth) Auth {
 		required = allowed
 		a.RoleIDFile = b.path(ra.RoleIDFile)
 		a.SecretIDFile = b.path(ra.SecretIDFile)
+		allowed = append(slices.Clone(allowed), "secret_id_wrapped")
+	case AuthCert:
+		allowed = []string{"certificate", "name"}
+		required = []string{"certificate"}
+		a.Certificate, a.CertRole = ra.Certificate, ra.Name
 	default:
-		b.fail(ra.DefRange, `auth method %q is not supported (use "approle" or "token")`, ra.Method)
+		b.fail(ra.DefRange, `auth method %q is not supported (use "approle", "cert" or "token")`, ra.Method)
 		return a
 	}
 	for name, val := range set {

@@ -59,6 +59,9 @@ type Vault struct {
 const (
 	AuthToken   = "token"
 	AuthAppRole = "approle"
+	// AuthCert logs in with a TLS client certificate that certkeeper itself
+	// manages and renews (a certificate block of this config).
+	AuthCert = "cert"
 )
 
 // Auth is how certkeeper obtains a Vault token.
@@ -71,6 +74,19 @@ type Auth struct {
 	SecretIDFile string
 	// Mount is where the auth method is enabled (default: the method name).
 	Mount string
+	// SecretIDWrapped says SecretIDFile holds a response-wrapping token
+	// around the secret_id, which is unwrapped once, at start, and then
+	// kept only in memory.
+	SecretIDWrapped bool
+	// Certificate names the certificate block whose key pair logs in, for
+	// the cert method; ClientCert, ClientKey and ClientChain are its files.
+	Certificate string
+	ClientCert  string
+	ClientKey   string
+	ClientChain string
+	// CertRole is the cert auth role to log in against ("name" in Vault's
+	// API); empty lets Vault pick the role that matches the certificate.
+	CertRole string
 }
 
 // Key types.

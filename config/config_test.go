@@ -14,6 +14,11 @@ func TestInvalidConfigs(t *testing.T) {
 		file string
 		want string
 	}{
+		{"invalid-auth-cert.hcl", `testdata/invalid-auth-cert.hcl:4:25: auth "cert": no certificate block named "vault-id" (cert auth logs in with a certificate certkeeper manages)
+testdata/invalid-auth-cert.hcl:5:25: secret_id_wrapped does not apply to auth "cert"`},
+		{"invalid-auth-cert-http.hcl", `testdata/invalid-auth-cert-http.hcl:2:13: auth "cert" needs https:// vault addresses: a client certificate only travels over TLS, and http://vault-b.example.internal:8200 is not one`},
+		{"invalid-overwrites-credentials.hcl", `testdata/invalid-overwrites-credentials.hcl:10:1: certificate "web" writes /etc/certkeeper/secret-id, which is the auth secret_id_file certkeeper reads to reach Vault
+testdata/invalid-overwrites-credentials.hcl:10:1: certificate "web" writes /etc/certkeeper/vault-ca.pem, which is the vault ca_cert certkeeper reads to reach Vault`},
 		{"invalid-auth.hcl", `testdata/invalid-auth.hcl:3:3: auth "approle" needs secret_id_file
 testdata/invalid-auth.hcl:5:20: token_file does not apply to auth "approle"
 testdata/invalid-auth.hcl:14:17: key_bits 256 does not fit key_type "rsa" (ec: 256, 384, 521; rsa: 2048, 3072, 4096; ed25519: leave unset)
@@ -223,5 +228,63 @@ func TestParseDuration(t *testing.T) {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
+	}
+}
+
+func TestCertAuthUsesManagedCertificate(t *testing.T) {
+	src := []byte(`
+vault {
+  address = ["https://a:8200", "https://b:8200"]
+  auth "cert" {
+    certificate = "vault-identity"
+    name        = "hosts"
+  }
+}
+certificate "vault-identity" {
+  mount       = "pki_int"
+  role        = "host"
+  common_name = "host1.example.internal"
+  cert_file   = "/etc/certkeeper/id.crt"
+  key_file    = "/etc/certkeeper/id.key"
+  chain_file  = "/etc/certkeeper/id.chain.pem"
+}
+`)
+	cfg, err := Parse("cert.hcl", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Vault.Auth
+	if a.Method != AuthCert || a.Mount != "cert" || a.CertRole != "hosts" || a.Certificate != "vault-identity" {
+		t.Errorf("auth = %+v", a)
+	}
+	if a.ClientCert != "/etc/certkeeper/id.crt" || a.ClientKey != "/etc/certkeeper/id.key" || a.ClientChain != "/etc/certkeeper/id.chain.pem" {
+		t.Errorf("cert auth files = %q %q %q", a.ClientCert, a.ClientKey, a.ClientChain)
+	}
+}
+
+func TestWrappedSecretID(t *testing.T) {
+	src := []byte(`
+vault {
+  address = "https://a:8200"
+  auth "approle" {
+    role_id_file      = "/etc/certkeeper/role-id"
+    secret_id_file    = "/etc/certkeeper/secret-id.wrapped"
+    secret_id_wrapped = true
+  }
+}
+certificate "a" {
+  mount = "pki"
+  role = "r"
+  common_name = "a.example.internal"
+  cert_file = "/tmp/a.crt"
+  key_file = "/tmp/a.key"
+}
+`)
+	cfg, err := Parse("wrapped.hcl", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Vault.Auth.SecretIDWrapped || cfg.Vault.Auth.SecretIDFile != "/etc/certkeeper/secret-id.wrapped" {
+		t.Errorf("auth = %+v", cfg.Vault.Auth)
 	}
 }

@@ -51,6 +51,12 @@ type rawAuth struct {
 	Mount        string    `hcl:"mount,optional"`
 	Body         hcl.Body  `hcl:",body"`
 	DefRange     hcl.Range `hcl:",def_range"`
+
+	// SecretIDWrapped is a pointer so that "secret_id_wrapped = false" on
+	// another method is reported like any other misplaced attribute.
+	SecretIDWrapped *bool  `hcl:"secret_id_wrapped,optional"`
+	Certificate     string `hcl:"certificate,optional"`
+	Name            string `hcl:"name,optional"`
 }
 
 type rawCertificate struct {

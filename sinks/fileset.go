@@ -84,6 +84,7 @@ func writeSet(journal string, files []File) (*Change, error) {
 			cleanup()
 			return nil, err
 		}
+		crashPoint("temp")
 		pending = append(pending, rename{From: tmp, To: f.Path})
 		change.prev = append(change.prev, prev)
 		change.next = append(change.next, f)

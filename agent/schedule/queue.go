@@ -20,6 +20,9 @@ const MaxSleep = time.Minute
 // not usable; call New.
 type Queue struct {
 	now func() time.Time
+	// newTimer makes the timer Next sleeps on; tests replace it to stand in
+	// for a monotonic clock that stood still through a suspend.
+	newTimer func(time.Duration) (<-chan time.Time, func() bool)
 
 	mu    sync.Mutex
 	items itemHeap
@@ -32,11 +35,21 @@ func New(now func() time.Time) *Queue {
 	if now == nil {
 		now = time.Now
 	}
-	return &Queue{now: now, index: map[string]*item{}, wake: make(chan struct{}, 1)}
+	return &Queue{now: now, newTimer: realTimer, index: map[string]*item{}, wake: make(chan struct{}, 1)}
+}
+
+func realTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 // Set schedules key at t, replacing any earlier schedule for it.
 func (q *Queue) Set(key string, t time.Time) {
+	// A time made from time.Now() carries a monotonic reading, and Sub
+	// between two such times ignores the wall clock, which would make a
+	// retry set before a suspend wait out its full delay in awake time.
+	// Dropping the reading keeps every comparison on the wall clock.
+	t = t.Round(0)
 	q.mu.Lock()
 	if it, ok := q.index[key]; ok {
 		it.at = t
@@ -104,14 +117,14 @@ func (q *Queue) Next(ctx context.Context) (string, error) {
 		}
 		q.mu.Unlock()
 
-		timer := time.NewTimer(wait)
+		fired, stop := q.newTimer(wait)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
+			stop()
 			return "", ctx.Err()
 		case <-q.wake:
-			timer.Stop()
-		case <-timer.C:
+			stop()
+		case <-fired:
 		}
 	}
 }

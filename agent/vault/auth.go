@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
-	"github.com/hashicorp/vault/api/auth/approle"
 
 	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
@@ -22,14 +21,21 @@ import (
 // secret (for renewal) or nil when the token cannot be renewed.
 type loginFunc func(ctx context.Context, c *api.Client) (*api.Secret, error)
 
-func newLogin(a config.Auth) (loginFunc, error) {
+// prepareFunc does what an auth method must do at start, before any
+// login is needed; nil when there is nothing.
+type prepareFunc func(ctx context.Context, c *api.Client) error
+
+func newLogin(a config.Auth, closeIdle func()) (loginFunc, prepareFunc, error) {
 	switch a.Method {
 	case config.AuthToken:
-		return tokenLogin(a.TokenFile), nil
+		return tokenLogin(a.TokenFile), nil, nil
 	case config.AuthAppRole:
-		return appRoleLogin(a), nil
+		r := &appRole{auth: a}
+		return r.login, r.prepare, nil
+	case config.AuthCert:
+		return certLogin(a, closeIdle), nil, nil
 	}
-	return nil, fmt.Errorf("auth method %q is not supported", a.Method)
+	return nil, nil, fmt.Errorf("auth method %q is not supported", a.Method)
 }
 
 // tokenLogin reads the token each time, so an operator can replace the
@@ -60,26 +66,6 @@ func tokenLogin(file string) loginFunc {
 	}
 }
 
-func appRoleLogin(a config.Auth) loginFunc {
-	return func(ctx context.Context, c *api.Client) (*api.Secret, error) {
-		b, err := os.ReadFile(a.RoleIDFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading role_id file: %w", err)
-		}
-		roleID := strings.TrimSpace(string(b))
-		auth, err := approle.NewAppRoleAuth(roleID, &approle.SecretID{FromFile: a.SecretIDFile}, approle.WithMountPath(a.Mount))
-		if err != nil {
-			return nil, fmt.Errorf("approle login: %w", err)
-		}
-		ctx, info := withCallInfo(ctx)
-		secret, err := c.Auth().Login(ctx, auth)
-		if err != nil {
-			return nil, fmt.Errorf("approle login: %w", classify(err, info))
-		}
-		return secret, nil
-	}
-}
-
 // session holds the current token. Logins are serialised: when a hundred
 // renewals find the token revoked at once, one of them logs in and the rest
 // use its token, so Vault sees one login, not a hundred.
@@ -96,6 +82,10 @@ type session struct {
 	lastErr    error
 	stopWatch  context.CancelFunc
 	expiration time.Time
+	loggedInAt time.Time // of the current token
+	// deniedGen is a generation that was logged in because of a 403 and
+	// got the 403 again: its denials are policy, not token trouble.
+	deniedGen int
 }
 
 func newSession(c *api.Client, login loginFunc, log *slog.Logger) *session {
@@ -124,9 +114,45 @@ func (s *session) ensure(ctx context.Context) (int, error) {
 	s.failures, s.lastErr = 0, nil
 	s.gen++
 	s.valid = true
+	s.loggedInAt = time.Now()
 	s.watch(secret)
 	s.log.Info("logged in to vault", "accessor", accessor(secret), "ttl", leaseDuration(secret).String(), "renewable", secret != nil && secret.Auth != nil && secret.Auth.Renewable)
 	return s.gen, nil
+}
+
+// policyRefreshAfter is how old a token must be before a 403 that the
+// token itself survives is worth a new login: a role's policy list reaches
+// only tokens issued after it changed, so a denial may be cured by a login
+// made after the fix, but never by one a second after the last.
+const policyRefreshAfter = 5 * time.Minute
+
+// reloginMayHelp decides, after a 403 with the token of generation gen,
+// whether logging in again could change the answer. A 403 means either a
+// dead token or a policy that forbids the path. Vault answers lookup-self
+// for any live token (the default policy allows it), so a token that passes
+// it is alive, and a fresh login would only hear the same 403: that is a
+// policy problem, and looping logins at it is what this avoids.
+func (s *session) reloginMayHelp(ctx context.Context, gen int) bool {
+	s.mu.Lock()
+	stale := gen != s.gen || time.Since(s.loggedInAt) > policyRefreshAfter
+	known := gen == s.deniedGen
+	s.mu.Unlock()
+	if stale {
+		return true
+	}
+	if known {
+		return false
+	}
+	_, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+	return err != nil
+}
+
+// noteDenied records that the fresh token of generation gen was refused
+// too, so its next 403 goes straight to the caller.
+func (s *session) noteDenied(gen int) {
+	s.mu.Lock()
+	s.deniedGen = gen
+	s.mu.Unlock()
 }
 
 // invalidate drops the token of generation gen, unless a newer login

@@ -6,6 +6,7 @@ package vault
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ type Client struct {
 	api     *api.Client
 	session *session
 	log     *slog.Logger
+	prepare prepareFunc
 }
 
 // Observer is told about every HTTP request made to Vault, for metrics.
@@ -50,10 +52,22 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	apiCfg.Timeout = cfg.Timeout
 	// Our own backoff governs retries; the api client's would stack on it.
 	apiCfg.MaxRetries = 0
-	// ConfigureTLS sets every field, overriding VAULT_SKIP_VERIFY and other
-	// VAULT_* TLS variables that DefaultConfig read: only the config file
-	// may turn verification off.
-	if err := apiCfg.ConfigureTLS(&api.TLSConfig{
+	var err error
+	// DefaultConfig read VAULT_* variables that would quietly change where
+	// and how certkeeper talks to Vault: VAULT_AGENT_ADDR reroutes every
+	// request, VAULT_RATE_LIMIT throttles them. The config file decides.
+	apiCfg.AgentAddress = ""
+	apiCfg.SRVLookup = false
+	apiCfg.Limiter = nil
+	// DefaultConfig also applied VAULT_SKIP_VERIFY, VAULT_CAPATH,
+	// VAULT_CLIENT_CERT and VAULT_TLS_SERVER_NAME to the TLS config, and
+	// ConfigureTLS only ever adds to what it finds (it never turns
+	// InsecureSkipVerify back off). Start from a clean TLS config, so only
+	// the config file can turn verification off.
+	if tr, ok := apiCfg.HttpClient.Transport.(*http.Transport); ok {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if err = apiCfg.ConfigureTLS(&api.TLSConfig{
 		CACert:        cfg.CACert,
 		TLSServerName: cfg.TLSServerName,
 		Insecure:      cfg.TLSSkipVerify,
@@ -61,7 +75,30 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("vault tls config: %w", err)
 	}
 	keepConnections(apiCfg.HttpClient.Transport, cfg.MaxParallel)
-	transport := apiCfg.HttpClient.Transport
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	base, ok := apiCfg.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("vault client: unexpected transport %T", apiCfg.HttpClient.Transport)
+	}
+	if cfg.TLSSkipVerify {
+		log.Warn("TLS verification of vault is OFF (tls_skip_verify = true): anyone between certkeeper and vault can read its token and forge certificates")
+	}
+	var transport http.RoundTripper = base
+	if cfg.Auth.Method == config.AuthCert {
+		certs := newClientCertSource(cfg.Auth)
+		base.TLSClientConfig.GetClientCertificate = certs.get
+		transport = &certRotationTransport{next: transport, certs: certs, closeIdle: base.CloseIdleConnections}
+	}
+	if len(cfg.Addresses) > 1 {
+		ft, err := newFailoverTransport(transport, cfg.Addresses, log)
+		if err != nil {
+			return nil, fmt.Errorf("vault addresses: %w", err)
+		}
+		apiCfg.Address, transport = ft.Address(), ft
+	}
 	apiCfg.HttpClient.Transport = &observingTransport{next: transport, observer: opts.Observer}
 	c, err := api.NewClient(apiCfg)
 	if err != nil {
@@ -71,11 +108,7 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	// the token is decided by the auth method alone.
 	c.ClearToken()
 	c.SetNamespace(cfg.Namespace)
-	log := opts.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	login, err := newLogin(cfg.Auth)
+	login, prepare, err := newLogin(cfg.Auth, base.CloseIdleConnections)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +116,19 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 		api:     c,
 		session: newSession(c, login, log),
 		log:     log,
+		prepare: prepare,
 	}, nil
+}
+
+// Prepare does what the auth method needs done at start, before any
+// certificate is due: today, unwrapping a response-wrapped secret_id,
+// whose wrapping token would expire if left for the first login. Errors
+// are worth logging loudly; the agent can still serve what is on disk.
+func (c *Client) Prepare(ctx context.Context) error {
+	if c.prepare == nil {
+		return nil
+	}
+	return c.prepare(ctx, c.api)
 }
 
 // Close stops token renewal.
@@ -104,16 +149,35 @@ func (c *Client) write(ctx context.Context, path string, data map[string]any) (*
 		}
 		err = classify(err, info)
 		var ve *Error
-		if attempt == 0 && errors.As(err, &ve) && ve.Status == http.StatusForbidden {
+		if errors.As(err, &ve) && ve.Status == http.StatusForbidden {
 			// A revoked or expired token looks like this; so does a policy
-			// that forbids the path. One fresh login tells them apart.
-			c.log.Info("vault refused the token, logging in again", "path", path)
-			c.session.invalidate(gen)
-			continue
+			// that forbids the path. Tell them apart before logging in.
+			if attempt == 0 && c.session.reloginMayHelp(ctx, gen) {
+				c.log.Info("vault refused the token, logging in again", "path", path)
+				c.session.invalidate(gen)
+				continue
+			}
+			if attempt > 0 {
+				c.session.noteDenied(gen)
+			}
+			return nil, &DeniedError{Path: path, Err: err}
 		}
 		return nil, err
 	}
 }
+
+// DeniedError is a 403 that a working (or fresh) token gets too: the
+// policies do not allow the request, and no amount of logging in will
+// change that. It needs a human, so it reads like it.
+type DeniedError struct {
+	Path string
+	Err  error
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("permission denied by vault policy: a valid token may not use %s, so logging in again does not help; grant it in the policy of certkeeper's role (%v)", e.Path, e.Err)
+}
+func (e *DeniedError) Unwrap() error { return e.Err }
 
 // Error is a failed Vault request, with what a caller needs to back off
 // correctly. Its text never holds a token or secret.
@@ -180,15 +244,24 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	return resp, err
 }
 
+// MaxRetryAfter caps the wait a Retry-After header can impose. Vault's
+// rate-limit quotas ask for seconds; a header asking for hours (a broken
+// proxy, or one that means harm) must not park renewals until the
+// certificates expire.
+const MaxRetryAfter = 10 * time.Minute
+
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs > 0 {
+		if secs > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
 		return time.Duration(secs) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), MaxRetryAfter)
 	}
 	return 0
 }

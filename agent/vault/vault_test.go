@@ -73,6 +73,9 @@ func TestParseRetryAfter(t *testing.T) {
 	if got := parseRetryAfter(now.Add(time.Minute).Format(http.TimeFormat), now); got != time.Minute {
 		t.Errorf("date: %v", got)
 	}
+	if got := parseRetryAfter("86400", now); got != MaxRetryAfter {
+		t.Errorf("a day: %v, want the %v cap", got, MaxRetryAfter)
+	}
 	for _, bad := range []string{"", "-3", "soon"} {
 		if got := parseRetryAfter(bad, now); got != 0 {
 			t.Errorf("%q gave %v", bad, got)

@@ -26,6 +26,7 @@ func newAgent(e *env) (*agent.Agent, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	prepareVault(e, vc)
 	e.vaultClient = vc
 	e.serving = newServing(e, vc)
 	opts := agent.Options{Config: e.cfg, Issuer: vc, Log: e.log, Notifier: e.serving.services}

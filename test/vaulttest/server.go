@@ -109,6 +109,10 @@ type Options struct {
 	// Dir holds the config, data and vault.log. Launch creates a temporary
 	// directory when empty; the caller then removes it (see Server.Dir).
 	Dir string
+	// TLS adds a second listener that serves HTTPS with a certificate from
+	// a throwaway test CA (Server.TLSAddr, Server.TLSCA). Vault asks for
+	// client certificates there, which cert auth needs.
+	TLS bool
 }
 
 // Server is a running (or stopped) Vault child process. Its methods are not
@@ -117,6 +121,10 @@ type Server struct {
 	Addr      string      // e.g. "http://127.0.0.1:41234"
 	RootToken string      // "root" in dev mode
 	Client    *api.Client // root token, MaxRetries 0
+	// TLSAddr and TLSCA are set with Options.TLS: the https:// address and
+	// the CA that signed the listener's certificate.
+	TLSAddr string
+	TLSCA   *TestCA
 
 	bin        string
 	dir        string
@@ -125,6 +133,9 @@ type Server struct {
 	unsealKey  string
 	logPath    string
 	proc       *process // nil while stopped
+	tlsPort    int
+	tlsCert    string
+	tlsKey     string
 }
 
 // process is one run of the binary. err is valid once done is closed.
@@ -157,6 +168,11 @@ func Launch(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if !s.persistent {
 		s.RootToken = devRootToken
+	}
+	if opts.TLS {
+		if err := s.setupTLS(); err != nil {
+			return nil, err
+		}
 	}
 
 	// The free port is found by binding and closing, so another process can
@@ -319,11 +335,20 @@ func (s *Server) start(ctx context.Context) error {
 func (s *Server) args() ([]string, error) {
 	listen := fmt.Sprintf("127.0.0.1:%d", s.port)
 	if !s.persistent {
-		return []string{"server", "-dev",
+		args := []string{"server", "-dev",
 			"-dev-root-token-id=" + devRootToken,
 			"-dev-listen-address=" + listen,
 			"-dev-no-store-token",
-		}, nil
+		}
+		if s.tlsPort != 0 {
+			// Dev mode merges listeners from -config with its own.
+			path := filepath.Join(s.dir, "tls-listener.hcl")
+			if err := os.WriteFile(path, []byte(s.tlsListener()), 0o600); err != nil {
+				return nil, fmt.Errorf("writing vault tls listener config: %w", err)
+			}
+			args = append(args, "-config="+path)
+		}
+		return args, nil
 	}
 	cfg := fmt.Sprintf(`storage "file" {
   path = %q
@@ -335,7 +360,7 @@ listener "tcp" {
 disable_mlock = true
 api_addr      = %q
 ui            = false
-`, filepath.Join(s.dir, "data"), listen, s.Addr)
+`, filepath.Join(s.dir, "data"), listen, s.Addr) + s.tlsListener()
 	path := filepath.Join(s.dir, "vault.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("writing vault config: %w", err)
