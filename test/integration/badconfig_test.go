@@ -16,7 +16,7 @@ import (
 
 // TestBadConfigsStopEverything: a config with wrong types, unknown keys,
 // duplicate names, two certificates writing one path, outputs over the
-// credentials, or huge or binary content makes validate, once and run all
+// credentials, or huge (over the 16 MB limit) or binary content makes validate, once and run all
 // exit 1 with file:line:col messages, and nothing at all is written: no
 // state directory, no output file. No Vault is needed (none is running).
 func TestBadConfigsStopEverything(t *testing.T) {
@@ -53,7 +53,7 @@ certificate %q {
 			[]string{fmt.Sprintf(`:9:1: certificate "web" writes %s/web.key, which is the auth token_file certkeeper reads to reach Vault`, out)}},
 		{"binary", append([]byte(head), 0x00, 0xff, 0xfe, 0x01, '\n'),
 			[]string{`:5:1: Invalid character`}},
-		{"huge", append([]byte(head+cert("web", "")), bytes.Repeat([]byte("# padding\n"), 120_000)...),
+		{"huge", append([]byte(head+cert("web", "")), bytes.Repeat([]byte("# padding\n"), 1_700_000)...),
 			[]string{`bytes is more than a config can be`}},
 	}
 	for _, tc := range cases {
