@@ -1,6 +1,10 @@
 package agent
 
-import "time"
+import (
+	"time"
+
+	"github.com/certkeeper/certkeeper/sinks"
+)
 
 // Outputs lists every file the agent writes for the certificates in
 // force, records included, so a watcher can report changes to them.
@@ -42,7 +46,7 @@ func (a *Agent) OutputsChanged(paths []string) []string {
 	seen := map[string]bool{}
 	for _, p := range paths {
 		name, ok := owner[p]
-		if !ok || seen[name] {
+		if !ok || seen[name] || sinks.Ours(p) {
 			continue
 		}
 		seen[name] = true

@@ -239,6 +239,7 @@ func applyRenames(renames []rename) error {
 		if err := os.Rename(r.From, r.To); err != nil {
 			return fmt.Errorf("replacing %s: %w", r.To, err)
 		}
+		remember(r.To)
 		dirs[filepath.Dir(r.To)] = true
 	}
 	for dir := range dirs {

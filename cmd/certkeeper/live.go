@@ -14,6 +14,7 @@ import (
 	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/fswatch"
+	"github.com/certkeeper/certkeeper/sinks"
 )
 
 // Debounce windows. Config tools write in bursts (temp file, rename,
@@ -139,8 +140,11 @@ func (l *live) inputPaths(cfg *config.Config) []string {
 func (l *live) outputsChanged(evs []fswatch.Event) {
 	var paths []string
 	for _, ev := range evs {
-		// Our own writes show up here too, so this is not news by itself;
-		// the pass logs what it actually had to restore.
+		// Our own writes show up here too; they are not news. The pass
+		// logs what it actually had to restore.
+		if sinks.Ours(ev.Path) {
+			continue
+		}
 		l.e.log.Debug("output file changed on disk", "file", ev.Path, "what", ev.What)
 		paths = append(paths, ev.Path)
 	}

@@ -161,30 +161,28 @@ func (w *Watcher) match(ev fsnotify.Event) []string {
 	if link, ok := w.alias[name]; ok {
 		return []string{link}
 	}
-	var inDir []string
-	for f := range w.files {
-		if filepath.Dir(f) == name || filepath.Dir(f) == filepath.Dir(name) {
-			inDir = append(inDir, f)
-		}
-	}
+	// Most events name files nobody watches (temp files renamed into
+	// place, neighbours); only the two cases below concern a whole
+	// directory, so only they pay for a scan of the watched files.
 	switch {
 	case w.dirs[name] && ev.Has(fsnotify.Remove|fsnotify.Rename):
 		// The directory itself went away: its watch is gone with it,
 		// so forget it for the next Set to add again.
 		w.fsw.Remove(name)
 		delete(w.dirs, name)
-		return filterDir(inDir, name)
+		return w.filesIn(name)
 	case strings.HasPrefix(filepath.Base(name), ".."):
 		// Kubernetes swaps a "..data" symlink to update every file of a
 		// ConfigMap at once; the event names the link, not the files.
-		return filterDir(inDir, filepath.Dir(name))
+		return w.filesIn(filepath.Dir(name))
 	}
 	return nil
 }
 
-func filterDir(files []string, dir string) []string {
+// filesIn returns the watched files directly inside dir; w.mu is held.
+func (w *Watcher) filesIn(dir string) []string {
 	var out []string
-	for _, f := range files {
+	for f := range w.files {
 		if filepath.Dir(f) == dir {
 			out = append(out, f)
 		}
