@@ -8,7 +8,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,42 +16,23 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
 // certkeeperBin is built once per run from the working tree.
 var certkeeperBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "certkeeper-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	certkeeperBin = filepath.Join(dir, "certkeeper")
-	build := exec.Command("go", "build", "-o", certkeeperBin, "github.com/certkeeper/certkeeper/cmd/certkeeper")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building certkeeper:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cktest.Main(m, &certkeeperBin) }
 
 // need returns the path of a server binary, or skips the test saying
 // which Debian package is missing.
@@ -169,8 +149,8 @@ func freePort(t *testing.T) int {
 // variables, and /usr/sbin on the PATH for the service commands.
 func certkeeperEnv() []string {
 	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") && !strings.HasPrefix(kv, "PATH=") {
+	for _, kv := range cktest.Env() {
+		if !strings.HasPrefix(kv, "PATH=") {
 			env = append(env, kv)
 		}
 	}
@@ -180,113 +160,16 @@ func certkeeperEnv() []string {
 // ck runs a certkeeper command and returns stdout, stderr and exit code.
 func ck(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(certkeeperBin, args...)
-	cmd.Env = certkeeperEnv()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running certkeeper %s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), errb.String(), code
+	return cktest.Run(t, certkeeperBin, certkeeperEnv(), args...)
 }
 
-// daemon is a running `certkeeper run`.
-type daemon struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan struct{}
-	err  error
-}
-
-func startDaemon(t *testing.T, cfg string) *daemon {
+func startDaemon(t *testing.T, cfg string) *cktest.Daemon {
 	t.Helper()
-	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(certkeeperBin, "run", "-config", cfg, "-log-level", "debug")
-	d.cmd.Env = certkeeperEnv()
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-		if t.Failed() {
-			t.Logf("certkeeper logs:\n%s", d.logs.String())
-		}
+	return cktest.Start(t, cktest.Options{
+		Bin:  certkeeperBin,
+		Args: []string{"run", "-config", cfg, "-log-level", "debug"},
+		Env:  certkeeperEnv(),
 	})
-	return d
-}
-
-func (d *daemon) stop() int {
-	d.t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(60 * time.Second):
-		d.t.Fatal("certkeeper did not exit within 60s of SIGTERM")
-	}
-	if ee, ok := d.err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	return 0
-}
-
-// count is how many log lines match re.
-func (d *daemon) count(re string) int {
-	return len(regexp.MustCompile(re).FindAllStringIndex(d.logs.String(), -1))
-}
-
-// waitLog waits until the logs match re at least n times.
-func (d *daemon) waitLog(re string, n int, timeout time.Duration) {
-	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for d.count(re) < n {
-		if time.Now().After(deadline) {
-			d.t.Fatalf("no %d log lines matching %q within %v", n, re, timeout)
-		}
-		select {
-		case <-d.done:
-			d.t.Fatalf("certkeeper exited while waiting for %q: %v", re, d.err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // readLeaf parses the first certificate of a PEM file.

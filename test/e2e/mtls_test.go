@@ -19,6 +19,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 // zeroDowntimeRotations is how many forced rotations the request loop
@@ -70,7 +71,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	}
 	w.start(t)
 	d := startDaemon(t, cfg)
-	d.waitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
 
 	caller, err := tls.LoadX509KeyPair(filepath.Join(callerDir, "caller.fullchain.pem"), filepath.Join(callerDir, "caller.key"))
 	if err != nil {
@@ -111,7 +112,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	}
 
 	if !t.Run("forced rotation reloads once per batch", func(t *testing.T) {
-		reloads, lines := w.reloads(t), d.count(`msg="service reloaded"`)
+		reloads, lines := w.reloads(t), d.Count(`msg="service reloaded"`)
 		ec, rsa := served(t, w, roots, caller, false), served(t, w, roots, caller, true)
 		out, errOut, code := ck(t, "rotate", "-config", cfg)
 		if code != 0 || strings.Count(out, "rotation scheduled by the running daemon") != 3 {
@@ -124,11 +125,11 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		if got := w.reloads(t) - reloads; got != 1 {
 			t.Errorf("%s logged %d reloads for one rotation of both server certificates, want 1", w.service, got)
 		}
-		if got := d.count(`msg="service reloaded"`) - lines; got != 1 {
+		if got := d.Count(`msg="service reloaded"`) - lines; got != 1 {
 			t.Errorf("certkeeper logged %d reloads, want 1", got)
 		}
-		if d.count(`msg="service reloaded" service=`+w.service+` sources="\[certificate web certificate web-rsa\]" changes=2`)+
-			d.count(`msg="service reloaded" service=`+w.service+` sources="\[certificate web-rsa certificate web\]" changes=2`) != 1 {
+		if d.Count(`msg="service reloaded" service=`+w.service+` sources="\[certificate web certificate web-rsa\]" changes=2`)+
+			d.Count(`msg="service reloaded" service=`+w.service+` sources="\[certificate web-rsa certificate web\]" changes=2`) != 1 {
 			t.Errorf("no reload logged for the batch of both certificates")
 		}
 		accepted(t, "the caller after the rotation", &caller)
@@ -137,7 +138,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	}
 
 	if !t.Run("zero downtime", func(t *testing.T) {
-		reloads, lines := w.reloads(t), d.count(`msg="service reloaded"`)
+		reloads, lines := w.reloads(t), d.Count(`msg="service reloaded"`)
 		ctx, cancel := context.WithCancel(t.Context())
 		st := &loopStats{firstSeen: map[string]time.Time{}}
 		var wg sync.WaitGroup
@@ -147,7 +148,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		start := time.Now()
 		for i := 1; i <= zeroDowntimeRotations; i++ {
 			ec, rsa := served(t, w, roots, caller, false), served(t, w, roots, caller, true)
-			done := d.count(`msg="service reloaded"`)
+			done := d.Count(`msg="service reloaded"`)
 			if out, errOut, code := ck(t, "rotate", "-config", cfg, "web", "web-rsa"); code != 0 {
 				cancel()
 				t.Fatalf("rotation %d: rotate exited %d:\n%s\n%s", i, code, out, errOut)
@@ -156,7 +157,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 			// certkeeper has verified it.
 			waitServes(t, w, roots, caller, false, tlsFile("web.crt"), ec)
 			waitServes(t, w, roots, caller, true, tlsFile("web-rsa.crt"), rsa)
-			d.waitLog(`msg="service reloaded"`, done+1, 60*time.Second)
+			d.WaitLog(`msg="service reloaded"`, done+1, 60*time.Second)
 		}
 		time.Sleep(500 * time.Millisecond) // requests across the last reload
 		cancel()
@@ -175,17 +176,17 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		if got := w.reloads(t) - reloads; got != zeroDowntimeRotations {
 			t.Errorf("%s logged %d reloads for %d rotations of two certificates each, want %d", w.service, got, zeroDowntimeRotations, zeroDowntimeRotations)
 		}
-		if got := d.count(`msg="service reloaded"`) - lines; got != zeroDowntimeRotations {
+		if got := d.Count(`msg="service reloaded"`) - lines; got != zeroDowntimeRotations {
 			t.Errorf("certkeeper logged %d reloads, want %d", got, zeroDowntimeRotations)
 		}
-		reportLatency(t, w.service, d.logs.String(), st.firstSeen, start)
+		reportLatency(t, w.service, d.Logs.String(), st.firstSeen, start)
 	}) {
 		return
 	}
 
 	if !t.Run("broken server config rolls back", func(t *testing.T) {
 		w.breakConfig(t)
-		fails, reloads := d.count(`msg="check failed`), w.reloads(t)
+		fails, reloads := d.Count(`msg="check failed`), w.reloads(t)
 		old := readLeaf(t, tlsFile("web.crt"))
 		if got := served(t, w, roots, caller, false); got != services.Serial(old) {
 			t.Fatalf("serves %s before the test, files hold %s", got, services.Serial(old))
@@ -193,7 +194,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		if out, errOut, code := ck(t, "rotate", "-config", cfg, "web"); code != 0 {
 			t.Fatalf("rotate exited %d:\n%s\n%s", code, out, errOut)
 		}
-		d.waitLog(`msg="check failed`, fails+1, 60*time.Second)
+		d.WaitLog(`msg="check failed`, fails+1, 60*time.Second)
 		if got := readLeaf(t, tlsFile("web.crt")); !got.Equal(old) {
 			t.Errorf("after the failed check web.crt holds serial %s, want the previous %s (rolled back)", services.Serial(got), services.Serial(old))
 		}
@@ -214,10 +215,10 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 
 		// Fixed: the retry writes the same new files again (no new
 		// certificate from Vault), checks, reloads.
-		issued := d.count(`msg="certificate issued and written" cert=web `)
+		issued := d.Count(`msg="certificate issued and written" cert=web `)
 		w.writeConf(t, "")
 		waitServes(t, w, roots, caller, false, tlsFile("web.crt"), services.Serial(old))
-		if got := d.count(`msg="certificate issued and written" cert=web `); got != issued {
+		if got := d.Count(`msg="certificate issued and written" cert=web `); got != issued {
 			t.Errorf("the retry issued %d new certificates; it must reuse the rolled-back one", got-issued)
 		}
 		if out, _, code := ck(t, "status", "-config", cfg); code != 0 || !regexp.MustCompile(`(?m)^`+w.service+`\s+ok\s`).MatchString(out) {
@@ -230,7 +231,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	t.Run("revoked client refused after the CRL refresh", func(t *testing.T) {
 		other := vaultClient(t, s, "other.example.internal")
 		accepted(t, "another client of the same CA", &other)
-		reloads := d.count(`msg="service reloaded" service=` + w.service + ` sources="\[trust_bundle clients\]"`)
+		reloads := d.Count(`msg="service reloaded" service=` + w.service + ` sources="\[trust_bundle clients\]"`)
 		// The caller's current certificate, as the caller reads it (it
 		// was rotated since the test loaded the first one).
 		caller, err := tls.LoadX509KeyPair(filepath.Join(callerDir, "caller.fullchain.pem"), filepath.Join(callerDir, "caller.key"))
@@ -241,7 +242,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		leaf, _ := x509.ParseCertificate(caller.Certificate[0])
 		s.vault.Revoke(t, "pki_int", services.Serial(leaf))
 		revoked := time.Now()
-		waitFor(t, "the caller to be refused", 60*time.Second, func() bool {
+		cktest.WaitFor(t, "the caller to be refused", 60*time.Second, func() bool {
 			resp, body, err := get(&caller)
 			ok, _ := w.rejected(resp, body, err)
 			return ok
@@ -249,12 +250,12 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		t.Logf("MEASURE %s: revoked client refused %s after the revocation in Vault (crl_refresh 2s, settle %s)", w.service, time.Since(revoked).Round(100*time.Millisecond), config.DefaultSettle)
 		refused(t, "the revoked caller", &caller)
 		accepted(t, "the other client", &other)
-		if d.count(`msg="service reloaded" service=`+w.service+` sources="\[trust_bundle clients\]"`) <= reloads {
+		if d.Count(`msg="service reloaded" service=`+w.service+` sources="\[trust_bundle clients\]"`) <= reloads {
 			t.Error("no reload logged for the new CRL")
 		}
 	})
 
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("certkeeper exited %d after SIGTERM", code)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 // webServer is nginx or Apache running one of the examples on a loopback
@@ -219,7 +221,7 @@ func (w *webServer) start(t *testing.T) {
 			t.Logf("%s error log:\n%s", w.service, tail(string(log), 40))
 		}
 	})
-	waitFor(t, w.service+" to listen on "+w.addr(), 30*time.Second, func() bool {
+	cktest.WaitFor(t, w.service+" to listen on "+w.addr(), 30*time.Second, func() bool {
 		select {
 		case <-w.done:
 			log, _ := os.ReadFile(filepath.Join(w.dir, "server.out"))

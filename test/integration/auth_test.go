@@ -46,9 +46,9 @@ vault {
 	}
 	cfg := e.writeRawConfig(vault(p.Addr), shortCert(e, "web"))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 2, 3*time.Minute)
-	d.waitLog(`logged in to vault`, 2, time.Minute)
-	d.stop()
+	d.WaitLog(`certificate issued and written.*cert=web`, 2, 3*time.Minute)
+	d.WaitLog(`logged in to vault`, 2, time.Minute)
+	d.Stop()
 	unwraps, lookups, logins := 0, 0, 0
 	for _, r := range p.Records() {
 		switch {
@@ -64,7 +64,7 @@ vault {
 	if unwraps != 1 || lookups != 1 || logins < 2 {
 		t.Errorf("%d lookups, %d unwraps and %d logins; want the token looked up and unwrapped once, and every login from memory", lookups, unwraps, logins)
 	}
-	if strings.Contains(d.logs.String(), "renewal failed") {
+	if strings.Contains(d.Logs.String(), "renewal failed") {
 		t.Error("a renewal failed while logging in again with the unwrapped secret_id")
 	}
 
@@ -160,16 +160,16 @@ certificate "web" {
 
 	// Past the bootstrap certificate's expiry, with at least two renewals
 	// of the identity and a login after the expiry.
-	d.waitLog(`certificate issued and written.*cert=vault-identity`, 3, 4*time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=vault-identity`, 3, 4*time.Minute)
 	for time.Now().Before(bootExpiry.Add(5 * time.Second)) {
 		time.Sleep(time.Second)
 	}
 	mark := d.mark()
 	d.waitLogAfter(mark, `logged in to vault`, 1, 2*time.Minute)
 	d.waitLogAfter(mark, `certificate issued and written.*cert=web`, 1, 2*time.Minute)
-	d.stop()
+	d.Stop()
 
-	logs := d.logs.String()
+	logs := d.Logs.String()
 	identities := len(regexp.MustCompile(`certificate issued and written.*cert=vault-identity`).FindAllString(logs, -1))
 	logins := regexp.MustCompile(`logged in to vault" accessor=(\S+)`).FindAllStringSubmatch(logs, -1)
 	t.Logf("cert auth: %d identity certificates issued, %d logins, bootstrap certificate expired at %s", identities, len(logins), bootExpiry.Format(time.TimeOnly))
@@ -209,9 +209,9 @@ func TestPolicyDenialBacksOff(t *testing.T) {
 	p := e.proxy()
 	cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", p.Addr)), e.cert("web", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
-	d.waitLog(`alert=vault_permission_denied`, 4, 2*time.Minute)
-	d.stop()
-	lines := linesContaining(d.logs.String(), "alert=vault_permission_denied")
+	d.WaitLog(`alert=vault_permission_denied`, 4, 2*time.Minute)
+	d.Stop()
+	lines := linesContaining(d.Logs.String(), "alert=vault_permission_denied")
 	if !strings.Contains(lines[0], "vault policy denies it and logging in again does not help") || !strings.Contains(lines[0], "pki_int/sign/ec") {
 		t.Errorf("alert line does not say what to fix:\n%s", lines[0])
 	}

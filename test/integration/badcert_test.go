@@ -134,7 +134,7 @@ func TestBadCertificatesRejected(t *testing.T) {
 
 	cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", p.Addr)), shortCert(e, "web"))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 1, time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=web`, 1, time.Minute)
 	before := fileSum(t, e.setPaths("web")...)
 	mark := d.mark()
 	for i, tp := range tampers {
@@ -150,7 +150,7 @@ func TestBadCertificatesRejected(t *testing.T) {
 	}
 	mu.Unlock()
 
-	rejections := linesContaining(d.logs.String()[mark:], `vault returned a certificate certkeeper will not use`)
+	rejections := linesContaining(d.Logs.String()[mark:], `vault returned a certificate certkeeper will not use`)
 	if len(rejections) != len(tampers) {
 		t.Errorf("%d rejections, want %d:\n%s", len(rejections), len(tampers), strings.Join(rejections, "\n"))
 	}
@@ -170,7 +170,7 @@ func TestBadCertificatesRejected(t *testing.T) {
 			t.Errorf("attempt %d came %v after a rejection: no backoff", i+2, g)
 		}
 	}
-	d.stop()
+	d.Stop()
 }
 
 // linesContaining returns the lines of s that contain sub.

@@ -29,10 +29,10 @@ func TestRoleClampsTTL(t *testing.T) {
 		e.cert("floor", "short", `ttl = "72h"`, `renew_before = "24h"`),
 	)
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=clamped`, 3, 5*time.Minute)
-	d.waitLog(`certificate issued and written.*cert=floor`, 3, time.Minute)
-	d.stop()
-	logs := d.logs.String()
+	d.WaitLog(`certificate issued and written.*cert=clamped`, 3, 5*time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=floor`, 3, time.Minute)
+	d.Stop()
+	logs := d.Logs.String()
 	for _, name := range []string{"clamped", "floor"} {
 		if !regexp.MustCompile(`vault issued a shorter lifetime than asked.*cert=` + name + `|cert=` + name + `.*vault issued a shorter lifetime than asked`).MatchString(logs) {
 			t.Errorf("%s: no warning that the role clamped the TTL", name)

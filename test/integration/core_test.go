@@ -174,12 +174,12 @@ func TestRunRenewsShortLivedCertificate(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("short", vaulttest.RoleEC, `ttl = "1m"`))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=short`, 1, 30*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=short`, 1, 30*time.Second)
 	first := readCert(t, filepath.Join(e.dir, "short.crt"))
 
 	// Vault backdates NotBefore by 30s, so the life is 90s and renewal is
 	// due 50-60s after NotBefore: within about 30s of issuance.
-	d.waitLog(`certificate issued and written.*cert=short`, 2, 90*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=short`, 2, 90*time.Second)
 	second := readCert(t, filepath.Join(e.dir, "short.crt"))
 	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatal("log says renewed but the certificate on disk is the same")
@@ -188,7 +188,7 @@ func TestRunRenewsShortLivedCertificate(t *testing.T) {
 		t.Errorf("renewed only after the old certificate expired (%v)", first.NotAfter)
 	}
 	openssl(t, "verify", "-CAfile", filepath.Join(e.dir, "short.ca.pem"), filepath.Join(e.dir, "short.fullchain.pem"))
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("SIGTERM exit code %d, want 0", code)
 	}
 }
@@ -200,7 +200,7 @@ func TestVaultOutage(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{Persistent: true})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC, `ttl = "2m"`, `renew_fraction = 0.4`, `renew_jitter = 0.05`))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 1, 30*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web`, 1, 30*time.Second)
 	paths := []string{filepath.Join(e.dir, "web.key"), filepath.Join(e.dir, "web.crt"), filepath.Join(e.dir, "web.fullchain.pem")}
 	before := fileSum(t, paths...)
 
@@ -209,11 +209,11 @@ func TestVaultOutage(t *testing.T) {
 	}
 	// Renewal falls due 22-30s after issuance: 40% (less up to 5% jitter)
 	// of a 150s life that Vault backdated by 30s.
-	d.waitLog(`renewal failed; keeping the files on disk.*cert=web`, 3, 90*time.Second)
+	d.WaitLog(`renewal failed; keeping the files on disk.*cert=web`, 3, 90*time.Second)
 	if got := fileSum(t, paths...); got != before {
 		t.Fatal("files changed while Vault was down")
 	}
-	failures := strings.Count(d.logs.String(), "renewal failed")
+	failures := strings.Count(d.Logs.String(), "renewal failed")
 	if failures > 12 {
 		t.Errorf("%d failed attempts while Vault was down for under a minute: backoff is not working", failures)
 	}
@@ -221,12 +221,12 @@ func TestVaultOutage(t *testing.T) {
 	if err := e.vault.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(`certificate issued and written.*cert=web`, 2, 90*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web`, 2, 90*time.Second)
 	if got := fileSum(t, paths...); got == before {
 		t.Error("log says renewed but files are unchanged")
 	}
 	openssl(t, "verify", "-CAfile", filepath.Join(e.dir, "web.ca.pem"), filepath.Join(e.dir, "web.fullchain.pem"))
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
 }
@@ -238,22 +238,22 @@ func TestReloginAfterRevokedToken(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC, `ttl = "1m"`))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 1, 30*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web`, 1, 30*time.Second)
 
-	m := regexp.MustCompile(`logged in to vault" accessor=(\S+)`).FindStringSubmatch(d.logs.String())
+	m := regexp.MustCompile(`logged in to vault" accessor=(\S+)`).FindStringSubmatch(d.Logs.String())
 	if m == nil {
 		t.Fatalf("login line with accessor not found")
 	}
 	if _, err := e.vault.Client.Logical().Write("auth/token/revoke-accessor", map[string]any{"accessor": m[1]}); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(`vault refused the token, logging in again`, 1, 90*time.Second)
-	d.waitLog(`certificate issued and written.*cert=web`, 2, 30*time.Second)
-	d.waitLog(`logged in to vault`, 2, time.Second)
-	if logs := d.logs.String(); strings.Contains(logs, "renewal failed") {
+	d.WaitLog(`vault refused the token, logging in again`, 1, 90*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web`, 2, 30*time.Second)
+	d.WaitLog(`logged in to vault`, 2, time.Second)
+	if logs := d.Logs.String(); strings.Contains(logs, "renewal failed") {
 		t.Errorf("a revoked token caused a failed renewal instead of a transparent re-login")
 	}
-	d.stop()
+	d.Stop()
 }
 
 // TestNoSecretsInLogs: a full lifecycle at debug level never prints the
@@ -262,9 +262,9 @@ func TestNoSecretsInLogs(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC, `ttl = "1m"`), e.cert("iss", vaulttest.RoleEC, `issue_mode = "issue"`, `ttl = "1m"`))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 2, 90*time.Second)
-	d.stop()
-	logs := d.logs.String()
+	d.WaitLog(`certificate issued and written.*cert=web`, 2, 90*time.Second)
+	d.Stop()
+	logs := d.Logs.String()
 	secretID, _ := os.ReadFile(e.secretIDFile)
 	forbidden := map[string]string{
 		"secret_id":   strings.TrimSpace(string(secretID)),

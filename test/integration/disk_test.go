@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -80,7 +81,7 @@ func TestWriteFailuresDoNotLoop(t *testing.T) {
 				os.Chown(cfg, int(tc.asUser.Uid), int(tc.asUser.Gid))
 			}
 			d := startDaemonAs(t, bin, cfg, tc.asUser)
-			d.waitLog(`certificate issued and written.*cert=web`, 1, time.Minute)
+			d.WaitLog(`certificate issued and written.*cert=web`, 1, time.Minute)
 			paths := []string{filepath.Join(out, "web.key"), filepath.Join(out, "web.crt"), filepath.Join(out, "web.fullchain.pem")}
 			before := fileSum(t, paths...)
 			signedBefore := signedSerials(t, e)
@@ -88,7 +89,7 @@ func TestWriteFailuresDoNotLoop(t *testing.T) {
 			tc.breakIt(t, out)
 			mark := d.mark()
 			d.waitLogAfter(mark, `renewal failed; keeping the files on disk.*cert=web`, 3, 3*time.Minute)
-			failures := linesContaining(d.logs.String()[mark:], "renewal failed")
+			failures := linesContaining(d.Logs.String()[mark:], "renewal failed")
 			for _, f := range failures {
 				if !strings.Contains(f, tc.want) {
 					t.Errorf("failure does not say %q:\n%s", tc.want, f)
@@ -109,11 +110,11 @@ func TestWriteFailuresDoNotLoop(t *testing.T) {
 			}
 			// What is written after the fix is the certificate kept from
 			// the fault (it may be renewed right after, if it fell due).
-			written := regexp.MustCompile(`certificate issued and written" cert=web serial=(\S+)`).FindStringSubmatch(d.logs.String()[mark:])
+			written := regexp.MustCompile(`certificate issued and written" cert=web serial=(\S+)`).FindStringSubmatch(d.Logs.String()[mark:])
 			if written == nil || written[1] != signed[0] {
 				t.Errorf("after the fix certkeeper wrote %v, want the certificate Vault signed during the fault (%s)", written, signed[0])
 			}
-			if !strings.Contains(d.logs.String()[mark:], "writing the certificate obtained at an earlier attempt") {
+			if !strings.Contains(d.Logs.String()[mark:], "writing the certificate obtained at an earlier attempt") {
 				t.Error("no log line saying the kept certificate was written")
 			}
 			for _, r := range retries {
@@ -125,7 +126,7 @@ func TestWriteFailuresDoNotLoop(t *testing.T) {
 				t.Error("files unchanged after the fix")
 			}
 			e.checkPairIn(t, out, "web")
-			d.stop()
+			d.Stop()
 		})
 	}
 }
@@ -234,28 +235,12 @@ func startDaemonAs(t *testing.T, bin, cfg string, user *syscall.Credential) *dae
 	if bin == certkeeperBin && user == nil {
 		return startDaemon(t, cfg)
 	}
-	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "run", "-config", cfg, "-log-level", "debug")
-	d.cmd.Env = cleanEnv()
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if user != nil {
-		d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: user}
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-		if t.Failed() {
-			t.Logf("certkeeper logs:\n%s", d.logs.String())
-		}
-	})
-	return d
+	return &daemon{cktest.Start(t, cktest.Options{
+		Bin:  bin,
+		Args: []string{"run", "-config", cfg, "-log-level", "debug"},
+		Env:  cleanEnv(),
+		User: user,
+	})}
 }
 
 // checkPairIn is checkPair for a set written into dir.

@@ -100,31 +100,26 @@ func gaps(times []time.Time) []time.Duration {
 	return out
 }
 
-// count is how many times re matches the daemon's logs so far.
-func (d *daemon) count(re string) int {
-	return len(regexp.MustCompile(re).FindAllStringIndex(d.logs.String(), -1))
-}
-
 // waitLogAfter waits until re matches at least n times in log output
-// written after mark (a length of d.logs taken earlier).
+// written after mark (a length of d.Logs taken earlier).
 func (d *daemon) waitLogAfter(mark int, re string, n int, timeout time.Duration) {
-	d.t.Helper()
+	d.T.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if s := d.logs.String(); len(s) >= mark && len(rx.FindAllStringIndex(s[mark:], -1)) >= n {
+		if s := d.Logs.String(); len(s) >= mark && len(rx.FindAllStringIndex(s[mark:], -1)) >= n {
 			return
 		}
 		select {
-		case <-d.done:
-			d.t.Fatalf("certkeeper exited while waiting for %q: %v", re, d.err)
+		case <-d.Done():
+			d.T.Fatalf("certkeeper exited while waiting for %q: %v", re, d.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	d.t.Fatalf("no %d log lines matching %q within %v", n, re, timeout)
+	d.T.Fatalf("no %d log lines matching %q within %v", n, re, timeout)
 }
 
-func (d *daemon) mark() int { return len(d.logs.String()) }
+func (d *daemon) mark() int { return len(d.Logs.String()) }
 
 // crashtestBin is certkeeper built with the crashtest tag, whose
 // CERTKEEPER_CRASH_AT hook SIGKILLs it at a chosen step of a file-set

@@ -310,7 +310,7 @@ func TestTemplateNeverDisagreesWithKey(t *testing.T) {
   }
   pkcs12_file = %q`, e.path("web.haproxy.pem"), e.path("web.p12"))))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 1, 30*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web`, 1, 30*time.Second)
 
 	serials := map[string]bool{}
 	samples := 0
@@ -350,7 +350,7 @@ func TestTemplateNeverDisagreesWithKey(t *testing.T) {
 		t.Fatalf("saw %d certificates in 2 minutes, want 4 (3 rotations)", len(serials))
 	}
 	t.Logf("%d consistent samples over %d certificates", samples, len(serials))
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 }
@@ -365,7 +365,7 @@ func TestDeletedFilesRestoredWithoutVault(t *testing.T) {
     destination = %q
   }`, e.path("web.haproxy.pem"))))
 	d := startDaemon(t, cfg)
-	d.waitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
 	key, pemFile := e.path("web.key"), e.path("web.haproxy.pem")
 	wantKey, wantPEM := fileSum(t, key), fileSum(t, pemFile)
 	issued := e.vault.CountCerts(t, "pki_int")
@@ -373,7 +373,7 @@ func TestDeletedFilesRestoredWithoutVault(t *testing.T) {
 	if err := os.Remove(key); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(`restored them" cert=web files=`+regexp.QuoteMeta(key)+` missing=`+regexp.QuoteMeta(key), 1, 20*time.Second)
+	d.WaitLog(`restored them" cert=web files=`+regexp.QuoteMeta(key)+` missing=`+regexp.QuoteMeta(key), 1, 20*time.Second)
 	if got := fileSum(t, key); got != wantKey {
 		t.Error("the restored key is not the one held")
 	}
@@ -382,19 +382,19 @@ func TestDeletedFilesRestoredWithoutVault(t *testing.T) {
 	}
 
 	os.WriteFile(pemFile, []byte("corrupted by someone\n"), 0o600)
-	d.waitLog(`restored them" cert=web files=`+regexp.QuoteMeta(pemFile)+` missing="" `, 1, 20*time.Second)
+	d.WaitLog(`restored them" cert=web files=`+regexp.QuoteMeta(pemFile)+` missing="" `, 1, 20*time.Second)
 	if got := fileSum(t, pemFile); got != wantPEM {
 		t.Error("the restored HAProxy file is not the one held")
 	}
 
 	// A key made world-readable is put back to its mode.
 	os.Chmod(key, 0o644)
-	d.waitLog(`restored them" cert=web files=`+regexp.QuoteMeta(key), 2, 20*time.Second)
+	d.WaitLog(`restored them" cert=web files=`+regexp.QuoteMeta(key), 2, 20*time.Second)
 	if mode(t, key) != 0o600 {
 		t.Errorf("key mode %o after restore, want 600", mode(t, key))
 	}
 	if got := e.vault.CountCerts(t, "pki_int"); got != issued {
 		t.Errorf("restoring issued %d certificates, want 0", got-issued)
 	}
-	d.stop()
+	d.Stop()
 }

@@ -71,7 +71,7 @@ func TestRaftClusterFailover(t *testing.T) {
 	one, oneEnv := start("one", []string{standby.Addr})
 	issued := `certificate issued and written`
 	for _, d := range []*daemon{all, one} {
-		d.waitLog(issued, 6, 2*time.Minute)
+		d.WaitLog(issued, 6, 2*time.Minute)
 	}
 	during := func(what string, act func() *vaulttest.Node) {
 		t.Helper()
@@ -111,15 +111,15 @@ func TestRaftClusterFailover(t *testing.T) {
 	})
 
 	for name, d := range map[string]*daemon{"all addresses": all, "one standby": one} {
-		logs := d.logs.String()
+		logs := d.Logs.String()
 		failures := linesContaining(logs, "renewal failed")
 		t.Logf("%s: %d renewals, %d logins, %d failed attempts (%d election 500s, %d redirects), %d address switches",
-			name, d.count(issued), d.count(`logged in to vault`), len(failures),
-			strings.Count(logs, "active cluster node not found"), strings.Count(logs, "vault answered 307"), d.count(`switching to the next one`))
-		if n := d.count(`logged in to vault`); n != 1 {
+			name, d.Count(issued), d.Count(`logged in to vault`), len(failures),
+			strings.Count(logs, "active cluster node not found"), strings.Count(logs, "vault answered 307"), d.Count(`switching to the next one`))
+		if n := d.Count(`logged in to vault`); n != 1 {
 			t.Errorf("%s: %d logins; elections must not cost a login", name, n)
 		}
-		if n := d.count(`vault refused the token|vault_permission_denied`); n != 0 {
+		if n := d.Count(`vault refused the token|vault_permission_denied`); n != 0 {
 			t.Errorf("%s: an election was taken for an auth failure %d times", name, n)
 		}
 		for _, f := range failures {
@@ -127,9 +127,9 @@ func TestRaftClusterFailover(t *testing.T) {
 				t.Errorf("%s: a failure that is not a transient Vault error:\n%s", name, f)
 			}
 		}
-		d.stop()
+		d.Stop()
 	}
-	if all.count(`switching to the next one`) == 0 && leader == c.Nodes[0] {
+	if all.Count(`switching to the next one`) == 0 && leader == c.Nodes[0] {
 		t.Error("the agent given every address never moved off the killed first node")
 	}
 	for _, n := range []string{"web", "api", "db"} {

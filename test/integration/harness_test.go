@@ -5,20 +5,16 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -26,23 +22,7 @@ import (
 // tests always exercise the code under test, never a stale binary.
 var certkeeperBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "certkeeper-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	certkeeperBin = filepath.Join(dir, "certkeeper")
-	build := exec.Command("go", "build", "-o", certkeeperBin, "github.com/certkeeper/certkeeper/cmd/certkeeper")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building certkeeper:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cktest.Main(m, &certkeeperBin) }
 
 // env is one Vault with a PKI and an AppRole, and a directory for a
 // certkeeper config and its outputs.
@@ -120,112 +100,24 @@ vault {
 // once runs `certkeeper once` and returns its stdout, stderr and exit code.
 func once(t *testing.T, cfg string, extraEnv ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(certkeeperBin, "once", "-config", cfg, "-log-level", "debug")
-	cmd.Env = append(cleanEnv(), extraEnv...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code = 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running certkeeper once: %v", err)
-	}
-	return out.String(), errb.String(), code
+	return cktest.Run(t, certkeeperBin, cleanEnv(extraEnv...), "once", "-config", cfg, "-log-level", "debug")
 }
 
 // cleanEnv is the test's environment without VAULT_* variables, so a
 // developer's shell cannot change what the tests see.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+func cleanEnv(extra ...string) []string { return cktest.Env(extra...) }
 
-// daemon is a running `certkeeper run`.
-type daemon struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan struct{}
-	err  error
-}
+// daemon is a running `certkeeper run`; the methods beyond cktest's are
+// the fault suite's.
+type daemon struct{ *cktest.Daemon }
 
 func startDaemon(t *testing.T, cfg string, extraEnv ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(certkeeperBin, "run", "-config", cfg, "-log-level", "debug")
-	d.cmd.Env = append(cleanEnv(), extraEnv...)
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.done
-		if t.Failed() {
-			t.Logf("certkeeper logs:\n%s", d.logs.String())
-		}
-	})
-	return d
-}
-
-// stop sends SIGTERM and returns the exit code.
-func (d *daemon) stop() int {
-	d.t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		d.t.Fatal("certkeeper did not exit within 30s of SIGTERM")
-	}
-	if ee, ok := d.err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	return 0
-}
-
-// waitLog waits until the logs match re, at least n times.
-func (d *daemon) waitLog(re string, n int, timeout time.Duration) {
-	d.t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if len(rx.FindAllStringIndex(d.logs.String(), -1)) >= n {
-			return
-		}
-		select {
-		case <-d.done:
-			d.t.Fatalf("certkeeper exited while waiting for %q: %v", re, d.err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	d.t.Fatalf("no %d log lines matching %q within %v", n, re, timeout)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return &daemon{cktest.Start(t, cktest.Options{
+		Bin:  certkeeperBin,
+		Args: []string{"run", "-config", cfg, "-log-level", "debug"},
+		Env:  cleanEnv(extraEnv...),
+	})}
 }
 
 // readCert parses the first certificate in a PEM file.

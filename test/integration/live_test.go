@@ -54,11 +54,11 @@ func TestConfigEditAddsAndRemoves(t *testing.T) {
   }`, tmpl, e.path("b.out")))
 	cfg := e.writeConfig(a)
 	d := startDaemon(t, cfg)
-	d.waitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
 
 	e.replaceConfig(cfg, a, b)
-	d.waitLog(`config reloaded.*trigger="file changed" added=b removed="" changed=""`, 1, 20*time.Second)
-	d.waitLog(`certificate issued and written.*cert=b`, 1, 30*time.Second)
+	d.WaitLog(`config reloaded.*trigger="file changed" added=b removed="" changed=""`, 1, 20*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=b`, 1, 30*time.Second)
 	if !strings.HasPrefix(fileSum(t, e.path("b.out")), "v1 -----BEGIN CERTIFICATE-----") {
 		t.Errorf("b's template output: %q", fileSum(t, e.path("b.out")))
 	}
@@ -67,8 +67,8 @@ func TestConfigEditAddsAndRemoves(t *testing.T) {
 	// The template source is watched too: an edit re-renders, Vault is
 	// not asked.
 	replaceFile(t, tmpl, "v2 {{ with certificate }}{{ .Cert }}{{ end }}")
-	d.waitLog(`config reloaded.*changed=b`, 1, 20*time.Second)
-	d.waitLog(`config changed; rewrote the outputs from the certificate held" cert=b files=`+regexp.QuoteMeta(e.path("b.out")), 1, 20*time.Second)
+	d.WaitLog(`config reloaded.*changed=b`, 1, 20*time.Second)
+	d.WaitLog(`config changed; rewrote the outputs from the certificate held" cert=b files=`+regexp.QuoteMeta(e.path("b.out")), 1, 20*time.Second)
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.HasPrefix(fileSum(t, e.path("b.out")), "v2 ") {
 		if time.Now().After(deadline) {
@@ -78,12 +78,12 @@ func TestConfigEditAddsAndRemoves(t *testing.T) {
 	}
 
 	e.replaceConfig(cfg, b)
-	d.waitLog(`config reloaded.*added="" removed=a changed=""`, 1, 20*time.Second)
+	d.WaitLog(`config reloaded.*added="" removed=a changed=""`, 1, 20*time.Second)
 	// a is no longer looked after; b still is. Delete a key of each: b's
 	// comes back, a's does not.
 	os.Remove(e.path("a.key"))
 	os.Remove(e.path("b.key"))
-	d.waitLog(`restored them" cert=b`, 1, 20*time.Second)
+	d.WaitLog(`restored them" cert=b`, 1, 20*time.Second)
 	if exists(e.path("a.key")) {
 		t.Error("a removed certificate's key was restored: it is still looked after")
 	}
@@ -93,7 +93,7 @@ func TestConfigEditAddsAndRemoves(t *testing.T) {
 	if got := e.vault.CountCerts(t, "pki_int"); got != issued {
 		t.Errorf("the template edit and the removal issued %d certificates, want 0", got-issued)
 	}
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 }
@@ -107,38 +107,38 @@ func TestInvalidConfigEditRejected(t *testing.T) {
 	web := e.cert("web", vaulttest.RoleEC)
 	cfg := e.writeConfig(web)
 	d := startDaemon(t, cfg)
-	d.waitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
 
 	replaceFile(t, cfg, fileSum(t, cfg)+"\ncertificate \"broken\" {\n")
-	d.waitLog(`config change rejected; the running config stays in force.*trigger="file changed" error=".*Unclosed configuration block`, 1, 20*time.Second)
+	d.WaitLog(`config change rejected; the running config stays in force.*trigger="file changed" error=".*Unclosed configuration block`, 1, 20*time.Second)
 
 	bad := e.cert("evil", vaulttest.RoleEC, fmt.Sprintf(`template {
     contents    = "{{ secret \"pki_int/issue/ec\" }}"
     destination = %q
   }`, e.path("evil.pem")))
 	e.replaceConfig(cfg, web, bad)
-	d.waitLog(`config change rejected.*function \\"secret\\" is disabled`, 1, 20*time.Second)
+	d.WaitLog(`config change rejected.*function \\"secret\\" is disabled`, 1, 20*time.Second)
 
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitLog(`config change rejected.*trigger=SIGHUP`, 1, 20*time.Second)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	d.WaitLog(`config change rejected.*trigger=SIGHUP`, 1, 20*time.Second)
 
 	os.Remove(e.path("web.key"))
-	d.waitLog(`restored them" cert=web files=`+regexp.QuoteMeta(e.path("web.key")), 1, 20*time.Second)
+	d.WaitLog(`restored them" cert=web files=`+regexp.QuoteMeta(e.path("web.key")), 1, 20*time.Second)
 	if exists(e.path("evil.pem")) {
 		t.Error("a rejected config was put in force")
 	}
-	if strings.Contains(d.logs.String(), "added=evil") {
+	if strings.Contains(d.Logs.String(), "added=evil") {
 		t.Error("a rejected config was put in force")
 	}
 
 	// Fixed in place (a plain write, not a rename), then SIGHUP with no
 	// change: both are seen.
 	e.writeConfig(web, e.cert("api", vaulttest.RoleEC))
-	d.waitLog(`config reloaded.*trigger="file changed" added=api`, 1, 20*time.Second)
-	d.waitLog(`certificate issued and written.*cert=api`, 1, 30*time.Second)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitLog(`config unchanged.*trigger=SIGHUP`, 1, 20*time.Second)
-	if code := d.stop(); code != 0 {
+	d.WaitLog(`config reloaded.*trigger="file changed" added=api`, 1, 20*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=api`, 1, 30*time.Second)
+	d.Cmd.Process.Signal(syscall.SIGHUP)
+	d.WaitLog(`config unchanged.*trigger=SIGHUP`, 1, 20*time.Second)
+	if code := d.Stop(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 }
@@ -151,8 +151,8 @@ func TestVaultBlockChangeRebuildsClient(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
-	d.waitLog(`initial pass complete`, 1, 30*time.Second)
-	d.waitLog(`logged in to vault`, 1, time.Second)
+	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`logged in to vault`, 1, time.Second)
 
 	text := fmt.Sprintf(`
 state_dir = "%s/elsewhere"
@@ -167,17 +167,17 @@ vault {
 }
 `, e.dir, e.vault.Addr, e.roleIDFile, e.secretIDFile) + e.cert("web", vaulttest.RoleEC) + e.cert("api", vaulttest.RoleEC)
 	replaceFile(t, cfg, text)
-	d.waitLog(`config reloaded.*added=api.*vault_client_rebuilt=true`, 1, 20*time.Second)
-	d.waitLog(`cannot change while certkeeper runs.*setting=state_dir`, 1, time.Second)
-	d.waitLog(`certificate issued and written.*cert=api`, 1, 30*time.Second)
-	d.waitLog(`logged in to vault`, 2, 5*time.Second)
+	d.WaitLog(`config reloaded.*added=api.*vault_client_rebuilt=true`, 1, 20*time.Second)
+	d.WaitLog(`cannot change while certkeeper runs.*setting=state_dir`, 1, time.Second)
+	d.WaitLog(`certificate issued and written.*cert=api`, 1, 30*time.Second)
+	d.WaitLog(`logged in to vault`, 2, 5*time.Second)
 	if exists(e.path("elsewhere")) {
 		t.Error("state_dir moved under a running agent")
 	}
 	if !exists(e.path("state/api.json")) {
 		t.Error("the added certificate's record is not in the running state_dir")
 	}
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/telemetry"
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -23,9 +24,9 @@ import (
 func metricsDaemon(t *testing.T, cfg, addr string, certs ...string) *daemon {
 	t.Helper()
 	d := startDaemon(t, cfg)
-	d.waitLog(`telemetry endpoint listening" addr=`+regexp.QuoteMeta(addr), 1, 30*time.Second)
+	d.WaitLog(`telemetry endpoint listening" addr=`+regexp.QuoteMeta(addr), 1, 30*time.Second)
 	for _, name := range certs {
-		d.waitLog(`certificate issued and written.*cert=`+name+` `, 1, 60*time.Second)
+		d.WaitLog(`certificate issued and written.*cert=`+name+` `, 1, 60*time.Second)
 	}
 	return d
 }
@@ -135,7 +136,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 			na, _ := value(s, "certkeeper_file_certificate_not_after_timestamp_seconds", "path", legacy, "subject", "CN=legacy.example.internal")
 			return errs == 1 && na == unix(renewed)
 		})
-		d.waitLog(`watched file cannot be read as PEM certificates.*broken\.pem`, 1, 5*time.Second)
+		d.WaitLog(`watched file cannot be read as PEM certificates.*broken\.pem`, 1, 5*time.Second)
 		if code, _ := httpGet(t, "http://"+addr+"/healthz"); code != 200 {
 			t.Error("a broken watched file hurt the agent")
 		}
@@ -164,7 +165,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 		}
 	})
 
-	d.stop()
+	d.Stop()
 	t.Run("status from disk when the agent is gone", func(t *testing.T) {
 		out, _ := runStatus(t, cfg)
 		if !strings.Contains(out, "(read from disk (no running agent answered at "+addr+"))") {
@@ -180,7 +181,7 @@ func runStatus(t *testing.T, cfg string, args ...string) (stdout, stderr string)
 	t.Helper()
 	cmd := exec.Command(certkeeperBin, append([]string{"status", "-config", cfg}, args...)...)
 	cmd.Env = cleanEnv()
-	var out, errb syncBuffer
+	var out, errb cktest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {
@@ -203,12 +204,12 @@ func TestSeriesLeaveWithTheirCertificate(t *testing.T) {
 		t.Fatal("api has no expiry series to begin with")
 	}
 	webNotAfter := mustValue(t, before, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web")
-	d.stop()
+	d.Stop()
 
 	cfg = e.writeConfigWith(telemetryBlock(addr), e.cert("web", vaulttest.RoleEC))
 	d = startDaemon(t, cfg)
-	d.waitLog(`telemetry endpoint listening`, 1, 30*time.Second)
-	d.waitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`telemetry endpoint listening`, 1, 30*time.Second)
+	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
 	after := scrape(t, addr)
 	for _, s := range after {
 		if s.labels["name"] == "api" {
@@ -222,7 +223,7 @@ func TestSeriesLeaveWithTheirCertificate(t *testing.T) {
 	if _, ok := value(after, "certkeeper_vault_requests_total", "operation", "sign", "code", "200"); ok {
 		t.Error("the restart signed a certificate")
 	}
-	d.stop()
+	d.Stop()
 }
 
 // TestReadyzFollowsRenewals: with Vault down, /readyz stays ready while the
@@ -293,7 +294,7 @@ func TestReadyzFollowsRenewals(t *testing.T) {
 	if got := mustValue(t, scrape(t, addr), "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != unix(second.NotAfter) {
 		t.Errorf("expiry after renewal = %v, want %v", got, unix(second.NotAfter))
 	}
-	d.stop()
+	d.Stop()
 }
 
 func readStatus(t *testing.T, addr, name string) agent.Status {
@@ -356,7 +357,7 @@ func TestDashboardQueriesLiveMetrics(t *testing.T) {
 	cfg := e.writeConfigWith(telemetryBlock(addr)+`watch { paths = ["watched.pem"] }`, e.cert("web", vaulttest.RoleEC))
 	d := metricsDaemon(t, cfg, addr, "web")
 	_, body := httpGet(t, "http://"+addr+"/metrics")
-	d.stop()
+	d.Stop()
 	present := map[string]bool{}
 	for _, s := range parseScrape(t, body) {
 		present[s.name] = true
@@ -420,15 +421,15 @@ func TestNoSecretsInTelemetryOrLogs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(watched, "server.crt"), []byte(fileSum(t, filepath.Join(e.dir, "iss.crt"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`logged in to vault" accessor=(\S+)`).FindStringSubmatch(d.logs.String())
+	m := regexp.MustCompile(`logged in to vault" accessor=(\S+)`).FindStringSubmatch(d.Logs.String())
 	if m == nil {
 		t.Fatal("no login line with an accessor")
 	}
 	if _, err := e.vault.Client.Logical().Write("auth/token/revoke-accessor", map[string]any{"accessor": m[1]}); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(`certificate issued and written.*cert=web `, 2, 90*time.Second)
-	d.waitLog(`logged in to vault`, 2, 90*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web `, 2, 90*time.Second)
+	d.WaitLog(`logged in to vault`, 2, 90*time.Second)
 
 	var shown strings.Builder
 	for _, path := range []string{"/metrics", "/v1/status", "/readyz", "/healthz"} {
@@ -444,8 +445,8 @@ func TestNoSecretsInTelemetryOrLogs(t *testing.T) {
 	if !strings.Contains(shown.String(), `certkeeper_file_certificate_not_after_timestamp_seconds{path="`+filepath.Join(watched, "server.crt")) {
 		t.Error("the watched certificate is not exported, so the test proves less than it claims")
 	}
-	d.stop()
-	shown.WriteString(d.logs.String())
+	d.Stop()
+	shown.WriteString(d.Logs.String())
 	all := shown.String()
 
 	secretID, _ := os.ReadFile(e.secretIDFile)

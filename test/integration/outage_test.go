@@ -36,7 +36,7 @@ func TestVaultDownOrHangingDuringRenewal(t *testing.T) {
 			p := e.proxy()
 			cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", p.Addr), `timeout = "3s"`), shortCert(e, "web"))
 			d := startDaemon(t, cfg)
-			d.waitLog(`certificate issued and written.*cert=web`, 1, 60*time.Second)
+			d.WaitLog(`certificate issued and written.*cert=web`, 1, 60*time.Second)
 			before := fileSum(t, e.setPaths("web")...)
 
 			down := time.Now()
@@ -46,7 +46,7 @@ func TestVaultDownOrHangingDuringRenewal(t *testing.T) {
 			if got := fileSum(t, e.setPaths("web")...); got != before {
 				t.Fatal("files changed while Vault was unavailable")
 			}
-			failures := d.count(`renewal failed; keeping the files on disk.*cert=web`)
+			failures := d.Count(`renewal failed; keeping the files on disk.*cert=web`)
 			if failures < 2 {
 				t.Fatalf("only %d failed attempts logged during a %v outage", failures, outage)
 			}
@@ -87,10 +87,10 @@ func TestVaultDownOrHangingDuringRenewal(t *testing.T) {
 			if len(intervals) >= 3 && intervals[0] == intervals[1] && intervals[1] == intervals[2] {
 				t.Errorf("intervals %v are equal: retries are not jittered", intervals)
 			}
-			if n := d.count(`logged in to vault`); n != 1 {
+			if n := d.Count(`logged in to vault`); n != 1 {
 				t.Errorf("%d logins: an outage is not an auth failure", n)
 			}
-			d.stop()
+			d.Stop()
 		})
 	}
 }
@@ -128,9 +128,9 @@ func TestVaultServerErrorsThenSuccess(t *testing.T) {
 	})
 	cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", p.Addr)), e.cert("web", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 1, 2*time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=web`, 1, 2*time.Minute)
 	e.checkPair(t, "web")
-	logs := d.logs.String()
+	logs := d.Logs.String()
 	for _, f := range faults {
 		if !strings.Contains(logs, fmt.Sprintf("vault answered %d on pki_int/sign/ec: %s", f.code, f.msg)) {
 			t.Errorf("no failed attempt logged for the %d", f.code)
@@ -140,14 +140,14 @@ func TestVaultServerErrorsThenSuccess(t *testing.T) {
 	if len(attempts) != len(faults)+1 {
 		t.Errorf("%d sign requests reached the proxy, want %d: one per attempt, no hidden retries", len(attempts), len(faults)+1)
 	}
-	if n := d.count(`logged in to vault`); n != 1 {
+	if n := d.Count(`logged in to vault`); n != 1 {
 		t.Errorf("%d logins: server errors (even the election 500) are not auth failures", n)
 	}
-	if n := d.count(`vault refused the token`); n != 0 {
+	if n := d.Count(`vault refused the token`); n != 0 {
 		t.Errorf("a server error was treated as a refused token %d times", n)
 	}
 	t.Logf("500/502/503 then success: intervals between attempts %v", gaps(attempts))
-	d.stop()
+	d.Stop()
 }
 
 // TestRateLimitRetryAfter: Vault's rate-limit quota answers 429 with
@@ -174,7 +174,7 @@ func TestRateLimitRetryAfter(t *testing.T) {
 	})
 	cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", p.Addr)), e.cert("web", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 1, 2*time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=web`, 1, 2*time.Minute)
 	recs := p.Records()
 	var limitedAt, nextAt time.Time
 	var between []string
@@ -201,8 +201,8 @@ func TestRateLimitRetryAfter(t *testing.T) {
 	if len(between) != 0 {
 		t.Errorf("requests sent while Vault asked to wait: %v", between)
 	}
-	if !regexp.MustCompile(`renewal failed.*rate limit quota exceeded`).MatchString(d.logs.String()) {
+	if !regexp.MustCompile(`renewal failed.*rate limit quota exceeded`).MatchString(d.Logs.String()) {
 		t.Error("the 429 was not logged as a failed attempt")
 	}
-	d.stop()
+	d.Stop()
 }

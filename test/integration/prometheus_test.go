@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -58,7 +59,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	logs := &syncBuffer{}
+	logs := &cktest.SyncBuffer{}
 	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -170,7 +171,7 @@ func TestRealPrometheus(t *testing.T) {
 	// hold the new certificate's expiry, on the same single series.
 	first := readCert(t, filepath.Join(e.dir, "web.crt"))
 	prom.waitValue(`certkeeper_certificate_not_after_timestamp_seconds{name="web"}`, unix(first.NotAfter), 30*time.Second)
-	d.waitLog(`certificate issued and written.*cert=web `, 2, 90*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web `, 2, 90*time.Second)
 	second := readCert(t, filepath.Join(e.dir, "web.crt"))
 	prom.waitValue(`certkeeper_certificate_not_after_timestamp_seconds{name="web"}`, unix(second.NotAfter), 30*time.Second)
 	prom.waitValue(`count(count_over_time(certkeeper_certificate_not_after_timestamp_seconds{name="web"}[10m]))`, 1, 5*time.Second)
@@ -200,7 +201,7 @@ func TestRealPrometheus(t *testing.T) {
 			t.Errorf("alert %s: health %q (%s), state %q", r.Name, r.Health, r.LastError, r.State)
 		}
 	}
-	d.stop()
+	d.Stop()
 }
 
 // tryGet is httpGet that reports failure instead of failing the test.

@@ -79,7 +79,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC), e.cert("api", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
-	d.waitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
 	web := readCert(t, filepath.Join(e.dir, "web.crt"))
 
 	out, errOut, code := ckRun(t, "rotate", "-config", cfg)
@@ -89,8 +89,8 @@ func TestRotateThroughDaemon(t *testing.T) {
 	if strings.Contains(errOut, "rotating here") {
 		t.Error("rotate rotated by itself although the daemon runs")
 	}
-	d.waitLog(`msg="certificate issued and written" cert=web .*reason="rotation requested"`, 1, 30*time.Second)
-	d.waitLog(`msg="certificate issued and written" cert=api .*reason="rotation requested"`, 1, 30*time.Second)
+	d.WaitLog(`msg="certificate issued and written" cert=web .*reason="rotation requested"`, 1, 30*time.Second)
+	d.WaitLog(`msg="certificate issued and written" cert=api .*reason="rotation requested"`, 1, 30*time.Second)
 	if got := readCert(t, filepath.Join(e.dir, "web.crt")); got.SerialNumber.Cmp(web.SerialNumber) == 0 {
 		t.Error("web.crt was not rotated")
 	}
@@ -101,7 +101,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 	if err == nil || !strings.Contains(string(outb), "another certkeeper process is running") {
 		t.Errorf("a second daemon on the same state_dir: %v\n%s", err, outb)
 	}
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 	// Stopped: the socket is gone and rotate works without a daemon.

@@ -53,29 +53,29 @@ vault {
 		refused)
 
 	d := startDaemon(t, cfg)
-	d.waitLog(`certificate issued and written.*cert=web`, 1, time.Minute)
-	d.waitLog(`certificate issued and written.*cert=iss`, 1, time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=web`, 1, time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=iss`, 1, time.Minute)
 	// Revoke the current token behind the agent's back.
-	if m := regexp.MustCompile(`logged in to vault" accessor=(\S+)`).FindStringSubmatch(d.logs.String()); m != nil {
+	if m := regexp.MustCompile(`logged in to vault" accessor=(\S+)`).FindStringSubmatch(d.Logs.String()); m != nil {
 		if _, err := root.Logical().Write("auth/token/revoke-accessor", map[string]any{"accessor": m[1]}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	d.waitLog(`certificate issued and written.*cert=web`, 3, 3*time.Minute)
-	d.waitLog(`logged in to vault`, 3, time.Minute)
-	d.waitLog(`renewal failed.*cert=refused`, 1, time.Minute)
+	d.WaitLog(`certificate issued and written.*cert=web`, 3, 3*time.Minute)
+	d.WaitLog(`logged in to vault`, 3, time.Minute)
+	d.WaitLog(`renewal failed.*cert=refused`, 1, time.Minute)
 
 	status := exec.Command(certkeeperBin, "status", "-json", "-config", cfg)
 	statusOut, _ := status.CombinedOutput()
 
 	// A goroutine dump is what a panic would print.
-	d.cmd.Process.Signal(syscall.SIGQUIT)
+	d.Cmd.Process.Signal(syscall.SIGQUIT)
 	select {
-	case <-d.done:
+	case <-d.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatal("certkeeper did not exit on SIGQUIT")
 	}
-	output := d.logs.String() + "\n" + string(statusOut)
+	output := d.Logs.String() + "\n" + string(statusOut)
 	if !strings.Contains(output, "goroutine ") {
 		t.Fatal("SIGQUIT produced no goroutine dump to check")
 	}

@@ -51,7 +51,7 @@ func TestSystemdNotify(t *testing.T) {
 	if got := waitMsg(t, msgs, "WATCHDOG=1", 5*time.Second); got != "WATCHDOG=1" {
 		t.Errorf("no watchdog ping with WATCHDOG_USEC set")
 	}
-	if code := d.stop(); code != 0 {
+	if code := d.Stop(); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 	if got := waitMsg(t, msgs, "STOPPING=1", 5*time.Second); got != "STOPPING=1" {

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -147,13 +149,7 @@ func mustValue(t *testing.T, ss []series, name string, labels ...string) float64
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	cktest.WaitFor(t, what, timeout, cond)
 }
 
 // readCerts parses every certificate of a PEM file.
