@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent/pki"
 	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 // TestWriteFailureDoesNotReissue: when the certificate Vault signed cannot
@@ -72,7 +72,7 @@ func TestPolicyDenialIsAlerted(t *testing.T) {
 	cfg := testConfig(t, "web")
 	fv := newFakeVault(t)
 	fv.failFor["web.example.internal"] = &vault.DeniedError{Path: "pki_int/sign/web", Err: errors.New("vault answered 403 on pki_int/sign/web: permission denied")}
-	var buf lockedBuffer
+	var buf cktest.SyncBuffer
 	now := time.Now()
 	a := New(Options{Config: cfg, Issuer: fv, Log: slog.New(slog.NewTextHandler(&buf, nil)), Now: func() time.Time { return now }, Rand: func() float64 { return 0.5 }})
 	next, _ := a.pass(t.Context(), "web")
@@ -128,21 +128,4 @@ func TestResumeAfterSuspend(t *testing.T) {
 			}
 		})
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 // scriptedVault answers the few endpoints certkeeper uses, with faults the
@@ -130,7 +131,7 @@ func (v *scriptedVault) revoke(token string) {
 
 // newTestClient makes a Client for addrs with AppRole credentials in a temp
 // dir, logging into buf.
-func newTestClient(t *testing.T, addrs []string, mutate func(*config.Vault)) (*Client, *syncBuf) {
+func newTestClient(t *testing.T, addrs []string, mutate func(*config.Vault)) (*Client, *cktest.SyncBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	rid, sid := filepath.Join(dir, "role-id"), filepath.Join(dir, "secret-id")
@@ -143,29 +144,13 @@ func newTestClient(t *testing.T, addrs []string, mutate func(*config.Vault)) (*C
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	buf := &syncBuf{}
+	buf := &cktest.SyncBuffer{}
 	c, err := New(cfg, Options{Log: slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	return c, buf
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var signReq = CertRequest{Mount: "pki", Role: "web", CommonName: "web.example.internal", CSR: []byte("CSR")}

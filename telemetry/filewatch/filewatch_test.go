@@ -1,7 +1,6 @@
 package filewatch
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,9 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 // certPEM makes a self-signed certificate for cn expiring at notAfter.
@@ -67,26 +67,9 @@ func replace(t *testing.T, path string, data []byte) {
 	}
 }
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newWatcher(t *testing.T, o Options) (*Watcher, *logBuf) {
+func newWatcher(t *testing.T, o Options) (*Watcher, *cktest.SyncBuffer) {
 	t.Helper()
-	logs := &logBuf{}
+	logs := &cktest.SyncBuffer{}
 	o.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return New(o), logs
 }

@@ -13,13 +13,13 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -27,18 +27,7 @@ import (
 // script or config management run might.
 func onceUmask(t *testing.T, cfg string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", `umask 000; exec "$0" once -config "$1"`, certkeeperBin, cfg)
-	cmd.Env = cleanEnv()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return cktest.Run(t, "sh", cleanEnv(), "-c", `umask 000; exec "$0" once -config "$1"`, certkeeperBin, cfg)
 }
 
 // TestHostileFiles: umask 000 does not loosen the key; a key left

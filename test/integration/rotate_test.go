@@ -11,24 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
 // ckRun runs a certkeeper command and returns stdout, stderr, exit code.
 func ckRun(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(certkeeperBin, args...)
-	cmd.Env = cleanEnv()
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return cktest.Run(t, certkeeperBin, cleanEnv(), args...)
 }
 
 // TestRotateWithoutDaemon: with no daemon running, rotate renews the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -316,28 +315,10 @@ ui            = false
 }
 
 func (n *Node) spawn() error {
-	logf, err := os.OpenFile(n.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	p, err := spawn(n.c.bin, []string{"server", "-config=" + filepath.Join(n.dir, "vault.hcl")}, n.dir, n.logPath)
 	if err != nil {
-		return fmt.Errorf("opening %s log: %w", n.ID, err)
+		return fmt.Errorf("%s: %w", n.ID, err)
 	}
-	defer logf.Close()
-	fi, err := logf.Stat()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(n.c.bin, "server", "-config="+filepath.Join(n.dir, "vault.hcl"))
-	cmd.Dir = n.dir
-	cmd.Env = childEnv(n.dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", n.ID, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{}), logOffset: fi.Size()}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	n.proc = p
 	return nil
 }

@@ -292,30 +292,10 @@ func (s *Server) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	p, err := spawn(s.bin, args, s.dir, s.logPath)
 	if err != nil {
-		return fmt.Errorf("opening vault log: %w", err)
+		return err
 	}
-	defer logf.Close() // the child holds its own descriptor
-	fi, err := logf.Stat()
-	if err != nil {
-		return fmt.Errorf("opening vault log: %w", err)
-	}
-
-	cmd := exec.Command(s.bin, args...)
-	cmd.Dir = s.dir
-	cmd.Env = childEnv(s.dir)
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", s.bin, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{}), logOffset: fi.Size()}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	s.proc = p
 
 	if err := s.waitReady(ctx, p); err != nil {
@@ -501,4 +481,33 @@ func tail(path string, offset int64, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// spawn starts bin with args in dir, appending its output to logPath, and
+// reaps it in the background. The process remembers where its own output
+// starts in the log, for error messages.
+func spawn(bin string, args []string, dir, logPath string) (*process, error) {
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening vault log: %w", err)
+	}
+	defer logf.Close() // the child holds its own descriptor
+	fi, err := logf.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("opening vault log: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = childEnv(dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{}), logOffset: fi.Size()}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
 }
