@@ -45,8 +45,8 @@ integration: bin/vault build
 
 # Each parser of outside data, fuzzed for FUZZTIME. The committed seed
 # corpora (testdata/fuzz) run in every `go test` anyway.
-FUZZ_TARGETS := ./config:FuzzParse ./agent/pki:FuzzParseCertificates ./agent/pki:FuzzParseKey \
-	./agent/pki:FuzzParseCRLs ./agent/vault:FuzzParseIssued ./agent/vault:FuzzParseRetryAfter
+FUZZ_TARGETS := ./config:FuzzParse ./internal/pki:FuzzParseCertificates ./internal/pki:FuzzParseKey \
+	./internal/pki:FuzzParseCRLs ./vault:FuzzParseIssued ./vault:FuzzParseRetryAfter
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \

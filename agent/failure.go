@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // logFailure logs a failed pass once, where it is handled. Most failures

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/test/cktest"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // TestWriteFailureDoesNotReissue: when the certificate Vault signed cannot

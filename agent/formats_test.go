@@ -12,8 +12,8 @@ import (
 
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/templates"
 )
 

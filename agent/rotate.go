@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 )
 
 // rotation is the state forced renewals need: which certificates must be
@@ -188,21 +189,13 @@ func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Dura
 
 func (a *Agent) rotateOne(ctx context.Context, c config.Certificate) Outcome {
 	var res *Result
-	var err error
-	for attempt := 1; ctx.Err() == nil; attempt++ {
-		res, err = a.ensure(ctx, c, true)
-		if err == nil || attempt == onceAttempts {
-			break
-		}
-		d := a.retryDelay(onceBackoff, attempt, err)
-		a.log.Warn("attempt failed, retrying", "cert", c.Name, "error", err, "retry_in", d.String())
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
-	}
-	if res == nil && err == nil {
-		err = ctx.Err()
+	// A wait within spread cut short by ctx: no attempt at all.
+	err := ctx.Err()
+	if err == nil {
+		err = backoff.OneShot.Do(ctx, a.oneShot(c), func() (err error) {
+			res, err = a.ensure(ctx, c, true)
+			return err
+		})
 	}
 	st := a.record(c, res, err)
 	return Outcome{Result: res, Err: err, Status: st}

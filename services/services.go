@@ -25,8 +25,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -56,8 +56,8 @@ type Options struct {
 	Log      *slog.Logger
 	Observer Observer
 	// Backoff spaces retries of failed checks and reloads; the zero value
-	// means renewal.DefaultBackoff.
-	Backoff renewal.Backoff
+	// means backoff.Default.
+	Backoff backoff.Backoff
 	// VerifyInterval is the pause between two verify handshakes (default
 	// 200ms).
 	VerifyInterval time.Duration
@@ -69,7 +69,7 @@ type Manager struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	observer Observer
-	backoff  renewal.Backoff
+	backoff  backoff.Backoff
 	interval time.Duration
 	rand     func() float64
 
@@ -98,8 +98,8 @@ func New(o Options) *Manager {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	if m.backoff == (renewal.Backoff{}) {
-		m.backoff = renewal.DefaultBackoff
+	if m.backoff == (backoff.Backoff{}) {
+		m.backoff = backoff.Default
 	}
 	if m.interval <= 0 {
 		m.interval = 200 * time.Millisecond

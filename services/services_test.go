@@ -21,13 +21,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
-var fastBackoff = renewal.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
+var fastBackoff = backoff.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
 
 // fixture is a directory with a certificate-like file set, a config whose
 // services run small shell commands that record what they did, and a

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 

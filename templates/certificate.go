@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/internal/pki"
 )
 
 // Certificate is the value of the `certificate` template function. PEM

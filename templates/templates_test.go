@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/internal/pki"
 )
 
 // testBundle is a leaf issued by an intermediate under a root, the shape

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/internal/sdnotify"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 func cmdValidate(_ context.Context, e *env) int {

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/fswatch"
 	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // Debounce windows. Config tools write in bursts (temp file, rename,

@@ -18,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/telemetry"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 
-	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // prepareVault does the auth method's start-up work (unwrapping a wrapped

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
-	"github.com/certkeeper/certkeeper/agent/trust"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/control"
 	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/trust"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // serving is what runs beside the agent for the servers: the services it

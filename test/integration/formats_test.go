@@ -19,7 +19,7 @@ import (
 
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 

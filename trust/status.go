@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -52,7 +52,7 @@ func (k *Keeper) record(tb config.TrustBundle, res *Result, err error) Status {
 		st.LastError = strings.ReplaceAll(err.Error(), "\n", "; ")
 		// Never wait longer than the refresh interval, however many
 		// failures: a revocation must still reach the servers.
-		d := min(renewal.DefaultBackoff.Delay(st.Failures-1, k.rand()), tb.CRLRefresh)
+		d := min(backoff.Default.Delay(st.Failures-1, k.rand()), tb.CRLRefresh)
 		st.NextRefresh = now.Add(d)
 	} else {
 		st.Failures, st.LastError, st.State = 0, "", StateOK

@@ -19,17 +19,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/renewal"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 func TestMain(m *testing.M) {
 	// Failing refreshes in Once are retried; the tests need not wait
 	// for the real backoff.
-	onceBackoff = renewal.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond, Min: 5 * time.Millisecond}
+	onceRetry.Backoff = backoff.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond, Min: 5 * time.Millisecond}
 	os.Exit(m.Run())
 }
 

@@ -7,14 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/backoff"
 )
 
 // The fleet simulation: 10,000 hosts whose certificates (24h, the usual
 // role TTL) were all issued in the same minute, each renewing at the point
-// At picks from its random serial, retrying failures with DefaultBackoff.
+// At picks from its random serial, retrying failures with backoff.Default.
 // It counts requests to Vault per minute. Run it with
 //
-//	go test -run TestFleetRenewalSpread -v ./agent/renewal/
+//	go test -run TestFleetRenewalSpread -v ./internal/renewal/
 //
 // to see the histograms.
 
@@ -66,7 +68,7 @@ func simulate(sc fleetScenario, seed uint64) fleetResult {
 			}
 			continue
 		}
-		ev.at = ev.at.Add(DefaultBackoff.Delay(ev.attempt, rng.Float64()))
+		ev.at = ev.at.Add(backoff.Default.Delay(ev.attempt, rng.Float64()))
 		ev.attempt++
 		heap.Push(q, ev)
 	}

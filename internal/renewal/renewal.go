@@ -1,12 +1,10 @@
-// Package renewal decides when a certificate is renewed and how long a
-// failed attempt waits. Everything here is a pure function of its inputs
-// (certificate times, policy, a uniform random number): no clocks, no
-// globals, so the timing a fleet depends on can be tested exactly.
+// Package renewal decides when a certificate is renewed. Everything here
+// is a pure function of its inputs (certificate times, policy, a uniform
+// random number): no clocks, no globals, so the timing a fleet depends on can be tested exactly.
 package renewal
 
 import (
 	"hash/fnv"
-	"math"
 	"time"
 )
 
@@ -76,29 +74,4 @@ func UnitFromSerial(name, serial string) float64 {
 	h.Write([]byte(serial))
 	// 53 bits: the precision of a float64 mantissa.
 	return float64(h.Sum64()>>11) / (1 << 53)
-}
-
-// Backoff is capped exponential backoff with full jitter.
-type Backoff struct {
-	Base time.Duration // first ceiling
-	Max  time.Duration // cap of the ceiling
-	Min  time.Duration // never retry sooner than this, however small u is
-}
-
-// DefaultBackoff is used for renewals: first retry within 5s, settling at
-// up to 5 minutes between tries, so a down Vault sees a trickle, not a storm.
-var DefaultBackoff = Backoff{Base: 5 * time.Second, Max: 5 * time.Minute, Min: time.Second}
-
-// Delay is the wait before retry number attempt (0 for the first retry),
-// with u in [0,1) drawing it uniformly below the exponential ceiling.
-func (b Backoff) Delay(attempt int, u float64) time.Duration {
-	ceiling := float64(b.Max)
-	if attempt < 62 {
-		ceiling = math.Min(ceiling, float64(b.Base)*math.Pow(2, float64(attempt)))
-	}
-	d := time.Duration(u * ceiling)
-	if d < b.Min {
-		d = b.Min
-	}
-	return d
 }

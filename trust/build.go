@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // round caches what one refresh round fetched, so bundles sharing a mount

@@ -23,11 +23,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/renewal"
-	"github.com/certkeeper/certkeeper/agent/schedule"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // Source reads issuers and CRLs; *vault.Client is the real one.
@@ -183,11 +183,9 @@ type Outcome struct {
 	Err    error
 }
 
-// onceAttempts and onceBackoff keep `certkeeper once` short while riding
-// out a brief Vault hiccup, as for certificates.
-const onceAttempts = 3
-
-var onceBackoff = renewal.Backoff{Base: time.Second, Max: 5 * time.Second, Min: 500 * time.Millisecond}
+// onceRetry is the one-shot retry of certificates; a variable so tests
+// need not wait for it.
+var onceRetry = backoff.OneShot
 
 // Once refreshes every bundle and returns one outcome per bundle, in
 // config order.
@@ -195,19 +193,12 @@ func (k *Keeper) Once(ctx context.Context) []Outcome {
 	var out []Outcome
 	for _, tb := range k.cfg.TrustBundles {
 		var res *Result
-		var err error
-		for attempt := 1; ; attempt++ {
-			res, err = k.refresh(ctx, newRound(k.src), tb)
-			if err == nil || attempt == onceAttempts || ctx.Err() != nil {
-				break
-			}
-			d := onceBackoff.Delay(attempt-1, k.rand())
+		err := onceRetry.Do(ctx, backoff.Hooks{Rand: k.rand, Retrying: func(err error, d time.Duration) {
 			k.log.Warn("trust bundle refresh failed, retrying", "bundle", tb.Name, "error", err, "retry_in", d.String())
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-			}
-		}
+		}}, func() (err error) {
+			res, err = k.refresh(ctx, newRound(k.src), tb)
+			return err
+		})
 		k.record(tb, res, err)
 		out = append(out, Outcome{Name: tb.Name, Result: res, Err: err})
 	}

@@ -108,39 +108,3 @@ func TestUnitFromSerialIsStableAndNameDependent(t *testing.T) {
 		t.Errorf("unit %v outside [0,1)", a)
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	b := Backoff{Base: 5 * time.Second, Max: 5 * time.Minute, Min: time.Second}
-	tests := []struct {
-		attempt int
-		u       float64
-		want    time.Duration
-	}{
-		{0, 0.999999, 5 * time.Second},
-		{1, 0.999999, 10 * time.Second},
-		{3, 0.5, 20 * time.Second},
-		{10, 0.999999, 5 * time.Minute}, // capped
-		{1000, 0.5, 150 * time.Second},  // no overflow for huge attempts
-		{0, 0, time.Second},             // never a tight loop
-	}
-	for _, tt := range tests {
-		if got := b.Delay(tt.attempt, tt.u); got.Round(time.Millisecond) != tt.want {
-			t.Errorf("Delay(%d, %v) = %v, want %v", tt.attempt, tt.u, got, tt.want)
-		}
-	}
-}
-
-func TestBackoffIsFullJitter(t *testing.T) {
-	// Retries from many hosts after one outage must not arrive together: the
-	// delays for one attempt spread over the whole [Min, ceiling) range.
-	b := DefaultBackoff
-	r := rand.New(rand.NewPCG(1, 2))
-	lo, hi := time.Hour, time.Duration(0)
-	for range 1000 {
-		d := b.Delay(4, r.Float64())
-		lo, hi = min(lo, d), max(hi, d)
-	}
-	if lo > 5*time.Second || hi < 70*time.Second || hi > 80*time.Second {
-		t.Errorf("delays for attempt 4 span [%v, %v], want about [1s, 80s)", lo, hi)
-	}
-}

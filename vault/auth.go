@@ -13,8 +13,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 )
 
 // loginFunc obtains a token and sets it on the client, returning the auth
@@ -105,7 +105,7 @@ func (s *session) ensure(ctx context.Context) (int, error) {
 	}
 	secret, err := s.login(ctx, s.client)
 	if err != nil {
-		d := renewal.DefaultBackoff.Delay(s.failures, rand.Float64())
+		d := backoff.Default.Delay(s.failures, rand.Float64())
 		s.failures++
 		s.nextLogin = time.Now().Add(d)
 		s.lastErr = err
