@@ -33,7 +33,7 @@ func formatted(c config.Certificate, h *held) ([]sinks.File, error) {
 		for _, t := range c.Templates {
 			out, err := h.renders.render(t, view)
 			if err != nil {
-				return nil, fmt.Errorf("rendering template %s for %s: %w", t.Input().Name, t.Destination, err)
+				return nil, fmt.Errorf("rendering template %s for %s: %w", templates.InputOf(t).Name, t.Destination, err)
 			}
 			if t.Mode&0o007 != 0 && includesKey(out, view.Key) {
 				return nil, fmt.Errorf("template output %s includes the private key but its mode %04o lets every user read it; refusing to write it", t.Destination, t.Mode)
@@ -84,7 +84,7 @@ func (m *renderMemo) render(t config.Template, view templates.Certificate) ([]by
 	if out, ok := m.out[id]; ok {
 		return out, nil
 	}
-	out, err := templates.Render(t.Input(), view)
+	out, err := templates.Render(templates.InputOf(t), view)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,12 @@
-package config
+package config_test
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
 // Each invalid file is paired with exactly what a user sees, so a change in
@@ -91,7 +93,7 @@ testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: 
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			cfg, err := Load(filepath.Join("testdata", tt.file))
+			cfg, err := config.Load(filepath.Join("testdata", tt.file), withTemplates)
 			if err == nil {
 				t.Fatalf("loaded without error: %+v", cfg)
 			}
@@ -103,7 +105,7 @@ testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: 
 }
 
 func TestValidFull(t *testing.T) {
-	cfg, err := Load("testdata/valid-full.hcl")
+	cfg, err := config.Load("testdata/valid-full.hcl", withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,13 +122,13 @@ func TestValidFull(t *testing.T) {
 	if web.UID != 0 || web.GID != 0 {
 		t.Errorf("owner root/root resolved to %d/%d", web.UID, web.GID)
 	}
-	if cfg.Vault.Auth.Method != AuthAppRole || cfg.Vault.Auth.Mount != "approle" {
+	if cfg.Vault.Auth.Method != config.AuthAppRole || cfg.Vault.Auth.Mount != "approle" {
 		t.Errorf("auth = %+v", cfg.Vault.Auth)
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, err := Load("testdata/valid-full.hcl")
+	cfg, err := config.Load("testdata/valid-full.hcl", withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,16 +141,16 @@ func TestDefaults(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"key_type", client.KeyType, KeyEC},
+		{"key_type", client.KeyType, config.KeyEC},
 		{"key_bits", client.KeyBits, 256},
-		{"issue_mode", client.IssueMode, ModeSign},
+		{"issue_mode", client.IssueMode, config.ModeSign},
 		{"renew_fraction", client.RenewFraction, 0.66},
 		{"renew_jitter", client.RenewJitter, 0.10},
-		{"key_mode", client.KeyMode, DefaultKeyMode},
-		{"cert_mode", client.CertMode, DefaultCertMode},
+		{"key_mode", client.KeyMode, config.DefaultKeyMode},
+		{"cert_mode", client.CertMode, config.DefaultCertMode},
 		{"uid", client.UID, -1},
-		{"timeout", cfg.Vault.Timeout, DefaultTimeout},
-		{"max_parallel", cfg.Vault.MaxParallel, DefaultMaxParallel},
+		{"timeout", cfg.Vault.Timeout, config.DefaultTimeout},
+		{"max_parallel", cfg.Vault.MaxParallel, config.DefaultMaxParallel},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -170,19 +172,19 @@ certificate "a" {
   key_file = "/tmp/a.key"
 }
 `)
-	cfg, err := Parse("env.hcl", src)
+	cfg, err := config.Parse("env.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Vault.Addresses[0] != "https://vault.from.env:8200" || cfg.Vault.CACert != "/env/ca.pem" {
 		t.Errorf("vault = %+v", cfg.Vault)
 	}
-	if cfg.Vault.Auth.Method != AuthToken {
+	if cfg.Vault.Auth.Method != config.AuthToken {
 		t.Errorf("no auth block should mean token auth from VAULT_TOKEN, got %q", cfg.Vault.Auth.Method)
 	}
 	// VAULT_SKIP_VERIFY must never turn verification off by itself.
 	t.Setenv("VAULT_SKIP_VERIFY", "1")
-	cfg, _ = Parse("env.hcl", src)
+	cfg, _ = config.Parse("env.hcl", src, withTemplates)
 	if cfg.Vault.TLSSkipVerify {
 		t.Error("VAULT_SKIP_VERIFY disabled TLS verification without tls_skip_verify in the config")
 	}
@@ -199,7 +201,7 @@ certificate "a" {
   key_file = "/tmp/a.key"
 }
 `)
-	cfg, err := Parse("list.hcl", src)
+	cfg, err := config.Parse("list.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,22 +212,22 @@ certificate "a" {
 
 func TestHugeFileRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "huge.hcl")
-	if err := os.WriteFile(path, make([]byte, maxFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(path, make([]byte, config.MaxFileSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(path); err == nil {
+	if _, err := config.Load(path, withTemplates); err == nil {
 		t.Fatal("a file over the size limit was loaded")
 	}
 }
 
 func TestParseDuration(t *testing.T) {
 	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "72h": 72 * time.Hour, "30d": 30 * 24 * time.Hour} {
-		if got, err := ParseDuration(in); err != nil || got != want {
+		if got, err := config.ParseDuration(in); err != nil || got != want {
 			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
 		}
 	}
 	for _, bad := range []string{"", "0s", "-1h", "1.5d", "d", "soon"} {
-		if _, err := ParseDuration(bad); err == nil {
+		if _, err := config.ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
 	}
@@ -249,12 +251,12 @@ certificate "vault-identity" {
   chain_file  = "/etc/certkeeper/id.chain.pem"
 }
 `)
-	cfg, err := Parse("cert.hcl", src)
+	cfg, err := config.Parse("cert.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := cfg.Vault.Auth
-	if a.Method != AuthCert || a.Mount != "cert" || a.CertRole != "hosts" || a.Certificate != "vault-identity" {
+	if a.Method != config.AuthCert || a.Mount != "cert" || a.CertRole != "hosts" || a.Certificate != "vault-identity" {
 		t.Errorf("auth = %+v", a)
 	}
 	if a.ClientCert != "/etc/certkeeper/id.crt" || a.ClientKey != "/etc/certkeeper/id.key" || a.ClientChain != "/etc/certkeeper/id.chain.pem" {
@@ -280,7 +282,7 @@ certificate "a" {
   key_file = "/tmp/a.key"
 }
 `)
-	cfg, err := Parse("wrapped.hcl", src)
+	cfg, err := config.Parse("wrapped.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}

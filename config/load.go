@@ -108,17 +108,17 @@ type rawTemplate struct {
 
 // Load reads, decodes and validates the config file at path. The error
 // lists every problem found, one per line, each starting with file:line:col.
-func Load(path string) (*Config, error) {
+func Load(path string, o Options) (*Config, error) {
 	src, err := readLimited(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, src)
+	return Parse(path, src, o)
 }
 
 // Parse is Load for a config already in memory; path is used in messages and
 // to resolve relative paths.
-func Parse(path string, src []byte) (*Config, error) {
+func Parse(path string, src []byte, o Options) (*Config, error) {
 	file, diags := parseHCL(src, path, chunkSize)
 	if diags.HasErrors() {
 		return nil, diagError(diags)
@@ -127,7 +127,7 @@ func Parse(path string, src []byte) (*Config, error) {
 	if diags := gohcl.DecodeBody(file.Body, nil, &raw); diags.HasErrors() {
 		return nil, diagError(diags)
 	}
-	b := &builder{dir: filepath.Dir(absPath(path))}
+	b := &builder{dir: filepath.Dir(absPath(path)), opts: o}
 	cfg := b.build(&raw)
 	if len(b.diags) > 0 {
 		return nil, diagError(b.diags)

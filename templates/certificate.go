@@ -113,11 +113,11 @@ const sampleKeyMarker = "certkeeper-validate-sample-private-key"
 // withPlaceholders fills what a config cannot know before issuance with
 // values of the right shape, so a dry run exercises the same code paths as
 // a real render.
-func (c Certificate) withPlaceholders() Certificate {
+func (c Certificate) withPlaceholders(now time.Time) Certificate {
 	pemOf := func(typ, body string) string {
 		return "-----BEGIN " + typ + "-----\n" + body + "\n-----END " + typ + "-----\n"
 	}
-	now := time.Now().UTC().Truncate(time.Second)
+	now = now.UTC().Truncate(time.Second)
 	c.DNSNames, c.IPSANs, c.URISANs = nonNil(c.DNSNames), nonNil(c.IPSANs), nonNil(c.URISANs)
 	if c.Serial == "" {
 		c.Serial = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33"

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template/parse"
+	"time"
 
 	ctemplate "github.com/hashicorp/consul-template/template"
 )
@@ -84,6 +85,11 @@ type CheckResult struct {
 // renders the template once against sample, a certificate shaped like the
 // one the config asks for, whose PEM fields are placeholders.
 func Check(in Input, sample Certificate) (CheckResult, error) {
+	return check(in, sample, time.Now())
+}
+
+// check is Check with the clock that dates the placeholders.
+func check(in Input, sample Certificate, now time.Time) (CheckResult, error) {
 	if strings.TrimSpace(in.Text) == "" {
 		return CheckResult{}, &Error{Msg: "template is empty"}
 	}
@@ -106,7 +112,7 @@ func Check(in Input, sample Certificate) (CheckResult, error) {
 	if len(errs) > 0 {
 		return CheckResult{}, errors.Join(errs...)
 	}
-	sample = sample.withPlaceholders()
+	sample = sample.withPlaceholders(now)
 	out, err := Render(in, sample)
 	if err != nil {
 		return CheckResult{}, err

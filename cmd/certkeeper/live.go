@@ -160,7 +160,7 @@ func (l *live) reload(trigger string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	log := l.e.log.With("config", l.cfg.Path, "trigger", trigger)
-	cfg, err := config.Load(l.cfg.Path)
+	cfg, err := config.Load(l.cfg.Path, loadOptions)
 	if err != nil {
 		log.Error("config change rejected; the running config stays in force", "error", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return

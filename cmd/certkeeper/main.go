@@ -20,6 +20,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/telemetry"
+	"github.com/certkeeper/certkeeper/templates"
 	"github.com/certkeeper/certkeeper/vault"
 )
 
@@ -143,7 +144,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Libraries that log through the standard log package (consul-template)
 	// then go through the same handler.
 	slog.SetDefault(log)
-	cfg, err := config.Load(g.config)
+	cfg, err := config.Load(g.config, loadOptions)
 	if err != nil {
 		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)
 		return 1
@@ -189,3 +190,6 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	}
 	return nil, errors.New("-log-format must be text or json")
 }
+
+// loadOptions check template blocks with the templates package.
+var loadOptions = config.Options{Templates: templates.Checker{}}
