@@ -19,13 +19,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
-)
 
-// SocketPath is where the daemon listens for a state directory.
-func SocketPath(stateDir string) string { return filepath.Join(stateDir, "control.sock") }
+	"github.com/certkeeper/certkeeper/internal/statedir"
+)
 
 // maxSocketPath is the longest path a unix socket can have on Linux.
 const maxSocketPath = 107
@@ -82,7 +80,7 @@ func (f RotatorFunc) Rotate(names []string, spread time.Duration) ([]Scheduled, 
 // daemon answers there (two daemons on one state directory would race
 // each other's writes) and replaces a socket left by one that died.
 func Listen(stateDir string) (net.Listener, error) {
-	path := SocketPath(stateDir)
+	path := statedir.Dir(stateDir).ControlSocket()
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("control socket %s is longer than %d bytes, the most a unix socket path can be; use a shorter state_dir", path, maxSocketPath)
 	}
@@ -156,7 +154,7 @@ var ErrNoDaemon = errors.New("no certkeeper daemon answers on the control socket
 // wrapping ErrNoDaemon when none runs, so the caller can do the rotation
 // itself.
 func Rotate(ctx context.Context, stateDir string, req RotateRequest) (*RotateResponse, error) {
-	path := SocketPath(stateDir)
+	path := statedir.Dir(stateDir).ControlSocket()
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoDaemon
 	}

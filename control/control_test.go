@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/internal/statedir"
 )
 
 func serve(t *testing.T, dir string, r Rotator) {
@@ -50,7 +52,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 		gotNames, gotSpread = names, spread
 		return []Scheduled{{Name: "web", At: at}}, nil
 	}))
-	info, err := os.Stat(SocketPath(dir))
+	info, err := os.Stat(statedir.Dir(dir).ControlSocket())
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode %v (%v), want 0600", info.Mode(), err)
 	}
@@ -88,7 +90,7 @@ func TestNoDaemon(t *testing.T) {
 	if _, err := Rotate(t.Context(), dir, RotateRequest{}); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("no socket: %v", err)
 	}
-	l, err := net.Listen("unix", SocketPath(dir))
+	l, err := net.Listen("unix", statedir.Dir(dir).ControlSocket())
 	if err != nil {
 		t.Fatal(err)
 	}

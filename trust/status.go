@@ -6,13 +6,13 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -87,8 +87,6 @@ func (k *Keeper) statusesLocked() []Status {
 	return out
 }
 
-func statePath(stateDir string) string { return filepath.Join(stateDir, "trust", "status.json") }
-
 type stateFile struct {
 	Version int      `json:"version"`
 	Bundles []Status `json:"bundles"`
@@ -97,13 +95,14 @@ type stateFile struct {
 const stateVersion = 1
 
 func (k *Keeper) save(all []Status) {
+	dir := statedir.Dir(k.cfg.StateDir)
 	data, err := json.MarshalIndent(stateFile{Version: stateVersion, Bundles: all}, "", "  ")
 	if err == nil {
-		err = os.MkdirAll(filepath.Dir(statePath(k.cfg.StateDir)), 0o700)
+		err = os.MkdirAll(dir.Trust(), statedir.Mode)
 	}
 	if err == nil {
-		_, err = sinks.WriteSet(filepath.Join(k.cfg.StateDir, "trust", "status.journal"), []sinks.File{{
-			Path: statePath(k.cfg.StateDir), Data: append(data, '\n'), Mode: 0o600, UID: -1, GID: -1,
+		_, err = sinks.WriteSet(dir.TrustStateJournal(), []sinks.File{{
+			Path: dir.TrustState(), Data: append(data, '\n'), Mode: 0o600, UID: -1, GID: -1,
 		}})
 	}
 	if err != nil {
@@ -117,7 +116,7 @@ func (k *Keeper) save(all []Status) {
 // agent saved.
 func DiskStatus(cfg *config.Config, now time.Time) []Status {
 	var saved stateFile
-	if data, err := os.ReadFile(statePath(cfg.StateDir)); err == nil {
+	if data, err := os.ReadFile(statedir.Dir(cfg.StateDir).TrustState()); err == nil {
 		json.Unmarshal(data, &saved)
 	}
 	var out []Status

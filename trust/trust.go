@@ -19,13 +19,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/internal/schedule"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 	"github.com/certkeeper/certkeeper/vault"
 )
@@ -222,7 +222,7 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 	for _, w := range b.warnings {
 		k.log.Warn(w, "bundle", tb.Name)
 	}
-	journal := journalPath(k.cfg.StateDir, tb.Name)
+	journal := statedir.Dir(k.cfg.StateDir).TrustJournal(tb.Name)
 	dests := []string{tb.CAFile}
 	if tb.CRLFile != "" {
 		dests = append(dests, tb.CRLFile)
@@ -261,10 +261,4 @@ func crlSummary(cas []CAInfo) []string {
 		}
 	}
 	return out
-}
-
-func journalPath(stateDir, name string) string {
-	// A directory of their own: certificate journals are <name>.journal,
-	// and a bundle may share a certificate's name.
-	return filepath.Join(stateDir, "trust", name+".journal")
 }
