@@ -1,8 +1,8 @@
 // Command certkeeper keeps mutual-TLS certificates from Vault fresh on disk.
 //
-// main only parses the command line, builds the logger, loads the config
-// and hands over to the agent; it returns an exit code from run so that
-// deferred cleanups happen before the process exits.
+// main only parses the command line, builds the logger, loads the config,
+// hands over to the daemon package and prints what it did; run returns an
+// exit code so that deferred cleanups happen before the process exits.
 package main
 
 import (
@@ -19,9 +19,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
-	"github.com/certkeeper/certkeeper/telemetry"
-	"github.com/certkeeper/certkeeper/templates"
-	"github.com/certkeeper/certkeeper/vault"
+	"github.com/certkeeper/certkeeper/daemon"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -144,7 +142,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Libraries that log through the standard log package (consul-template)
 	// then go through the same handler.
 	slog.SetDefault(log)
-	cfg, err := config.Load(g.config, loadOptions)
+	cfg, err := daemon.LoadConfig(g.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)
 		return 1
@@ -162,18 +160,10 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	json   bool
-	// vaultObserver, when set, gets every Vault request (metrics).
-	vaultObserver vault.Observer
-	// metrics, set by run, also hears the agent, services and trust
-	// bundles; vaultClient is the client newAgent built.
-	metrics     *telemetry.Metrics
-	vaultClient *vault.Client
 	// names and spread are rotate's certificates and -spread.
 	names  []string
 	spread time.Duration
-	// serving reloads services and keeps trust bundles (set by newAgent).
-	serving *serving
-	pprof   string // run only: loopback address for net/http/pprof
+	pprof  string // run only: loopback address for net/http/pprof
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -190,6 +180,3 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	}
 	return nil, errors.New("-log-format must be text or json")
 }
-
-// loadOptions check template blocks with the templates package.
-var loadOptions = config.Options{Templates: templates.Checker{}}

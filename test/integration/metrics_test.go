@@ -144,7 +144,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 
 	t.Run("status from the running agent", func(t *testing.T) {
 		out, errOut := runStatus(t, cfg)
-		if !strings.Contains(out, "(from the running agent at http://"+addr+"/v1/status)") {
+		if !strings.Contains(out, "(from the running agent on "+filepath.Join(e.dir, "state", "control.sock")+")") {
 			t.Errorf("status did not read the running agent:\n%s\n%s", out, errOut)
 		}
 		for _, name := range []string{"web", "api"} {
@@ -168,7 +168,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 	d.Stop()
 	t.Run("status from disk when the agent is gone", func(t *testing.T) {
 		out, _ := runStatus(t, cfg)
-		if !strings.Contains(out, "(read from disk (no running agent answered at "+addr+"))") {
+		if !strings.Contains(out, "(read from disk (no running agent answered on "+filepath.Join(e.dir, "state", "control.sock")+"))") {
 			t.Errorf("status without an agent:\n%s", out)
 		}
 		if !regexp.MustCompile(`(?m)^web +web\.example\.internal +valid `).MatchString(out) {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,6 +10,9 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/daemon"
+	"github.com/certkeeper/certkeeper/internal/statedir"
+	"github.com/certkeeper/certkeeper/services"
 )
 
 // The table is read at a glance: one line per certificate, times relative
@@ -21,21 +23,25 @@ func TestPrintStatus(t *testing.T) {
 	// web notifies nginx, whose last recorded state is reload_failed; api
 	// notifies one the daemon has not recorded yet.
 	stateDir := t.TempDir()
-	os.WriteFile(filepath.Join(stateDir, "services.json"), []byte(`{"version":1,"services":[{"name":"nginx","state":"reload_failed"}]}`), 0o600)
+	os.WriteFile(statedir.Dir(stateDir).ServicesState(), []byte(`{"version":1,"services":[{"name":"nginx","state":"reload_failed"}]}`), 0o600)
 	cfg := &config.Config{StateDir: stateDir, Services: []config.Service{{Name: "nginx"}, {Name: "apache"}}, Certificates: []config.Certificate{
 		{Name: "api", Notify: []string{"apache"}},
 		{Name: "pending"},
 		{Name: "web", Notify: []string{"nginx"}},
 	}}
 	e := &env{stdout: &out, cfg: cfg}
-	printStatus(e, []agent.Status{
+	svcs, err := services.ReadStatus(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	printStatus(e, daemon.StatusReport{Services: svcs, Certificates: []agent.Status{
 		{Name: "api", CommonName: "api.example.internal", State: agent.StateFailing, NotAfter: now.Add(20 * time.Hour),
 			RenewAt: now.Add(-time.Hour), LastResult: "failed", Failures: 3, NextAttempt: now.Add(40 * time.Second),
 			LastError: "pki_int/sign/web: vault answered 503\non pki_int/sign/web"},
 		{Name: "pending", CommonName: "p.example.internal", State: agent.StateMissing, LastResult: "pending"},
 		{Name: "web", CommonName: "web.example.internal", State: agent.StateValid, NotAfter: now.Add(72 * time.Hour),
 			RenewAt: now.Add(47*time.Hour + 30*time.Minute), LastResult: "issued"},
-	}, now)
+	}}, now)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("want a header and 3 lines, got:\n%s", out.String())

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/fswatch"
 	"github.com/certkeeper/certkeeper/sinks"
-	"github.com/certkeeper/certkeeper/vault"
 )
 
 // Debounce windows. Config tools write in bursts (temp file, rename,
@@ -27,53 +26,49 @@ const (
 	outputsRefresh = time.Minute
 )
 
-// newVault builds the Vault client for a vault block; used at start and
-// when a reload changes the block.
-func newVault(e *env, v config.Vault) (*vault.Client, error) {
-	return vault.New(v, vault.Options{Log: e.log, Observer: e.vaultObserver})
-}
-
 // live keeps a running agent in step with its config file and its output
 // files: edits to the config or a template source (seen by fsnotify) and
 // SIGHUP reload the config; changes to output files ask the agent to
 // restore them.
 type live struct {
-	e      *env
-	agent  *agent.Agent
+	d      *Daemon
 	inputs *fswatch.Watcher
 	output *fswatch.Watcher
+	hup    chan os.Signal
 
-	mu         sync.Mutex
-	cfg        *config.Config // as last loaded from the file
-	closeVault func()
-	cancel     context.CancelFunc
-	stopped    chan struct{}
+	mu  sync.Mutex
+	cfg *config.Config // as last loaded from the file
 }
 
-// follow starts watching; stop ends it and closes the Vault client in
-// force. Watch failures are logged and leave SIGHUP and the agent's own
-// per-pass checks working.
-func follow(ctx context.Context, e *env, a *agent.Agent, closeVault func()) *live {
-	ctx, cancel := context.WithCancel(ctx)
-	l := &live{e: e, agent: a, cfg: e.cfg, closeVault: closeVault, cancel: cancel, stopped: make(chan struct{})}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-
+// follow makes the watches and catches SIGHUP from now on (its default
+// action would end the process). Watch failures are logged and leave
+// SIGHUP and the agent's own per-pass checks working.
+func (d *Daemon) follow() *live {
+	l := &live{d: d, cfg: d.cfg, hup: make(chan os.Signal, 1)}
+	signal.Notify(l.hup, syscall.SIGHUP)
 	var err error
-	if l.inputs, err = fswatch.New(fswatch.Options{Quiet: configQuiet, Log: e.log}); err != nil {
-		e.log.Warn("cannot watch the config file; reload with SIGHUP", "error", err)
+	if l.inputs, err = fswatch.New(fswatch.Options{Quiet: configQuiet, Log: d.log}); err != nil {
+		d.log.Warn("cannot watch the config file; reload with SIGHUP", "error", err)
 	}
-	if l.output, err = fswatch.New(fswatch.Options{Quiet: outputsQuiet, Chmod: true, Log: e.log}); err != nil {
-		e.log.Warn("cannot watch output files; they are checked at each pass only", "error", err)
+	if l.output, err = fswatch.New(fswatch.Options{Quiet: outputsQuiet, Chmod: true, Log: d.log}); err != nil {
+		d.log.Warn("cannot watch output files; they are checked at each pass only", "error", err)
 	}
+	return l
+}
+
+// run follows the config and output files until ctx ends.
+func (l *live) run(ctx context.Context) {
+	a := l.d.agent
+	defer signal.Stop(l.hup)
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	if l.inputs != nil {
-		l.inputs.Set(l.inputPaths(e.cfg))
+		l.inputs.Set(l.inputPaths(l.cfg))
 		wg.Go(func() {
 			l.inputs.Run(ctx, func(evs []fswatch.Event) {
 				var paths []string
 				for _, ev := range evs {
-					e.log.Debug("config input changed on disk", "file", ev.Path, "what", ev.What)
+					l.d.log.Debug("config input changed on disk", "file", ev.Path, "what", ev.What)
 					paths = append(paths, ev.Path)
 				}
 				l.reload("file changed")
@@ -99,38 +94,21 @@ func follow(ctx context.Context, e *env, a *agent.Agent, closeVault func()) *liv
 			}
 		})
 	}
-	wg.Go(func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				l.reload("SIGHUP")
-			}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.hup:
+			l.reload("SIGHUP")
 		}
-	})
-	go func() {
-		wg.Wait()
-		close(l.stopped)
-	}()
-	return l
+	}
 }
 
 // ready is called after the first pass, when output directories exist.
 func (l *live) ready() {
 	if l.output != nil {
-		l.output.Set(l.agent.Outputs())
+		l.output.Set(l.d.agent.Outputs())
 	}
-}
-
-// stop ends the watchers and closes the Vault client in force.
-func (l *live) stop() {
-	l.cancel()
-	<-l.stopped
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closeVault()
 }
 
 func (l *live) inputPaths(cfg *config.Config) []string {
@@ -145,11 +123,11 @@ func (l *live) outputsChanged(evs []fswatch.Event) {
 		if sinks.Ours(ev.Path) {
 			continue
 		}
-		l.e.log.Debug("output file changed on disk", "file", ev.Path, "what", ev.What)
+		l.d.log.Debug("output file changed on disk", "file", ev.Path, "what", ev.What)
 		paths = append(paths, ev.Path)
 	}
-	if names := l.agent.OutputsChanged(paths); len(names) > 0 {
-		l.e.log.Debug("checking certificates against their files", "certs", strings.Join(names, ","))
+	if names := l.d.agent.OutputsChanged(paths); len(names) > 0 {
+		l.d.log.Debug("checking certificates against their files", "certs", strings.Join(names, ","))
 	}
 }
 
@@ -159,8 +137,8 @@ func (l *live) outputsChanged(evs []fswatch.Event) {
 func (l *live) reload(trigger string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	log := l.e.log.With("config", l.cfg.Path, "trigger", trigger)
-	cfg, err := config.Load(l.cfg.Path, loadOptions)
+	log := l.d.log.With("config", l.cfg.Path, "trigger", trigger)
+	cfg, err := LoadConfig(l.cfg.Path)
 	if err != nil {
 		log.Error("config change rejected; the running config stays in force", "error", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return
@@ -178,15 +156,18 @@ func (l *live) reload(trigger string) {
 		// The address, TLS settings or auth changed: a new client, which
 		// logs in afresh at its first request. Passes in flight finish on
 		// the old one; closing it only stops its token renewal.
-		vc, err := newVault(l.e, cfg.Vault)
+		vc, err := l.d.newVault(cfg.Vault)
 		if err != nil {
 			log.Error("config change rejected; the running config stays in force", "error", err)
 			return
 		}
-		issuer, closeOld = vc, l.closeVault
-		l.closeVault = vc.Close
+		issuer = vc
+		l.d.vaultMu.Lock()
+		closeOld = l.d.vault.Close
+		l.d.vault = vc
+		l.d.vaultMu.Unlock()
 	}
-	ch := l.agent.Reconfigure(cfg, issuer)
+	ch := l.d.agent.Reconfigure(cfg, issuer)
 	if closeOld != nil {
 		closeOld()
 	}
@@ -197,6 +178,6 @@ func (l *live) reload(trigger string) {
 		log.Warn("this setting cannot change while certkeeper runs; the running value stays until a restart", "setting", k)
 	}
 	if l.output != nil {
-		l.output.Set(l.agent.Outputs())
+		l.output.Set(l.d.agent.Outputs())
 	}
 }
