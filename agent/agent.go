@@ -218,15 +218,7 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 // obtain gets a new certificate from Vault and checks it before anything
 // is written.
 func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logger) (*held, error) {
-	req := vault.CertRequest{
-		Mount:      c.Mount,
-		Role:       c.Role,
-		CommonName: c.CommonName,
-		AltNames:   c.AltNames,
-		IPSANs:     c.IPSANs,
-		URISANs:    c.URISANs,
-		TTL:        c.TTL,
-	}
+	req := vault.CertRequest{Certificate: c}
 	var key crypto.Signer
 	if c.IssueMode == config.ModeSign {
 		var err error
@@ -273,7 +265,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		Version:  recordVersion,
 		Mount:    c.Mount,
 		Role:     c.Role,
-		Serial:   serial(b),
+		Serial:   pki.Serial(b.Leaf),
 		IssuedAt: a.now().UTC(),
 		CAChain:  sharedCAs.intern(string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...))),
 	}}

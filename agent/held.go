@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
@@ -158,17 +157,4 @@ func renewAt(c config.Certificate, h *held) (time.Time, bool) {
 	p := renewal.Policy{Fraction: c.RenewFraction, Jitter: c.RenewJitter, Before: c.RenewBefore}
 	t := renewal.Times{NotBefore: h.bundle.Leaf.NotBefore, NotAfter: h.bundle.Leaf.NotAfter, Issued: h.record.IssuedAt}
 	return renewal.At(t, p, renewal.UnitFromSerial(c.Name, h.record.Serial))
-}
-
-// serial formats a serial number the way Vault prints it.
-func serial(b *pki.Bundle) string {
-	hex := fmt.Sprintf("%x", b.Leaf.SerialNumber)
-	if len(hex)%2 == 1 {
-		hex = "0" + hex
-	}
-	var parts []string
-	for i := 0; i < len(hex); i += 2 {
-		parts = append(parts, hex[i:i+2])
-	}
-	return strings.Join(parts, ":")
 }

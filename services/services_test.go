@@ -462,7 +462,7 @@ func TestVerify(t *testing.T) {
 			if out := f.m.Flush(t.Context()); out[0].Err != nil {
 				t.Fatalf("server serves the file on disk, yet: %v", out[0].Err)
 			}
-			if st := f.status("web"); st.State != StateOK || st.Served != Serial(oldCert.Leaf) {
+			if st := f.status("web"); st.State != StateOK || st.Served != pki.Serial(oldCert.Leaf) {
 				t.Errorf("status = %+v", st)
 			}
 
@@ -470,12 +470,12 @@ func TestVerify(t *testing.T) {
 			f.m.Changed(f.cfg.Certificates[0], write(newPEM))
 			waitFor(t, "written but not served", func() bool { return f.status("web").State == StateNotServed })
 			st := f.status("web")
-			if !strings.Contains(st.LastError, "written but not served") || !strings.Contains(st.LastError, Serial(newCert.Leaf)) || st.Served != Serial(oldCert.Leaf) {
+			if !strings.Contains(st.LastError, "written but not served") || !strings.Contains(st.LastError, pki.Serial(newCert.Leaf)) || st.Served != pki.Serial(oldCert.Leaf) {
 				t.Errorf("status = %+v", st)
 			}
 			srv.serve(newCert) // what a successful reload does
 			waitFor(t, "served after a new reload", func() bool { return f.status("web").State == StateOK })
-			if f.status("web").Served != Serial(newCert.Leaf) {
+			if f.status("web").Served != pki.Serial(newCert.Leaf) {
 				t.Errorf("status = %+v", f.status("web"))
 			}
 			f.obs.mu.Lock()

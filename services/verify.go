@@ -49,13 +49,13 @@ func (m *Manager) verifyOnce(ctx context.Context, s config.Service, loaded ...ex
 	if err != nil {
 		return "", fmt.Errorf("connecting to %s: %w", s.Verify.Address, err)
 	}
-	served = Serial(leaf)
+	served = pki.Serial(leaf)
 	var expected []string
 	for _, w := range want {
 		if leaf.Equal(w.leaf) {
 			return served, nil
 		}
-		expected = append(expected, fmt.Sprintf("%s (certificate %q)", Serial(w.leaf), w.name))
+		expected = append(expected, fmt.Sprintf("%s (certificate %q)", pki.Serial(w.leaf), w.name))
 	}
 	return served, &mismatchError{msg: fmt.Sprintf("%s serves serial %s, but the files on disk hold %s", s.Verify.Address, served, strings.Join(expected, " or "))}
 }
@@ -124,17 +124,4 @@ func servedLeaf(ctx context.Context, address, serverName string, timeout time.Du
 		err = errors.New("the server presented no certificate")
 	}
 	return nil, err
-}
-
-// Serial formats a certificate's serial the way Vault prints it.
-func Serial(c *x509.Certificate) string {
-	hex := fmt.Sprintf("%x", c.SerialNumber)
-	if len(hex)%2 == 1 {
-		hex = "0" + hex
-	}
-	var parts []string
-	for i := 0; i < len(hex); i += 2 {
-		parts = append(parts, hex[i:i+2])
-	}
-	return strings.Join(parts, ":")
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"fmt"
 	"strings"
 	"time"
 
@@ -63,7 +62,7 @@ func NewCertificate(name string, b *pki.Bundle) (Certificate, error) {
 		DNSNames:          nonNil(leaf.DNSNames),
 		IPSANs:            []string{},
 		URISANs:           []string{},
-		Serial:            serialHex(leaf),
+		Serial:            pki.Serial(leaf),
 		NotBefore:         leaf.NotBefore.UTC(),
 		NotAfter:          leaf.NotAfter.UTC(),
 		Issuer:            leaf.Issuer.CommonName,
@@ -91,19 +90,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// serialHex formats a serial the way Vault prints it: "1a:2b:...".
-func serialHex(c *x509.Certificate) string {
-	h := fmt.Sprintf("%x", c.SerialNumber)
-	if len(h)%2 == 1 {
-		h = "0" + h
-	}
-	var parts []string
-	for i := 0; i < len(h); i += 2 {
-		parts = append(parts, h[i:i+2])
-	}
-	return strings.Join(parts, ":")
 }
 
 // sampleKeyMarker is the body of the placeholder key; a dry run whose

@@ -153,7 +153,7 @@ func newTestClient(t *testing.T, addrs []string, mutate func(*config.Vault)) (*C
 	return c, buf
 }
 
-var signReq = CertRequest{Mount: "pki", Role: "web", CommonName: "web.example.internal", CSR: []byte("CSR")}
+var signReq = CertRequest{Certificate: config.Certificate{Mount: "pki", Role: "web", CommonName: "web.example.internal"}, CSR: []byte("CSR")}
 
 // TestElectionErrorIsRetriedNotReloggedIn: during a Raft election a standby
 // answers 500 "local node not active but active cluster node not found".

@@ -4,23 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
-	"time"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
-// CertRequest asks a PKI role for a certificate. With a CSR it goes to
-// <mount>/sign/<role> and the key never leaves the host; without, to
-// <mount>/issue/<role> and Vault makes the key.
+// CertRequest asks a PKI role for the configured certificate: its mount,
+// role, names and TTL. With a CSR it goes to <mount>/sign/<role> and the
+// key never leaves the host; without, to <mount>/issue/<role> and Vault
+// makes the key.
 type CertRequest struct {
-	Mount      string
-	Role       string
-	CommonName string
-	AltNames   []string
-	IPSANs     []net.IP
-	URISANs    []string
-	TTL        time.Duration
-	CSR        []byte // PEM; empty for issue
+	config.Certificate
+	CSR []byte // PEM; empty for issue
 }
 
 // Issued is Vault's answer, as PEM strings, not yet trusted: the caller

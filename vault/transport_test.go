@@ -61,7 +61,7 @@ func TestConnectionsKeptAlive(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := c.Obtain(t.Context(), CertRequest{Mount: "pki_int", Role: "web", CommonName: "web", CSR: []byte("csr")}); err != nil {
+				if _, err := c.Obtain(t.Context(), CertRequest{Certificate: config.Certificate{Mount: "pki_int", Role: "web", CommonName: "web"}, CSR: []byte("csr")}); err != nil {
 					t.Error(err)
 				}
 			}()

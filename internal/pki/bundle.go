@@ -27,6 +27,12 @@ type Bundle struct {
 // ParseCertificates reads every CERTIFICATE block in PEM data, and fails on
 // data that holds none.
 func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
+	return ParseCertificatesWith(data, x509.ParseCertificate)
+}
+
+// ParseCertificatesWith is ParseCertificates with the DER parser given, so
+// a cache can hand back a certificate it parsed before.
+func ParseCertificatesWith(data []byte, parse func(der []byte) (*x509.Certificate, error)) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -37,7 +43,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		if block.Type != "CERTIFICATE" {
 			continue
 		}
-		c, err := x509.ParseCertificate(block.Bytes)
+		c, err := parse(block.Bytes)
 		if err != nil {
 			return nil, fmt.Errorf("parsing certificate %d: %w", len(certs)+1, err)
 		}
@@ -236,6 +242,20 @@ func minus(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// Serial formats a certificate's serial number the way Vault prints it:
+// colon-separated pairs of lowercase hex digits ("1a:2b:...").
+func Serial(c *x509.Certificate) string {
+	hex := fmt.Sprintf("%x", c.SerialNumber)
+	if len(hex)%2 == 1 {
+		hex = "0" + hex
+	}
+	var parts []string
+	for i := 0; i < len(hex); i += 2 {
+		parts = append(parts, hex[i:i+2])
+	}
+	return strings.Join(parts, ":")
 }
 
 // EncodeCerts encodes certificates as concatenated PEM blocks.

@@ -205,3 +205,18 @@ func TestParseKeyNeverQuotesInput(t *testing.T) {
 		t.Errorf("error leaks key bytes: %v", err)
 	}
 }
+
+// TestSerial: the format Vault prints, which status, logs, records and
+// templates all show: pairs of hex digits, a leading zero when odd.
+func TestSerial(t *testing.T) {
+	for n, want := range map[int64]string{
+		0x1:      "01",
+		0xab:     "ab",
+		0x1abcd:  "01:ab:cd",
+		0x7f0000: "7f:00:00",
+	} {
+		if got := Serial(&x509.Certificate{SerialNumber: big.NewInt(n)}); got != want {
+			t.Errorf("Serial(%#x) = %q, want %q", n, got, want)
+		}
+	}
+}
