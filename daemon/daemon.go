@@ -21,6 +21,7 @@ import (
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/sinks"
 	"github.com/certkeeper/certkeeper/telemetry"
 	"github.com/certkeeper/certkeeper/telemetry/filewatch"
 	"github.com/certkeeper/certkeeper/templates"
@@ -92,7 +93,7 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	}
 	d.vault = vc
 
-	so := services.Options{Config: cfg, Log: d.log}
+	so := services.Options{Config: cfg, Log: d.log, Files: sinks.Sets{}}
 	to := trust.Options{Config: cfg, Source: vc, Log: d.log}
 	ao := agent.Options{Config: cfg, Issuer: vc, Log: d.log}
 	// A nil *Metrics in an interface would not be nil: set observers only

@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -154,13 +156,18 @@ func (r *recorder) get() []string {
 func TestBatchReloadsOnce(t *testing.T) {
 	f := newFixture(t, shell("", "nginx"))
 	f.cfg.Services[0] = shell(f.dir, "nginx")
-	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
+	// The changes come 20ms apart by the manager's clock, however slowly
+	// a loaded machine runs this loop; then the clock is real again.
+	var clk steppedClock
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Now: clk.now})
 	f.run()
+	start := time.Now()
 	for i := range 5 {
+		clk.set(start.Add(time.Duration(i) * 20 * time.Millisecond))
 		f.m.Notify("certificate web", []string{"nginx"}, f.write(strconv.Itoa(i)))
 		f.m.Notify("trust_bundle clients", []string{"nginx"}, f.write("x"+strconv.Itoa(i)))
-		time.Sleep(20 * time.Millisecond)
 	}
+	clk.set(time.Time{})
 	waitFor(t, "a reload", func() bool { return f.lines("nginx.reloads") >= 1 })
 	time.Sleep(400 * time.Millisecond) // more than a settle window
 	if n := f.lines("nginx.reloads"); n != 1 {
@@ -608,4 +615,62 @@ func selfSigned(t *testing.T) (*tls.Certificate, []byte) {
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pki.EncodeCerts(leaf)
+}
+
+// refusingSets is a file-set owner that cannot roll back.
+type refusingSets struct {
+	sinks.Sets
+	rollbacks int
+}
+
+var _ FileSets = (*refusingSets)(nil)
+
+func (r *refusingSets) Rollback(*sinks.Change) error {
+	r.rollbacks++
+	return errors.New("disk is read-only")
+}
+
+// TestRollbackGoesThroughTheOwner: a failed check asks the file sets'
+// owner to roll the batch back, never rewrites the files itself, and a
+// rollback the owner cannot do is part of the error.
+func TestRollbackGoesThroughTheOwner(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Services = []config.Service{shell(f.dir, "nginx")}
+	f.cfg.Certificates[0].Notify = []string{"nginx"}
+	owner := &refusingSets{}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Files: owner})
+	f.write("1")
+	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o600)
+	f.m.Notify("certificate web", []string{"nginx"}, f.write("2"))
+	out := f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultCheckFailed || !strings.Contains(fmt.Sprint(out[0].Err), "and rolling back failed, files may hold the new set: disk is read-only") {
+		t.Fatalf("Flush = %+v, want a failed check whose rollback failed", out)
+	}
+	if owner.rollbacks != 1 {
+		t.Errorf("%d rollbacks asked of the owner, want 1", owner.rollbacks)
+	}
+	if got := f.onDisk(); !strings.Contains(got, "2") {
+		t.Errorf("files on disk %q: the owner refused, so the new set must still be there", got)
+	}
+}
+
+// steppedClock reads a set time, or the real clock while none is set.
+type steppedClock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *steppedClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = t
+}
+
+func (c *steppedClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() {
+		return time.Now()
+	}
+	return c.at
 }

@@ -64,7 +64,7 @@ func (m *Manager) update(name string, f func(*Status)) {
 		return
 	}
 	f(st)
-	st.UpdatedAt = time.Now()
+	st.UpdatedAt = m.now()
 	m.mu.Unlock()
 	m.save()
 }
@@ -148,7 +148,7 @@ func (m *Manager) Reconcile(ctx context.Context) {
 			case errors.As(err, &mismatch):
 				m.log.Warn("service does not serve the certificate on disk; reloading it", "service", s.cfg.Name, "error", err)
 				g.mu.Lock()
-				g.pending = append(g.pending, arrival{source: "startup check", services: []string{s.cfg.Name}, change: &sinks.Change{}, at: time.Now()})
+				g.pending = append(g.pending, arrival{source: "startup check", services: []string{s.cfg.Name}, change: &sinks.Change{}, at: m.now()})
 				g.mu.Unlock()
 				g.poke()
 			default:

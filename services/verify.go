@@ -21,10 +21,10 @@ import (
 // it saw last. A newer certificate written while this runs belongs to the
 // next batch and must not make this one look unserved.
 func (m *Manager) verify(ctx context.Context, s config.Service, loaded []expected) (served string, err error) {
-	deadline := time.Now().Add(s.Verify.Timeout)
+	deadline := m.now().Add(s.Verify.Timeout)
 	for {
 		served, err = m.verifyOnce(ctx, s, loaded...)
-		if err == nil || !time.Now().Before(deadline) {
+		if err == nil || !m.now().Before(deadline) {
 			return served, err
 		}
 		select {

@@ -38,7 +38,7 @@ type Change struct {
 	journal string
 	prev    []previous
 	// next is what the change wrote, so it can be written again after a
-	// rollback (see Reapply).
+	// rollback (see Sets.Reapply).
 	next []File
 }
 
@@ -117,9 +117,16 @@ func writeSet(journal string, files []File) (*Change, error) {
 	return change, nil
 }
 
+// Sets is the owner of written file sets for everyone who did not write
+// them: a service whose check failed asks it to put a set back, and to
+// write it again for the next check, instead of rewriting the files
+// itself. Every write, rollback and re-apply of one set (named by its
+// journal) is serialised, whoever asks.
+type Sets struct{}
+
 // Rollback puts back what the files held before the change, as one set, and
 // removes files the change created.
-func (c *Change) Rollback() error {
+func (Sets) Rollback(c *Change) error {
 	if !c.Changed() {
 		return nil
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -73,6 +72,8 @@ type session struct {
 	client *api.Client
 	login  loginFunc
 	log    *slog.Logger
+	now    func() time.Time
+	rand   func() float64
 
 	mu         sync.Mutex
 	gen        int  // bumped on every successful login
@@ -88,8 +89,8 @@ type session struct {
 	deniedGen int
 }
 
-func newSession(c *api.Client, login loginFunc, log *slog.Logger) *session {
-	return &session{client: c, login: login, log: log}
+func newSession(c *api.Client, login loginFunc, log *slog.Logger, now func() time.Time, rand func() float64) *session {
+	return &session{client: c, login: login, log: log, now: now, rand: rand}
 }
 
 // ensure returns the generation of a token believed good, logging in if
@@ -100,21 +101,21 @@ func (s *session) ensure(ctx context.Context) (int, error) {
 	if s.valid {
 		return s.gen, nil
 	}
-	if now := time.Now(); now.Before(s.nextLogin) {
+	if now := s.now(); now.Before(s.nextLogin) {
 		return 0, fmt.Errorf("vault login failed, next attempt at %s: %w", s.nextLogin.Format(time.TimeOnly), s.lastErr)
 	}
 	secret, err := s.login(ctx, s.client)
 	if err != nil {
-		d := backoff.Default.Delay(s.failures, rand.Float64())
+		d := backoff.Default.Delay(s.failures, s.rand())
 		s.failures++
-		s.nextLogin = time.Now().Add(d)
+		s.nextLogin = s.now().Add(d)
 		s.lastErr = err
 		return 0, err
 	}
 	s.failures, s.lastErr = 0, nil
 	s.gen++
 	s.valid = true
-	s.loggedInAt = time.Now()
+	s.loggedInAt = s.now()
 	s.watch(secret)
 	s.log.Info("logged in to vault", "accessor", accessor(secret), "ttl", leaseDuration(secret).String(), "renewable", secret != nil && secret.Auth != nil && secret.Auth.Renewable)
 	return s.gen, nil
@@ -134,7 +135,7 @@ const policyRefreshAfter = 5 * time.Minute
 // policy problem, and looping logins at it is what this avoids.
 func (s *session) reloginMayHelp(ctx context.Context, gen int) bool {
 	s.mu.Lock()
-	stale := gen != s.gen || time.Since(s.loggedInAt) > policyRefreshAfter
+	stale := gen != s.gen || s.now().Sub(s.loggedInAt) > policyRefreshAfter
 	known := gen == s.deniedGen
 	s.mu.Unlock()
 	if stale {
@@ -184,7 +185,7 @@ func (s *session) watch(secret *api.Secret) {
 	}
 	s.expiration = time.Time{}
 	if d := leaseDuration(secret); d > 0 {
-		s.expiration = time.Now().Add(d)
+		s.expiration = s.now().Add(d)
 	}
 	if secret == nil || secret.Auth == nil || !secret.Auth.Renewable {
 		return
@@ -207,7 +208,7 @@ func (s *session) watch(secret *api.Secret) {
 			case r := <-w.RenewCh():
 				s.mu.Lock()
 				if gen == s.gen {
-					s.expiration = time.Now().Add(leaseDuration(r.Secret))
+					s.expiration = s.now().Add(leaseDuration(r.Secret))
 				}
 				s.mu.Unlock()
 			case err := <-w.DoneCh():

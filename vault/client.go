@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -38,6 +39,10 @@ type Observer interface {
 type Options struct {
 	Log      *slog.Logger
 	Observer Observer // may be nil
+	// Now and Rand decide login backoff, token expiry and Retry-After;
+	// they default to the real clock and math/rand.
+	Now  func() time.Time
+	Rand func() float64
 }
 
 // New makes a client for cfg. It does not contact Vault: login happens on
@@ -99,7 +104,14 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 		}
 		apiCfg.Address, transport = ft.Address(), ft
 	}
-	apiCfg.HttpClient.Transport = &observingTransport{next: transport, observer: opts.Observer}
+	now, rnd := opts.Now, opts.Rand
+	if now == nil {
+		now = time.Now
+	}
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	apiCfg.HttpClient.Transport = &observingTransport{next: transport, observer: opts.Observer, now: now}
 	c, err := api.NewClient(apiCfg)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
@@ -114,7 +126,7 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	}
 	return &Client{
 		api:     c,
-		session: newSession(c, login, log),
+		session: newSession(c, login, log, now, rnd),
 		log:     log,
 		prepare: prepare,
 	}, nil
@@ -225,21 +237,22 @@ func withCallInfo(ctx context.Context) (context.Context, *callInfo) {
 type observingTransport struct {
 	next     http.RoundTripper
 	observer Observer
+	now      func() time.Time
 }
 
 func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	start := time.Now()
+	start := t.now()
 	resp, err := t.next.RoundTrip(req)
 	code := 0
 	if resp != nil {
 		code = resp.StatusCode
 	}
 	if t.observer != nil {
-		t.observer.ObserveVaultRequest(Operation(req.URL.Path), code, time.Since(start))
+		t.observer.ObserveVaultRequest(Operation(req.URL.Path), code, t.now().Sub(start))
 	}
 	if info, ok := req.Context().Value(callInfoKey{}).(*callInfo); ok && resp != nil {
 		info.status = code
-		info.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		info.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), t.now())
 	}
 	return resp, err
 }
