@@ -172,24 +172,6 @@ func startDaemon(t *testing.T, cfg string) *cktest.Daemon {
 	})
 }
 
-// readLeaf parses the first certificate of a PEM file.
-func readLeaf(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatalf("%s holds no PEM", path)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // otherCA makes a client certificate from a CA nobody trusts.
 func otherCA(t *testing.T) tls.Certificate {
 	t.Helper()

@@ -187,7 +187,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	if !t.Run("broken server config rolls back", func(t *testing.T) {
 		w.breakConfig(t)
 		fails, reloads := d.Count(`msg="check failed`), w.reloads(t)
-		old := readLeaf(t, tlsFile("web.crt"))
+		old := cktest.ReadLeaf(t, tlsFile("web.crt"))
 		if got := served(t, w, roots, caller, false); got != pki.Serial(old) {
 			t.Fatalf("serves %s before the test, files hold %s", got, pki.Serial(old))
 		}
@@ -195,7 +195,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 			t.Fatalf("rotate exited %d:\n%s\n%s", code, out, errOut)
 		}
 		d.WaitLog(`msg="check failed`, fails+1, 60*time.Second)
-		if got := readLeaf(t, tlsFile("web.crt")); !got.Equal(old) {
+		if got := cktest.ReadLeaf(t, tlsFile("web.crt")); !got.Equal(old) {
 			t.Errorf("after the failed check web.crt holds serial %s, want the previous %s (rolled back)", pki.Serial(got), pki.Serial(old))
 		}
 		if got := served(t, w, roots, caller, false); got != pki.Serial(old) {
@@ -318,7 +318,7 @@ func waitServes(t *testing.T, w *webServer, roots *x509.CertPool, cert tls.Certi
 	var got, want string
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		want = pki.Serial(readLeaf(t, file))
+		want = pki.Serial(cktest.ReadLeaf(t, file))
 		got, _ = servedSerial(w, roots, cert, rsa)
 		if got == want && want != prev {
 			return
