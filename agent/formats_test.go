@@ -245,18 +245,26 @@ func TestTemplateFailureKeepsTheWholeSet(t *testing.T) {
 	}
 }
 
-// TestKeyInWorldReadableTemplateRefused: the last guard, for a template
-// that validate could not see put the key in its output.
+// TestKeyInWorldReadableTemplateRefused: the last guard, for a config
+// built without validate (or a template validate let through) whose output
+// holds the key, plainly or encoded, in a file every user can read.
 func TestKeyInWorldReadableTemplateRefused(t *testing.T) {
-	cfg := testConfig(t, "web")
-	dest := filepath.Join(filepath.Dir(cfg.Certificates[0].Files.Cert), "leak.pem")
-	cfg.Certificates[0].Templates = []config.Template{{Text: "{{ with certificate }}{{ if .Serial }}{{ .Key }}{{ end }}{{ end }}", Destination: dest, Mode: 0o644, UID: -1, GID: -1}}
-	a := New(Options{Config: cfg, Issuer: newFakeVault(t)})
-	_, err := a.ensure(t.Context(), cfg.Certificates[0], false)
-	if err == nil || !strings.Contains(err.Error(), "includes the private key but its mode 0644") {
-		t.Fatalf("err = %v", err)
-	}
-	if _, err := os.Stat(dest); err == nil {
-		t.Error("a world-readable file with the key was written")
+	for _, text := range []string{
+		"{{ with certificate }}{{ if .Serial }}{{ .Key }}{{ end }}{{ end }}",
+		"{{ with certificate }}{{ .Key | base64Encode }}{{ end }}",
+		"{{ with certificate }}{{ sprig_b64enc .Key }}{{ end }}",
+		"{{ certificate | toJSON | base64Encode }}",
+	} {
+		cfg := testConfig(t, "web")
+		dest := filepath.Join(filepath.Dir(cfg.Certificates[0].Files.Cert), "leak.pem")
+		cfg.Certificates[0].Templates = []config.Template{{Text: text, Destination: dest, Mode: 0o644, UID: -1, GID: -1}}
+		a := New(Options{Config: cfg, Issuer: newFakeVault(t)})
+		_, err := a.ensure(t.Context(), cfg.Certificates[0], false)
+		if err == nil || !strings.Contains(err.Error(), "includes the private key but its mode 0644") {
+			t.Errorf("%s: err = %v", text, err)
+		}
+		if _, err := os.Stat(dest); err == nil {
+			t.Errorf("%s: a world-readable file with the key was written", text)
+		}
 	}
 }

@@ -55,6 +55,8 @@ testdata/invalid-templates.hcl:40:19: template destination /tmp/web.key is alrea
 testdata/invalid-templates.hcl:43:19: template contents: line 2: unexpected "}" in operand
 testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.crt, which certificate "web" also writes
 testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.json, which certificate "web" also writes`},
+		{"invalid-template-key-encoded.hcl", `testdata/invalid-template-key-encoded.hcl:13:19: mode 0644 would let every user on the host read this template's output, which includes the private key; use 0600 or 0640
+testdata/invalid-template-key-encoded.hcl:18:19: mode 0604 would let every user on the host read this template's output, which includes the private key; use 0600 or 0640`},
 		{"invalid-telemetry.hcl", `testdata/invalid-telemetry.hcl:14:12: listen must be host:port such as "127.0.0.1:9847" (or "" to turn the endpoint off), not "9847"
 testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the first is at line 13)
 testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern

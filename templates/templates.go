@@ -13,7 +13,6 @@
 package templates
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
@@ -71,10 +70,11 @@ func Render(in Input, cert Certificate) ([]byte, error) {
 	return res.Output, nil
 }
 
-// CheckResult is what Check learnt from a dry run.
+// CheckResult is what Check learnt from the template.
 type CheckResult struct {
-	// IncludesKey is true when the output holds the private key, so the
-	// file must not be readable by every user.
+	// IncludesKey is true when the output may hold the private key, in
+	// any encoding, so the file must not be readable by every user. It
+	// comes from the syntax tree (UsesKey), not from the dry run's output.
 	IncludesKey bool
 }
 
@@ -106,12 +106,10 @@ func Check(in Input, sample Certificate) (CheckResult, error) {
 	if len(errs) > 0 {
 		return CheckResult{}, errors.Join(errs...)
 	}
-	sample = sample.withPlaceholders()
-	out, err := Render(in, sample)
-	if err != nil {
+	if _, err := Render(in, sample.withPlaceholders()); err != nil {
 		return CheckResult{}, err
 	}
-	return CheckResult{IncludesKey: bytes.Contains(out, []byte(sampleKeyMarker))}, nil
+	return CheckResult{IncludesKey: usesKey(trees)}, nil
 }
 
 // parseTrees parses without checking function names: the engine knows the
