@@ -268,3 +268,35 @@ func TestKeyInWorldReadableTemplateRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateErrorCarriesNoKey: a template that fails on the key through
+// a function that quotes its argument fails the set, and neither the error
+// nor the status (which status and /v1/status show) holds the key.
+func TestTemplateErrorCarriesNoKey(t *testing.T) {
+	cfg := testConfig(t, "web")
+	c := &cfg.Certificates[0]
+	c.Templates = []config.Template{{Text: "{{ with certificate }}{{ parseInt .Key }}{{ end }}",
+		Destination: filepath.Join(filepath.Dir(c.Files.Cert), "web.num"), Mode: 0o600, UID: -1, GID: -1}}
+	a := New(Options{Config: cfg, Issuer: newFakeVault(t)})
+	out := a.Once(t.Context())
+	if out[0].Err == nil {
+		t.Fatal("a template that cannot render did not fail the set")
+	}
+	h := a.pending["web"]
+	if h == nil {
+		t.Fatal("the certificate obtained was not kept for the next attempt")
+	}
+	key, err := pki.MarshalKey(h.bundle.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Split(string(key), "\n")[1]
+	for what, s := range map[string]string{"error": out[0].Err.Error(), "status": out[0].Status.LastError, "statuses": a.Statuses()[0].LastError} {
+		if strings.Contains(s, body[:24]) {
+			t.Errorf("the %s carries the private key: %s", what, s)
+		}
+		if !strings.Contains(s, "at <parseInt .Key>") {
+			t.Errorf("the %s does not say where the template failed: %s", what, s)
+		}
+	}
+}
