@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,5 +37,35 @@ func TestSockaddrRunsNothing(t *testing.T) {
 	}
 	if b, err := os.ReadFile(ran); err == nil {
 		t.Errorf("a template ran a program:\n%s", b)
+	}
+}
+
+// TestNothingPrintsToTheLog: spew_dump and spew_printf print to the
+// process's stdout, which for the daemon is its log; a template must not
+// be able to put the key there.
+func TestNothingPrintsToTheLog(t *testing.T) {
+	cert, err := NewCertificate("web", testBundle(t, "ec", 256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	for _, text := range []string{
+		"{{ with certificate }}{{ spew_dump .Key }}{{ end }}",
+		`{{ with certificate }}{{ spew_printf "%s" .Key }}{{ end }}`,
+	} {
+		if _, err := Render(Input{Text: text}, cert); err == nil || !strings.Contains(err.Error(), "disabled in certkeeper templates") {
+			t.Errorf("Render(%s) = %v, want it refused", text, err)
+		}
+	}
+	os.Stdout = stdout
+	w.Close()
+	printed, _ := io.ReadAll(r)
+	if strings.Contains(string(printed), strings.Split(cert.Key, "\n")[1]) {
+		t.Errorf("a template printed the private key to certkeeper's output:\n%s", printed)
 	}
 }
