@@ -22,6 +22,7 @@ import (
 // instead of stopping at the first.
 type builder struct {
 	dir   string // relative paths are relative to the config file
+	file  string // the config file, absolute; no output may overwrite it
 	diags hcl.Diagnostics
 }
 

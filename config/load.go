@@ -127,7 +127,7 @@ func Parse(path string, src []byte) (*Config, error) {
 	if diags := gohcl.DecodeBody(file.Body, nil, &raw); diags.HasErrors() {
 		return nil, diagError(diags)
 	}
-	b := &builder{dir: filepath.Dir(absPath(path))}
+	b := &builder{dir: filepath.Dir(absPath(path)), file: absPath(path)}
 	cfg := b.build(&raw)
 	if len(b.diags) > 0 {
 		return nil, diagError(b.diags)
