@@ -86,6 +86,11 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	if cfg.TLSSkipVerify {
 		log.Warn("TLS verification of vault is OFF (tls_skip_verify = true): anyone between certkeeper and vault can read its token and forge certificates")
 	}
+	for _, a := range cfg.Addresses {
+		if config.PlainHTTP(a) {
+			log.Warn("vault address "+config.PlainHTTPRisk, "address", a)
+		}
+	}
 	var transport http.RoundTripper = base
 	if cfg.Auth.Method == config.AuthCert {
 		certs := newClientCertSource(cfg.Auth)

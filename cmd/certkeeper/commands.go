@@ -12,6 +12,10 @@ import (
 )
 
 func cmdValidate(_ context.Context, e *env) int {
+	// Warnings do not fail validate: the config works, unsafely.
+	for _, w := range e.cfg.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(e.stdout, "%s: ok (%d certificates)\n", e.cfg.Path, len(e.cfg.Certificates))
 	return 0
 }
