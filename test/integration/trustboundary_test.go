@@ -9,8 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
 
 	"github.com/certkeeper/certkeeper/test/cktest"
+	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
 // TestValidateRunsNothing: validate reads the config and nothing else
@@ -96,6 +100,86 @@ certificate "web" {
 			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 				t.Errorf("%s: validate made %s", tt.name, f)
 			}
+		}
+	}
+}
+
+// TestChildrenGetNoSecrets: the daemon logs in with VAULT_TOKEN from its
+// environment (token auth, the vault CLI's way) and has another secret in
+// it. A check command and a reload command that print their environment
+// and fail get neither, and neither reaches the daemon's logs, `status`,
+// `status -json` or services.json, where the commands' output is shown.
+func TestChildrenGetNoSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, vaulttest.Options{})
+	tok, err := e.vault.Client.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"root"}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := tok.Auth.ClientToken
+	const apiKey = "deploy-api-key-that-children-must-not-see"
+	checkEnv, reloadEnv := filepath.Join(e.dir, "check.env"), filepath.Join(e.dir, "reload.env")
+	cfg := filepath.Join(e.dir, "certkeeper.hcl")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir = "%[1]s/state"
+vault {
+  address = %[2]q
+}
+telemetry {
+  listen = ""
+}
+service "checked" {
+  check  = ["/bin/sh", "-c", "env > %[3]s; echo check sees:; env; exit 1"]
+  reload = ["/bin/true"]
+  settle = "100ms"
+}
+service "reloaded" {
+  reload = ["/bin/sh", "-c", "env > %[4]s; echo reload sees:; env; exit 3"]
+  settle = "100ms"
+}
+%[5]s
+%[6]s
+`, e.dir, e.vault.Addr, checkEnv, reloadEnv,
+		e.cert("web", vaulttest.RoleEC, `notify = ["checked"]`),
+		e.cert("api", vaulttest.RoleEC, `notify = ["reloaded"]`))), 0o600)
+
+	d := startDaemon(t, cfg, "VAULT_TOKEN="+token, "DEPLOY_API_KEY="+apiKey, "LC_TIME=C.UTF-8")
+	d.WaitLog(`check failed; rolled back`, 1, time.Minute)
+	d.WaitLog(`reload failed; will retry.*service=reloaded`, 1, time.Minute)
+
+	for what, path := range map[string]string{"check": checkEnv, "reload": reloadEnv} {
+		env, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("the %s command did not run: %v", what, err)
+		}
+		for _, bad := range []string{"VAULT_", token, apiKey, "DEPLOY_API_KEY"} {
+			if strings.Contains(string(env), bad) {
+				t.Errorf("the %s command's environment has %.16s...:\n%s", what, bad, env)
+			}
+		}
+		if !strings.Contains(string(env), "PATH=") || !strings.Contains(string(env), "LC_TIME=C.UTF-8") {
+			t.Errorf("the %s command's environment lacks PATH or the locale:\n%s", what, env)
+		}
+	}
+
+	status, _, _ := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-config", cfg)
+	statusJSON, _, _ := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-json", "-config", cfg)
+	servicesJSON, err := os.ReadFile(filepath.Join(e.dir, "state", "services.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	for what, text := range map[string]string{"logs": d.Logs.String(), "status": status, "status -json": statusJSON, "services.json": string(servicesJSON)} {
+		for _, bad := range []string{token, apiKey} {
+			if strings.Contains(text, bad) {
+				t.Errorf("%s carry a secret (%.12s...)", what, bad)
+			}
+		}
+	}
+	// The commands' output is there, so the check above means something.
+	for what, text := range map[string]string{"logs": d.Logs.String(), "services.json": string(servicesJSON)} {
+		if !strings.Contains(text, "check sees: ") || !strings.Contains(text, "reload sees: ") || !strings.Contains(text, "PATH=") {
+			t.Errorf("%s lack the commands' output:\n%s", what, text)
 		}
 	}
 }
