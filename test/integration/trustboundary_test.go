@@ -183,3 +183,47 @@ service "reloaded" {
 		}
 	}
 }
+
+// TestTyposInMountSaySo: against a real Vault, a mistyped mount in a
+// certificate block and in a trust bundle both get Vault's 403 (the policy
+// does not reach a mount that does not exist). The failure says that the
+// mount or role may not exist, not only that the policy must change, and
+// Vault's multi-error text ("1 error occurred:\n\t* permission denied")
+// is shown as one clean phrase in once's output, the logs and status.
+func TestTyposInMountSaySo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, vaulttest.Options{})
+	typo := strings.Replace(e.cert("web", vaulttest.RoleEC), `mount          = "pki_int"`, `mount          = "pki_server"`, 1)
+	cfg := e.writeConfig(typo, fmt.Sprintf(`
+trust_bundle "clients" {
+  mount   = "pki_clients"
+  ca_file = "%s/clients-ca.pem"
+}
+`, e.dir))
+	out, errOut, code := once(t, cfg)
+	if code == 0 {
+		t.Fatalf("once succeeded with a mount that does not exist:\n%s", out)
+	}
+	st, _, _ := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-config", cfg)
+	all := out + errOut + st
+	for _, want := range []string{
+		`web: FAILED: pki_server/sign/ec: permission denied by vault policy, or no such mount or role: a valid token may not use pki_server/sign/ec`,
+		`(vault answered 403 on pki_clients/issuers: permission denied)`,
+		`check that mount "pki_server" and its role "ec" exist`,
+		`(vault answered 403 on pki_server/sign/ec: permission denied)`,
+		`check that mount "pki_clients" exists`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("output lacks %q:\n%s", want, all)
+		}
+	}
+	for _, bad := range []string{"error occurred", `\t*`, "\t*", "; ;", ":;"} {
+		if strings.Contains(all, bad) {
+			t.Errorf("output holds Vault's raw multi-error text (%q):\n%s", bad, all)
+		}
+	}
+	// A bundle that is refused does not log in again at every retry.
+	if n := strings.Count(errOut, "logged in to vault"); n > 2 {
+		t.Errorf("%d logins in one once for two refused paths:\n%s", n, errOut)
+	}
+}
