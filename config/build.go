@@ -79,8 +79,10 @@ func (b *builder) build(raw *rawFile) *Config {
 		}
 		cfg.Certificates = append(cfg.Certificates, c)
 	}
-	if len(raw.Certificates) == 0 {
-		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" block is required`)
+	// A host whose own server certificate comes from elsewhere may use
+	// certkeeper only to keep the CAs and CRLs it verifies clients with.
+	if len(raw.Certificates) == 0 && len(raw.TrustBundles) == 0 {
+		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" or "trust_bundle" block is required`)
 	}
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)

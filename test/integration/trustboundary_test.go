@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,68 @@ trust_bundle "clients" {
 	// A bundle that is refused does not log in again at every retry.
 	if n := strings.Count(errOut, "logged in to vault"); n > 2 {
 		t.Errorf("%d logins in one once for two refused paths:\n%s", n, errOut)
+	}
+}
+
+// TestTrustBundleOnlyHost: a host that only verifies clients (its server
+// certificate comes from elsewhere) has trust bundles and no certificate.
+// validate, once and run all work on such a config against the real
+// Vault, and the bundle's CA and CRL files are written by each.
+func TestTrustBundleOnlyHost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, vaulttest.Options{})
+	ca, crl := filepath.Join(e.dir, "clients-ca.pem"), filepath.Join(e.dir, "clients.crl.pem")
+	cfg := e.writeConfig(fmt.Sprintf(`
+trust_bundle "clients" {
+  mounts      = ["pki_int", "pki"]
+  ca_file     = %q
+  crl_file    = %q
+  crl_refresh = "2s"
+}
+`, ca, crl))
+	out, errOut, code := cktest.Run(t, certkeeperBin, cleanEnv(), "validate", "-config", cfg)
+	if code != 0 || !strings.Contains(out, "ok (0 certificates, 1 trust bundles)") {
+		t.Fatalf("validate exited %d:\n%s%s", code, out, errOut)
+	}
+
+	out, errOut, code = once(t, cfg)
+	if code != 0 || !strings.Contains(out, "trust_bundle clients: written cas=2 crls=2") {
+		t.Fatalf("once exited %d:\n%s\n%s", code, out, errOut)
+	}
+	if n := countPEM(t, ca); n != 2 {
+		t.Errorf("once: CA file holds %d certificates, want 2", n)
+	}
+	crlPEM, err := os.ReadFile(crl)
+	if err != nil || strings.Count(string(crlPEM), "-----BEGIN X509 CRL-----") != 2 {
+		t.Errorf("once: CRL file holds %d CRLs, want 2 (%v)", strings.Count(string(crlPEM), "-----BEGIN X509 CRL-----"), err)
+	}
+
+	// The daemon writes them too: from nothing, and again after a CRL
+	// changes in Vault.
+	os.Remove(ca)
+	os.Remove(crl)
+	d := startDaemon(t, cfg)
+	cktest.WaitFor(t, "the daemon to write the bundle", time.Minute, func() bool {
+		_, errA := os.Stat(ca)
+		_, errB := os.Stat(crl)
+		return errA == nil && errB == nil
+	})
+	if n := countPEM(t, ca); n != 2 {
+		t.Errorf("run: CA file holds %d certificates, want 2", n)
+	}
+	before, _ := os.ReadFile(crl)
+	if _, err := e.vault.Client.Logical().Read("pki_int/crl/rotate"); err != nil {
+		t.Fatal(err)
+	}
+	cktest.WaitFor(t, "the daemon to write the rotated CRL", time.Minute, func() bool {
+		now, _ := os.ReadFile(crl)
+		return len(now) > 0 && string(now) != string(before)
+	})
+	st, _, code := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-config", cfg)
+	if code != 0 || !strings.Contains(st, "no certificate blocks: this host keeps trust bundles only") || !regexp.MustCompile(`(?m)^clients\s+ok\s`).MatchString(st) {
+		t.Errorf("status exited %d:\n%s", code, st)
+	}
+	if c := d.Stop(); c != 0 {
+		t.Errorf("run exited %d", c)
 	}
 }
