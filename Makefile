@@ -11,7 +11,7 @@ TAGS     := integration faults
 # Each fuzz target runs this long under `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: all build vault test unit integration demo lint clean package rules fuzz
+.PHONY: all build vault test unit integration demo lint clean package rules fuzz vulncheck
 
 all: build
 
@@ -73,6 +73,25 @@ lint:
 
 clean:
 	rm -rf bin dist
+
+# govulncheck with a vulnerability database built here from the
+# golang.org/x/vulndb module, which the Go module proxy serves like any
+# module: no access to vuln.go.dev is needed. -scan package also fails on
+# a vulnerable package that is imported but not (yet) called. Both are
+# pinned; bump VULNDB_VERSION (go list -m golang.org/x/vulndb@latest) to
+# check against newer advisories. The standard library is checked at the
+# version of the go command that runs this, the one that builds the binary.
+VULN_VERSION   := v1.9.0
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB         := bin/vulndb-$(VULNDB_VERSION)
+vulncheck: $(VULNDB)
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(VULN_VERSION) -db file://$(CURDIR)/$(VULNDB) -scan package ./...
+$(VULNDB):
+	rm -rf $@.tmp
+	src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+		test -d "$$src/data/osv" && \
+		$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out $@.tmp
+	mv $@.tmp $@
 
 # Side by side on one dev Vault: certkeeper, Vault Agent and a bare
 # vault/api client (test/bench). Prints a table of medians and writes it to

@@ -92,8 +92,7 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// sampleKeyMarker is the body of the placeholder key; a dry run whose
-// output contains it includes the key.
+// sampleKeyMarker is the body of the placeholder key the dry run renders.
 const sampleKeyMarker = "certkeeper-validate-sample-private-key"
 
 // withPlaceholders fills what a config cannot know before issuance with

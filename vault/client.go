@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +91,11 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	}
 	if cfg.TLSSkipVerify {
 		log.Warn("TLS verification of vault is OFF (tls_skip_verify = true): anyone between certkeeper and vault can read its token and forge certificates")
+	}
+	for _, a := range cfg.Addresses {
+		if config.PlainHTTP(a) {
+			log.Warn("vault address "+config.PlainHTTPRisk, "address", a)
+		}
 	}
 	var transport http.RoundTripper = base
 	if cfg.Auth.Method == config.AuthCert {
@@ -178,16 +184,43 @@ func (c *Client) write(ctx context.Context, path string, data map[string]any) (*
 	}
 }
 
-// DeniedError is a 403 that a working (or fresh) token gets too: the
-// policies do not allow the request, and no amount of logging in will
-// change that. It needs a human, so it reads like it.
+// DeniedError is a 403 that a working (or fresh) token gets too, and no
+// amount of logging in will change that. Vault answers 403 for any path a
+// token's policies do not grant, before it looks whether anything is
+// there, so the cause is as likely a mount or role that does not exist (a
+// typo in the config) as a policy that lacks the path. It needs a human,
+// so it reads like it, and names both.
 type DeniedError struct {
 	Path string
 	Err  error
 }
 
 func (e *DeniedError) Error() string {
-	return fmt.Sprintf("permission denied by vault policy: a valid token may not use %s, so logging in again does not help; grant it in the policy of certkeeper's role (%v)", e.Path, e.Err)
+	exists := "that the path exists"
+	if mount, role, ok := pkiRolePath(e.Path); ok {
+		exists = fmt.Sprintf("that mount %q and its role %q exist (vault secrets list; vault list %s/roles)", mount, role, mount)
+	} else if mount, ok := strings.CutSuffix(e.Path, "/issuers"); ok {
+		exists = fmt.Sprintf("that mount %q exists (vault secrets list)", mount)
+	}
+	return fmt.Sprintf("permission denied by vault policy, or no such mount or role: a valid token may not use %s, so logging in again does not help; "+
+		"vault answers 403 for any path the policy does not grant, whether it exists or not: check %s, "+
+		"then grant the path in the policy of certkeeper's role (certkeeper policy prints what it needs) (%v)", e.Path, exists, e.Err)
+}
+
+// pkiRolePath takes a sign or issue path apart: <mount>/sign/<role>, where
+// a mount may itself hold slashes.
+func pkiRolePath(path string) (mount, role string, ok bool) {
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	rest, role := path[:i], path[i+1:]
+	for _, op := range []string{"/sign", "/issue"} {
+		if m, found := strings.CutSuffix(rest, op); found && m != "" && role != "" {
+			return m, role, true
+		}
+	}
+	return "", "", false
 }
 func (e *DeniedError) Unwrap() error { return e.Err }
 
@@ -207,13 +240,42 @@ func classify(err error, info *callInfo) error {
 	var re *api.ResponseError
 	if errors.As(err, &re) {
 		ve.Status = re.StatusCode
-		ve.Err = fmt.Errorf("vault answered %d on %s: %s", re.StatusCode, urlPath(re.URL), strings.Join(re.Errors, "; "))
+		ve.Err = fmt.Errorf("vault answered %d on %s: %s", re.StatusCode, urlPath(re.URL), vaultMessages(re.Errors))
 	}
 	return ve
 }
 
-// urlPath drops the scheme and host so messages stay short and readable.
+// multiError is how Vault (through hashicorp/go-multierror) spells several
+// errors in one message: "1 error occurred:\n\t* permission denied\n\n".
+// Shown on one line it became "1 error occurred:; \t* permission denied; ; ".
+var multiError = regexp.MustCompile(`^\s*\d+ errors? occurred:\s*`)
+
+// vaultMessages puts Vault's error messages on one line: each message of
+// a multi-error becomes one item, whitespace runs become one space, and
+// items are joined with "; ".
+func vaultMessages(errs []string) string {
+	var items []string
+	for _, e := range errs {
+		if loc := multiError.FindStringIndex(e); loc != nil {
+			for _, item := range strings.Split(e[loc[1]:], "\n") {
+				item = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(item), "* "))
+				if item != "" {
+					items = append(items, strings.Join(strings.Fields(item), " "))
+				}
+			}
+			continue
+		}
+		if e = strings.Join(strings.Fields(e), " "); e != "" {
+			items = append(items, e)
+		}
+	}
+	return strings.Join(items, "; ")
+}
+
+// urlPath drops the scheme, host and query (the api client's list=true)
+// so messages stay short and readable.
 func urlPath(u string) string {
+	u, _, _ = strings.Cut(u, "?")
 	if i := strings.Index(u, "/v1/"); i >= 0 {
 		return u[i+len("/v1/"):]
 	}

@@ -136,9 +136,18 @@ func (c *Client) list(ctx context.Context, path string) (*api.Secret, error) {
 			return sec, nil
 		}
 		err = classify(err, info)
-		if attempt == 0 && errors.As(err, &ve) && ve.Status == http.StatusForbidden {
-			c.session.invalidate(gen)
-			continue
+		if errors.As(err, &ve) && ve.Status == http.StatusForbidden {
+			// As for writes: log in again only when that may help, so a
+			// bundle whose mount does not exist does not log in at every
+			// retry.
+			if attempt == 0 && c.session.reloginMayHelp(ctx, gen) {
+				c.session.invalidate(gen)
+				continue
+			}
+			if attempt > 0 {
+				c.session.noteDenied(gen)
+			}
+			return nil, &DeniedError{Path: path, Err: err}
 		}
 		return nil, err
 	}

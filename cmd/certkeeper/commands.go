@@ -16,6 +16,14 @@ import (
 )
 
 func cmdValidate(_ context.Context, e *env) int {
+	// Warnings do not fail validate: the config works, unsafely.
+	for _, w := range e.cfg.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
+	if n := len(e.cfg.TrustBundles); n > 0 {
+		fmt.Fprintf(e.stdout, "%s: ok (%d certificates, %d trust bundles)\n", e.cfg.Path, len(e.cfg.Certificates), n)
+		return 0
+	}
 	fmt.Fprintf(e.stdout, "%s: ok (%d certificates)\n", e.cfg.Path, len(e.cfg.Certificates))
 	return 0
 }
@@ -158,6 +166,9 @@ func cmdStatus(ctx context.Context, e *env) int {
 		if err := enc.Encode(r.Certificates); err != nil {
 			return 1
 		}
+	} else if len(e.cfg.Certificates) == 0 {
+		// A host that only keeps trust bundles: no empty table.
+		fmt.Fprintln(e.stdout, "(no certificate blocks: this host keeps trust bundles only)")
 	} else {
 		printStatus(e, r, now)
 		fmt.Fprintf(e.stdout, "(%s)\n", r.Source)
