@@ -396,7 +396,7 @@ func tempDir(t *testing.T) string {
 	t.Helper()
 	// Under /tmp with 0755, so the certkeeper user can reach the notify
 	// socket in it.
-	dir, err := os.MkdirTemp("/tmp", "ck-firstday-")
+	dir, err := os.MkdirTemp("/tmp", "ck-pkg-")
 	if err != nil {
 		t.Fatal(err)
 	}
