@@ -171,3 +171,36 @@ func TestSudoersAllowsExactlyTheChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedConfigHeaderIsTheREADMEs: the first-run steps in the header
+// of /etc/certkeeper/certkeeper.hcl are commands of the README's install
+// section, which TestFirstDay runs, in the same order.
+func TestShippedConfigHeaderIsTheREADMEs(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "packaging/certkeeper.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The header is the comment block the file starts with.
+	header, _, _ := strings.Cut(string(data), "\n\n\n")
+	if i := strings.Index(string(data), "\nstate_dir"); i > 0 && i < len(header) {
+		header = string(data)[:i]
+	}
+	host := readmeBlock(t, "host")
+	at := -1
+	steps := 0
+	for _, m := range regexp.MustCompile(`(?m)^#   ([a-z].*)$`).FindAllStringSubmatch(header, -1) {
+		i := slices.Index(host, m[1])
+		if i < 0 {
+			t.Errorf("the shipped config's header says %q, which the README's install section (and so TestFirstDay) does not run", m[1])
+			continue
+		}
+		if i < at {
+			t.Errorf("the shipped config's header runs %q earlier than the README does", m[1])
+		}
+		at = i
+		steps++
+	}
+	if steps < 3 {
+		t.Errorf("found %d first-run steps in the shipped config's header", steps)
+	}
+}
