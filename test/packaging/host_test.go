@@ -159,6 +159,18 @@ func (u unit) setprivArgs(t *testing.T) []string {
 	if len(caps) > 0 {
 		args = append(args, "--inh-caps", strings.Join(caps, ","), "--ambient-caps", strings.Join(caps, ","))
 	}
+	// What the unit must not set, reproduced should it come back, so the
+	// run shows what it breaks.
+	if v := u["Service"]["NoNewPrivileges"]; len(v) > 0 && v[len(v)-1] == "yes" {
+		args = append(args, "--no-new-privs")
+	}
+	if v := u["Service"]["CapabilityBoundingSet"]; len(v) > 0 {
+		bset := []string{"-all"}
+		for _, c := range strings.Fields(v[len(v)-1]) {
+			bset = append(bset, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+		}
+		args = append(args, "--bounding-set", strings.Join(bset, ","))
+	}
 	return args
 }
 
