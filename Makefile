@@ -57,8 +57,9 @@ demo: build bin/vault
 	$(GO) run ./test/demo
 
 # dist/certkeeper_<version>_amd64.deb, built with nfpm as a Go tool (pinned
-# in packaging/go.mod): the static binary, the systemd unit, an example config
-# as a conffile, a system user, and a man page made from `certkeeper -h`.
+# in packaging/go.mod): the static binary, the systemd unit, the host config
+# as a conffile, the sudoers drop-in, a system user, the README and examples,
+# and a man page made by `certkeeper man` (its -h text and every config key).
 DEB_VERSION := $(shell echo $(VERSION) | sed -e 's/^v//' -e 's/^\([0-9a-f]\{7,\}\)/0.0.0+g\1/' -e 's/-dirty/.dirty/')
 package: build
 	mkdir -p dist

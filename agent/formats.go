@@ -57,7 +57,7 @@ func formatted(c config.Certificate, h *held) ([]sinks.File, error) {
 // a key in the output; the output is searched too, in case a template
 // reaches the key in a way the tree does not show.
 func includesKey(t config.Template, out []byte, keyPEM string) bool {
-	if uses, err := templates.UsesKey(t.Input()); err != nil || uses {
+	if uses, err := templates.UsesKey(templates.InputOf(t)); err != nil || uses {
 		return true
 	}
 	if bytes.Contains(out, []byte("PRIVATE KEY-----")) {

@@ -42,7 +42,7 @@ certificate "web" {
 		}
 		path := filepath.Join(t.TempDir(), "certkeeper.hcl")
 		os.WriteFile(path, []byte(vault+cert), 0o600)
-		cfg, err := Load(path)
+		cfg, err := Load(path, Options{})
 		if err != nil {
 			t.Fatalf("%s: %v", tt.address, err)
 		}

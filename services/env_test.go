@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/internal/pki"
 )
 
 // TestChildEnvironment: a check or reload command gets PATH, locale and

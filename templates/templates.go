@@ -109,7 +109,8 @@ func renderError(in Input, cert Certificate, err error) error {
 		return &Error{Line: got.Line, Msg: "rendering failed; the engine's message is withheld because it may quote the certificate or its key"}
 	}
 	sample := Certificate{Name: cert.Name, CommonName: cert.CommonName, DNSNames: cert.DNSNames, IPSANs: cert.IPSANs,
-		URISANs: cert.URISANs, KeyType: cert.KeyType, KeyBits: cert.KeyBits}.withPlaceholders()
+		URISANs: cert.URISANs, KeyType: cert.KeyType, KeyBits: cert.KeyBits,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter}.withPlaceholders(cert.NotBefore)
 	if _, serr := execute(in, sample); serr != nil && errors.As(serr, &ee) {
 		if sline, sexpr, ok := engineWhere(ee.err); ok && sline == line && sexpr == expr {
 			msg := engineError(ee.err).(*Error).Msg

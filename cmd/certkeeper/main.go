@@ -20,6 +20,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/daemon"
+	"github.com/certkeeper/certkeeper/internal/runas"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -146,6 +147,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)
 		return 1
+	}
+	// The commands that read or write state run as the owner of state_dir,
+	// before any of it (or Vault, or an output) is touched.
+	if cmd == "run" || cmd == "once" || cmd == "rotate" || cmd == "status" {
+		if err := runas.StateOwner(cfg.StateDir, log); err != nil {
+			fmt.Fprintf(stderr, "certkeeper %s: %v\n", cmd, err)
+			return 1
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
