@@ -80,6 +80,9 @@ type Agent struct {
 
 	// pending holds certificates obtained but not yet written (pending.go).
 	pending map[string]*held
+	// placed marks certificates whose files this process has written, or
+	// found right, from a certificate that fits the config (Placed).
+	placed map[string]bool
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -94,6 +97,7 @@ func New(o Options) *Agent {
 		rand:     o.Rand,
 		held:     map[string]*held{},
 		status:   map[string]*Status{},
+		placed:   map[string]bool{},
 
 		reconfigured: map[string]bool{},
 	}
@@ -150,21 +154,27 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	}
 	now := a.now()
 	h, reason := a.current(c, now)
-	if h != nil && !force {
-		at, _ := renewAt(c, h)
-		if now.Before(at) {
-			res, err := a.write(c, h)
-			if err != nil {
-				return nil, err
-			}
-			if reconfigured && res.Action == Restored {
+	if h != nil {
+		// The certificate held still serves the config: its files are
+		// made right first, even when a new one is due, so they are in
+		// place (and READY=1 can be sent) however Vault answers.
+		res, err := a.write(c, h)
+		if err == nil && res.Action == Restored {
+			if reconfigured {
 				log.Info("config changed; rewrote the outputs from the certificate held", "files", strings.Join(res.Written, ","), "vault_asked", false)
-			} else if res.Action == Restored {
+			} else {
 				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
 					"missing", strings.Join(res.Missing, ","), "vault_asked", false)
 			}
+		}
+		if at, _ := renewAt(c, h); !force && now.Before(at) {
+			if err != nil {
+				return nil, err
+			}
 			return res, nil
 		}
+		// A write that failed here is tried again with the new
+		// certificate below, which keeps it if the disk still refuses.
 		reason = "renewal is due"
 	}
 	if force {
@@ -300,6 +310,7 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	}
 	a.mu.Lock()
 	a.held[c.Name] = h
+	a.placed[c.Name] = true
 	a.mu.Unlock()
 	at, _ := renewAt(c, h)
 	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
@@ -321,5 +332,26 @@ func (a *Agent) forget(name string) {
 	a.mu.Lock()
 	delete(a.held, name)
 	delete(a.status, name)
+	delete(a.placed, name)
 	a.mu.Unlock()
+}
+
+// Unplaced returns the status of every configured certificate whose
+// files are not in place: this process has not yet written them (or found
+// them right) from a certificate that fits the config, or that
+// certificate has expired. A certificate past its renewal point whose
+// renewal fails is in place as long as it has not expired: servers can
+// start with it. The daemon sends READY=1 once this is empty.
+func (a *Agent) Unplaced() []Status {
+	now := a.now()
+	var out []Status
+	for _, st := range a.Statuses() {
+		a.mu.Lock()
+		placed := a.placed[st.Name]
+		a.mu.Unlock()
+		if !placed || st.NotAfter.IsZero() || !now.Before(st.NotAfter) {
+			out = append(out, st)
+		}
+	}
+	return out
 }

@@ -11,29 +11,16 @@ import (
 	"github.com/certkeeper/certkeeper/vault"
 )
 
-// Run keeps every certificate fresh until ctx ends. ready, if not nil, is
-// called once every certificate has had its first pass (whether it
-// succeeded or not), which is when a service manager may start the servers
-// that read the files. On return no write is in flight.
-func (a *Agent) Run(ctx context.Context, ready func()) error {
+// Run keeps every certificate fresh until ctx ends. passed, if not nil, is
+// called after every pass, whatever its outcome, with the certificate's
+// name; Placed then says whether its files are in place (the daemon's
+// READY=1 waits on that). On return no write is in flight.
+func (a *Agent) Run(ctx context.Context, passed func(name string)) error {
 	q := a.queue
 	cfg := a.config()
-	// started are the certificates ready waits for; ones a reload adds
-	// later do not hold it back.
-	started := map[string]bool{}
 	for _, c := range cfg.Certificates {
 		q.Set(c.Name, time.Time{})
-		started[c.Name] = true
 	}
-	var pending sync.WaitGroup
-	pending.Add(len(cfg.Certificates))
-	go func() {
-		pending.Wait()
-		if ready != nil && ctx.Err() == nil {
-			ready()
-		}
-	}()
-	first := map[string]bool{}
 
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var inflight sync.WaitGroup
@@ -51,17 +38,15 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		case <-ctx.Done():
 			return nil
 		}
-		initial := !first[name] && started[name]
-		first[name] = true
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
 			defer func() { <-sem }()
 			next, ok := a.pass(ctx, name)
-			if initial {
-				pending.Done()
-			}
 			a.end(name, next, ok && ctx.Err() == nil)
+			if passed != nil && ctx.Err() == nil {
+				passed(name)
+			}
 		}()
 	}
 }

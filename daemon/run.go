@@ -2,12 +2,16 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/control"
 	"github.com/certkeeper/certkeeper/internal/sdnotify"
 	"github.com/certkeeper/certkeeper/telemetry"
+	"github.com/certkeeper/certkeeper/trust"
 )
 
 // flushTimeout bounds the reloads still owed at shutdown.
@@ -25,6 +29,7 @@ const flushTimeout = 2 * time.Minute
 //	trust      trust bundles
 //	control    the control socket (rotate, status)
 //	ready      READY=1 once certificates and trust bundles are in place
+//	           (awaitReady)
 //	watchdog   systemd's watchdog, fed while the agent answers
 //	agent      the certificate lifecycle, until ctx ends
 func (d *Daemon) Run(ctx context.Context) error {
@@ -49,8 +54,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	g.start(ctx, d.services.Run, d.flushAtStop)
-	bundlesReady := make(chan struct{})
-	g.start(ctx, func(ctx context.Context) { d.trust.Run(ctx, func() { close(bundlesReady) }) }, nil)
+	// Every pass of a certificate and every round of trust bundles wakes
+	// the readiness check.
+	passed := make(chan struct{}, 1)
+	wake := func() {
+		select {
+		case passed <- struct{}{}:
+		default:
+		}
+	}
+	g.start(ctx, func(ctx context.Context) { d.trust.Run(ctx, wake) }, nil)
 	g.start(ctx, func(ctx context.Context) {
 		if err := control.Serve(ctx, sock, d.handlers()); err != nil {
 			d.log.Error("control socket stopped; `certkeeper rotate` will not reach this daemon", "error", err)
@@ -58,12 +71,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}, nil)
 
 	sd := sdnotify.FromEnv()
-	certsReady := make(chan struct{})
 	g.start(ctx, func(ctx context.Context) {
-		if !awaitReady(ctx, certsReady, bundlesReady) {
+		if !awaitReady(ctx, passed, d.unplaced, d.log) {
 			return
 		}
-		d.log.Info("initial pass complete")
+		d.log.Info("ready: every certificate and trust bundle is in place")
 		releaseStartupMemory()
 		l.ready()
 		// systemd starts units ordered After=certkeeper.service (nginx)
@@ -81,7 +93,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		sd.Watchdog(ctx, sdnotify.WatchdogInterval(), func() bool { d.agent.Statuses(); return true })
 	}, nil)
 
-	err = d.agent.Run(ctx, func() { close(certsReady) })
+	err = d.agent.Run(ctx, func(string) { wake() })
 	sd.Send("STOPPING=1")
 	if err != nil {
 		d.log.Error("stopped", "error", err)
@@ -92,19 +104,58 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
-// awaitReady is what READY=1 means: it blocks until every certificate has
-// had its first pass (certs closed) and every trust bundle its first
-// refresh (bundles closed), which is when the servers reading them may
-// start, and is false when ctx ended first.
-func awaitReady(ctx context.Context, certs, bundles <-chan struct{}) bool {
-	for _, ch := range []<-chan struct{}{certs, bundles} {
+// awaitReady is what READY=1 means. It blocks until unplaced lists
+// nothing, checking again at every wake (a pass or a refresh round has
+// ended), and is false when ctx ended first. The daemon's unplaced lists
+// every configured certificate whose files this process has not yet
+// written (or found right) from a certificate that fits the config and
+// has not expired, and every trust bundle neither refreshed yet nor
+// complete and current on disk. So READY=1 means the files exist and
+// servers can start with them; while a certificate cannot be obtained,
+// READY waits and certkeeper keeps trying with backoff, and the unit's
+// TimeoutStartSec decides how long systemd waits. What is still missing
+// is logged each time the list changes.
+func awaitReady(ctx context.Context, wake <-chan struct{}, unplaced func() []string, log *slog.Logger) bool {
+	var last []string
+	for {
+		missing := unplaced()
+		if len(missing) == 0 {
+			return true
+		}
+		if !slices.Equal(missing, last) {
+			log.Info("not ready yet: READY=1 waits until every certificate and trust bundle is in place; retrying with backoff",
+				"waiting_for", strings.Join(missing, "; "))
+			last = missing
+		}
 		select {
-		case <-ch:
+		case <-wake:
 		case <-ctx.Done():
 			return false
 		}
 	}
-	return true
+}
+
+// unplaced lists what READY=1 still waits for, one entry per certificate
+// or trust bundle, with why when a pass has failed.
+func (d *Daemon) unplaced() []string {
+	var out []string
+	for _, st := range d.agent.Unplaced() {
+		out = append(out, "certificate "+st.Name+reason(st.LastResult, st.LastError))
+	}
+	for _, st := range d.trust.Unplaced() {
+		out = append(out, "trust_bundle "+st.Name+reason(st.State, st.LastError))
+	}
+	return out
+}
+
+func reason(state, lastErr string) string {
+	switch {
+	case lastErr != "":
+		return ": " + lastErr
+	case state == "pending", state == trust.StateMissing:
+		return ": first attempt not finished"
+	}
+	return ""
 }
 
 // handlers are what the daemon answers on its control socket.

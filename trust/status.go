@@ -67,6 +67,29 @@ func (k *Keeper) record(tb config.TrustBundle, res *Result, err error) Status {
 	return cp
 }
 
+// Unplaced returns the status of every bundle whose files are not in
+// place: not refreshed yet by this process, or whose refreshes have all
+// failed while the files on disk lack a CA's CRL or hold a stale one.
+// Files left by an earlier run that are complete and current are in
+// place: servers can start with them while Vault is away. The daemon
+// sends READY=1 once this is empty.
+func (k *Keeper) Unplaced() []Status {
+	now := k.now()
+	var out []Status
+	for i, st := range k.Statuses() {
+		switch {
+		case st.State == StateMissing && st.Failures == 0:
+			// Not tried yet.
+			out = append(out, st)
+		case st.LastRefresh.IsZero():
+			if state, _ := diskState(k.cfg.TrustBundles[i], now); state != StateOK {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
 // Statuses returns every bundle's status, in config order, as the running
 // keeper knows it.
 func (k *Keeper) Statuses() []Status {

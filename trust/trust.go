@@ -103,12 +103,14 @@ func New(o Options) *Keeper {
 // in one round, sharing what was fetched for their mounts.
 const roundWindow = time.Second
 
-// Run refreshes every bundle now, calls ready (if not nil) once each has
-// had its first attempt, then keeps them fresh until ctx ends.
-func (k *Keeper) Run(ctx context.Context, ready func()) {
+// Run refreshes every bundle now, then keeps them fresh until ctx ends.
+// passed, if not nil, is called after every round of refreshes, whatever
+// their outcome; Unplaced then says which bundles are not in place (the
+// daemon's READY=1 waits on that).
+func (k *Keeper) Run(ctx context.Context, passed func()) {
 	if len(k.cfg.TrustBundles) == 0 {
-		if ready != nil {
-			ready()
+		if passed != nil {
+			passed()
 		}
 		<-ctx.Done()
 		return
@@ -117,8 +119,6 @@ func (k *Keeper) Run(ctx context.Context, ready func()) {
 	for _, tb := range k.cfg.TrustBundles {
 		q.Set(tb.Name, time.Time{})
 	}
-	seen := map[string]bool{}
-	readySent := false
 	for {
 		name, err := q.Next(ctx)
 		if err != nil {
@@ -142,13 +142,9 @@ func (k *Keeper) Run(ctx context.Context, ready func()) {
 				return
 			}
 			q.Set(n, next)
-			seen[n] = true
 		}
-		if !readySent && len(seen) == len(k.cfg.TrustBundles) {
-			readySent = true
-			if ready != nil {
-				ready()
-			}
+		if passed != nil {
+			passed()
 		}
 	}
 }

@@ -366,7 +366,7 @@ func TestRevocationNotifies(t *testing.T) {
 }
 
 // TestRoundFetchesEachMountOnce: two bundles over the same mounts cost
-// one listing per mount per round, and Run calls ready after the first.
+// one listing per mount per round, and Run calls passed after the first.
 func TestRoundFetchesEachMountOnce(t *testing.T) {
 	f, _, _ := twoTier(t)
 	cfg, tb := bundleConfig(t, "pki_int", "pki")
@@ -377,7 +377,8 @@ func TestRoundFetchesEachMountOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	ready := make(chan struct{})
-	go k.Run(ctx, func() { close(ready) })
+	var once sync.Once
+	go k.Run(ctx, func() { once.Do(func() { close(ready) }) })
 	select {
 	case <-ready:
 	case <-time.After(10 * time.Second):
@@ -441,5 +442,49 @@ func TestDiskStatus(t *testing.T) {
 	st := DiskStatus(cfg, time.Now())[0]
 	if st.State != StateIncomplete || st.CAs[0].Subject != inter.cert.Subject.CommonName || !st.CAs[0].CRLNextUpdate.IsZero() {
 		t.Errorf("with the intermediate's CRL missing: %+v", st)
+	}
+}
+
+// TestUnplaced: a bundle is in place once refreshed, or, when every
+// refresh of this process failed, when the files an earlier run left are
+// complete; never before its first attempt, nor with nothing on disk.
+func TestUnplaced(t *testing.T) {
+	f, _, _ := twoTier(t)
+	mounts := f.mounts
+	cfg, tb := bundleConfig(t, "pki_int", "pki")
+	k := New(Options{Config: cfg, Source: f})
+	if got := k.Unplaced(); len(got) != 1 {
+		t.Fatalf("before any attempt Unplaced = %v", got)
+	}
+	f.mu.Lock()
+	f.mounts = map[string][]fakeIssuer{}
+	f.mu.Unlock()
+	k.pass(t.Context(), newRound(f), tb)
+	if got := k.Unplaced(); len(got) != 1 || got[0].LastError == "" {
+		t.Fatalf("with Vault failing and nothing on disk Unplaced = %+v", got)
+	}
+	f.mu.Lock()
+	f.mounts = mounts
+	f.mu.Unlock()
+	k.pass(t.Context(), newRound(f), tb)
+	if got := k.Unplaced(); len(got) != 0 {
+		t.Fatalf("after a refresh Unplaced = %+v", got)
+	}
+
+	// A restart while Vault fails: the complete files on disk will do.
+	f.mu.Lock()
+	f.mounts = map[string][]fakeIssuer{}
+	f.mu.Unlock()
+	k2 := New(Options{Config: cfg, Source: f})
+	k2.pass(t.Context(), newRound(f), tb)
+	if got := k2.Unplaced(); len(got) != 0 {
+		t.Errorf("complete files from an earlier run, Vault failing: Unplaced = %+v", got)
+	}
+	// ...but not a CRL file that lost a level.
+	if err := os.WriteFile(tb.CRLFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := k2.Unplaced(); len(got) != 1 {
+		t.Errorf("CRLs missing on disk, Vault failing: Unplaced = %+v", got)
 	}
 }

@@ -125,7 +125,7 @@ certificate %q {
 		args:      args,
 		sets:      sets,
 		tlsDir:    tlsDir,
-		readyLine: "initial pass complete",
+		readyLine: "ready: every certificate and trust bundle is in place",
 		check: func() (int, error) {
 			return countValid(j.N, func(i int) error {
 				return checkPair(filepath.Join(tlsDir, sets[i][1]), filepath.Join(tlsDir, sets[i][0]))

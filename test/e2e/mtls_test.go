@@ -72,7 +72,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	}
 	w.start(t)
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 
 	caller, err := tls.LoadX509KeyPair(filepath.Join(callerDir, "caller.fullchain.pem"), filepath.Join(callerDir, "caller.key"))
 	if err != nil {

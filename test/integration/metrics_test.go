@@ -209,7 +209,7 @@ func TestSeriesLeaveWithTheirCertificate(t *testing.T) {
 	cfg = e.writeConfigWith(telemetryBlock(addr), e.cert("web", vaulttest.RoleEC))
 	d = startDaemon(t, cfg)
 	d.WaitLog(`telemetry endpoint listening`, 1, 30*time.Second)
-	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 30*time.Second)
 	after := scrape(t, addr)
 	for _, s := range after {
 		if s.Labels["name"] == "api" {
