@@ -58,6 +58,50 @@ type StatusResponse struct {
 	Certificates []agent.Status `json:"certificates"`
 }
 
+// OnceResponse is what a `certkeeper once` did, as the command prints it:
+// the same whether the running daemon did the passes (its answer to a
+// once request) or the command did them alone.
+type OnceResponse struct {
+	Certificates []CertificateOutcome `json:"certificates"`
+	Bundles      []BundleOutcome      `json:"trust_bundles"`
+	Services     []ServiceOutcome     `json:"services"`
+}
+
+// CertificateOutcome is what one pass did for one certificate.
+type CertificateOutcome struct {
+	Name string `json:"name"`
+	// Action is what the pass did (agent.Issued, Restored or Kept);
+	// empty when Error says why it failed.
+	Action   string    `json:"action,omitempty"`
+	Reason   string    `json:"reason,omitempty"` // why a new one was needed
+	Serial   string    `json:"serial,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	RenewAt  time.Time `json:"renew_at,omitzero"`
+	Restored int       `json:"restored,omitempty"` // files rewritten
+	Error    string    `json:"error,omitempty"`
+	// RolledBack says which service's check failed after the pass wrote,
+	// and why: the files were rolled back, so what Action says was
+	// written is not on disk.
+	RolledBack string `json:"rolled_back,omitempty"`
+}
+
+// BundleOutcome is what one refresh did for one trust bundle.
+type BundleOutcome struct {
+	Name       string `json:"name"`
+	Written    bool   `json:"written,omitempty"`
+	CAs        int    `json:"cas"`
+	CRLs       int    `json:"crls"`
+	Error      string `json:"error,omitempty"`
+	RolledBack string `json:"rolled_back,omitempty"` // as in CertificateOutcome
+}
+
+// ServiceOutcome is what the batch did for one service.
+type ServiceOutcome struct {
+	Service string `json:"service"`
+	Result  string `json:"result"` // a services.Result* value
+	Error   string `json:"error,omitempty"`
+}
+
 // Handlers are the requests a process answers. A nil one is refused,
 // which clients take as "no daemon answers that".
 type Handlers struct {

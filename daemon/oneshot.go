@@ -34,10 +34,96 @@ func (d *Daemon) Once(ctx context.Context) OnceReport {
 	return r
 }
 
+// Summary is r as `certkeeper once` prints it. A certificate or bundle
+// whose files a failed service check rolled back is marked so: what its
+// pass wrote is no longer on disk.
+func (r OnceReport) Summary() control.OnceResponse {
+	back := rolledBack(r.Services)
+	out := control.OnceResponse{
+		Certificates: certificateOutcomes(r.Certificates, back),
+		Services:     serviceOutcomes(r.Services),
+	}
+	for _, o := range r.Bundles {
+		b := control.BundleOutcome{Name: o.Name, RolledBack: back[services.BundleSource(o.Name)]}
+		if o.Err != nil {
+			b.Error = oneLine(o.Err.Error())
+		} else {
+			b.Written = len(o.Result.Written) > 0
+			b.CAs = len(o.Result.CAs)
+			for _, ca := range o.Result.CAs {
+				if ca.CRLNumber != "" {
+					b.CRLs++
+				}
+			}
+		}
+		out.Bundles = append(out.Bundles, b)
+	}
+	return out
+}
+
+// rolledBack maps each source whose files a failed check rolled back to
+// what failed.
+func rolledBack(outs []services.Outcome) map[string]string {
+	back := map[string]string{}
+	for _, o := range outs {
+		for _, src := range o.RolledBack {
+			back[src] = fmt.Sprintf("service %s failed its check: %s", o.Service, oneLine(o.Err.Error()))
+		}
+	}
+	return back
+}
+
+func certificateOutcomes(outs []agent.Outcome, back map[string]string) []control.CertificateOutcome {
+	var cs []control.CertificateOutcome
+	for _, o := range outs {
+		st := o.Status
+		c := control.CertificateOutcome{Name: st.Name}
+		if o.Err != nil {
+			c.Error = st.LastError
+			cs = append(cs, c)
+			continue
+		}
+		res := o.Result
+		c.Action, c.Reason, c.Serial = string(res.Action), res.Reason, res.Serial
+		c.NotAfter, c.RenewAt = st.NotAfter, res.RenewAt
+		if res.Action == agent.Restored {
+			c.Restored = len(res.Written)
+		}
+		if res.Action != agent.Kept {
+			// A pass that wrote nothing has nothing rolled back.
+			c.RolledBack = back[services.CertificateSource(st.Name)]
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+func serviceOutcomes(outs []services.Outcome) []control.ServiceOutcome {
+	var ss []control.ServiceOutcome
+	for _, o := range outs {
+		s := control.ServiceOutcome{Service: o.Service, Result: o.Result}
+		if o.Err != nil {
+			s.Error = oneLine(o.Err.Error())
+		}
+		ss = append(ss, s)
+	}
+	return ss
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
 // RotateReport is what Rotate did.
 type RotateReport struct {
 	Certificates []agent.Outcome
 	Services     []services.Outcome
+}
+
+// Summary is r as `certkeeper rotate` prints it; see OnceReport.Summary.
+func (r RotateReport) Summary() control.OnceResponse {
+	return control.OnceResponse{
+		Certificates: certificateOutcomes(r.Certificates, rolledBack(r.Services)),
+		Services:     serviceOutcomes(r.Services),
+	}
 }
 
 // Rotate renews the named certificates (all when none is named) now,

@@ -254,7 +254,7 @@ func (g *group) flush(ctx context.Context) []Outcome {
 			g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has",
 				"service", s.cfg.Name, "error", err, "rolled_back", strings.Join(rolledBack, ","), "sources", sources(b.arrivals))
 			g.checkFailedStatus(s, err, time.Time{})
-			out = append(out, Outcome{Service: s.cfg.Name, Result: ResultCheckFailed, Err: err})
+			out = append(out, Outcome{Service: s.cfg.Name, Result: ResultCheckFailed, Err: err, RolledBack: sources(b.arrivals)})
 		} else {
 			info := b.info()
 			for _, s := range b.affected {

@@ -188,8 +188,16 @@ func components(cfg *config.Config) [][]string {
 
 // Changed is called by the agent after a certificate's files changed.
 func (m *Manager) Changed(cert config.Certificate, change *sinks.Change) {
-	m.Notify("certificate "+cert.Name, cert.Notify, change)
+	m.Notify(CertificateSource(cert.Name), cert.Notify, change)
 }
+
+// CertificateSource and BundleSource are the source names of a
+// certificate's and a trust bundle's changes (package trust notifies
+// with BundleSource's form), as Outcome.RolledBack lists them.
+func CertificateSource(name string) string { return "certificate " + name }
+
+// BundleSource: see CertificateSource.
+func BundleSource(name string) string { return "trust_bundle " + name }
 
 // Notify records that source (a name for logs) changed files that the
 // named services read. It never blocks on a reload.
@@ -227,6 +235,10 @@ type Outcome struct {
 	Service string
 	Result  string // one of the Result* values
 	Err     error
+	// RolledBack are the sources (CertificateSource, BundleSource) whose
+	// files a failed check rolled back: what they wrote is no longer on
+	// disk.
+	RolledBack []string
 }
 
 // flushReloadAttempts bounds reload retries in Flush, which serves

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
@@ -64,55 +63,54 @@ func cmdOnce(ctx context.Context, e *env) int {
 	if !ok {
 		return 1
 	}
-	r := d.Once(ctx)
-	code := 0
-	for _, o := range r.Certificates {
-		st := o.Status
-		if o.Err != nil {
-			code = 1
-			fmt.Fprintf(e.stdout, "%s: FAILED: %s\n", st.Name, st.LastError)
-			continue
-		}
-		res := o.Result
-		switch res.Action {
-		case agent.Issued:
-			fmt.Fprintf(e.stdout, "%s: issued serial=%s not_after=%s renew_at=%s (%s)\n", st.Name, res.Serial, st.NotAfter.Format(time.RFC3339), res.RenewAt.Format(time.RFC3339), res.Reason)
-		case agent.Restored:
-			fmt.Fprintf(e.stdout, "%s: ok, restored %d files serial=%s not_after=%s renew_at=%s\n", st.Name, len(res.Written), res.Serial, st.NotAfter.Format(time.RFC3339), res.RenewAt.Format(time.RFC3339))
-		default:
-			fmt.Fprintf(e.stdout, "%s: ok serial=%s not_after=%s renew_at=%s\n", st.Name, res.Serial, st.NotAfter.Format(time.RFC3339), res.RenewAt.Format(time.RFC3339))
-		}
-	}
-	for _, o := range r.Bundles {
-		if o.Err != nil {
-			code = 1
-			fmt.Fprintf(e.stdout, "trust_bundle %s: FAILED: %s\n", o.Name, strings.ReplaceAll(o.Err.Error(), "\n", "; "))
-			continue
-		}
-		crls := 0
-		for _, ca := range o.Result.CAs {
-			if ca.CRLNumber != "" {
-				crls++
-			}
-		}
-		what := "ok"
-		if len(o.Result.Written) > 0 {
-			what = "written"
-		}
-		fmt.Fprintf(e.stdout, "trust_bundle %s: %s cas=%d crls=%d\n", o.Name, what, len(o.Result.CAs), crls)
-	}
-	return max(code, printReloads(e, r.Services))
+	return printOnce(e, d.Once(ctx).Summary(), "issued")
 }
 
-// printReloads prints one line per service reloaded and returns 1 when
-// any failed.
-func printReloads(e *env, outs []services.Outcome) int {
+// printOnce prints what once (or rotate without a daemon, whose verb for
+// a new certificate is "rotated") did, one line per certificate, trust
+// bundle and service, and returns 1 when anything failed, a rolled-back
+// write included: its certificate is not on disk.
+func printOnce(e *env, r control.OnceResponse, issued string) int {
 	code := 0
-	for _, o := range outs {
+	for _, c := range r.Certificates {
 		switch {
-		case o.Err != nil:
+		case c.Error != "":
 			code = 1
-			fmt.Fprintf(e.stdout, "service %s: FAILED (%s): %s\n", o.Service, o.Result, strings.ReplaceAll(o.Err.Error(), "\n", "; "))
+			fmt.Fprintf(e.stdout, "%s: FAILED: %s\n", c.Name, c.Error)
+		case c.RolledBack != "":
+			code = 1
+			fmt.Fprintf(e.stdout, "%s: FAILED: rolled back: %s; serial=%s is not on disk, the files are those from before this run\n", c.Name, c.RolledBack, c.Serial)
+		case c.Action == string(agent.Issued) && issued == "rotated":
+			fmt.Fprintf(e.stdout, "%s: rotated serial=%s not_after=%s renew_at=%s\n", c.Name, c.Serial, c.NotAfter.Format(time.RFC3339), c.RenewAt.Format(time.RFC3339))
+		case c.Action == string(agent.Issued):
+			fmt.Fprintf(e.stdout, "%s: issued serial=%s not_after=%s renew_at=%s (%s)\n", c.Name, c.Serial, c.NotAfter.Format(time.RFC3339), c.RenewAt.Format(time.RFC3339), c.Reason)
+		case c.Action == string(agent.Restored):
+			fmt.Fprintf(e.stdout, "%s: ok, restored %d files serial=%s not_after=%s renew_at=%s\n", c.Name, c.Restored, c.Serial, c.NotAfter.Format(time.RFC3339), c.RenewAt.Format(time.RFC3339))
+		default:
+			fmt.Fprintf(e.stdout, "%s: ok serial=%s not_after=%s renew_at=%s\n", c.Name, c.Serial, c.NotAfter.Format(time.RFC3339), c.RenewAt.Format(time.RFC3339))
+		}
+	}
+	for _, b := range r.Bundles {
+		switch {
+		case b.Error != "":
+			code = 1
+			fmt.Fprintf(e.stdout, "trust_bundle %s: FAILED: %s\n", b.Name, b.Error)
+		case b.RolledBack != "":
+			code = 1
+			fmt.Fprintf(e.stdout, "trust_bundle %s: FAILED: rolled back: %s; the files are those from before this run\n", b.Name, b.RolledBack)
+		default:
+			what := "ok"
+			if b.Written {
+				what = "written"
+			}
+			fmt.Fprintf(e.stdout, "trust_bundle %s: %s cas=%d crls=%d\n", b.Name, what, b.CAs, b.CRLs)
+		}
+	}
+	for _, o := range r.Services {
+		switch {
+		case o.Error != "":
+			code = 1
+			fmt.Fprintf(e.stdout, "service %s: FAILED (%s): %s\n", o.Service, o.Result, o.Error)
 		case o.Result == services.ResultNotRunning:
 			fmt.Fprintf(e.stdout, "service %s: not running, nothing to reload\n", o.Service)
 		default:
@@ -144,17 +142,7 @@ func cmdRotate(ctx context.Context, e *env) int {
 		fmt.Fprintf(e.stderr, "certkeeper rotate: %v\n", err)
 		return 1
 	}
-	code := 0
-	for _, o := range r.Certificates {
-		st := o.Status
-		if o.Err != nil {
-			code = 1
-			fmt.Fprintf(e.stdout, "%s: FAILED: %s\n", st.Name, st.LastError)
-			continue
-		}
-		fmt.Fprintf(e.stdout, "%s: rotated serial=%s not_after=%s renew_at=%s\n", st.Name, o.Result.Serial, st.NotAfter.Format(time.RFC3339), o.Result.RenewAt.Format(time.RFC3339))
-	}
-	return max(code, printReloads(e, r.Services))
+	return printOnce(e, r.Summary(), "rotated")
 }
 
 func cmdStatus(ctx context.Context, e *env) int {
