@@ -80,6 +80,10 @@ type Agent struct {
 
 	// pending holds certificates obtained but not yet written (pending.go).
 	pending map[string]*held
+	// oneShots counts passes OnceRunning has under way, which Run waits
+	// for before it returns.
+	oneShots sync.WaitGroup
+
 	// placed marks certificates whose files this process has written, or
 	// found right, from a certificate that fits the config (Placed).
 	placed map[string]bool

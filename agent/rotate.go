@@ -162,6 +162,31 @@ func (a *Agent) begin(name string) bool {
 	return true
 }
 
+// beginWait is begin for a pass outside Run's loop: it waits, while ctx
+// allows, for a pass in flight to end instead of asking for another one.
+func (a *Agent) beginWait(ctx context.Context, name string) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r := &a.rot
+		r.mu.Lock()
+		r.init()
+		free := !r.inflight[name]
+		if free {
+			r.inflight[name] = true
+		}
+		r.mu.Unlock()
+		if free {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
 // end closes a pass begun with begin and schedules the next one: at next,
 // or sooner if a rotation was asked for meanwhile. Scheduling happens
 // under the same lock as Rotate, so a rotation is never overwritten by the

@@ -25,6 +25,8 @@ func (a *Agent) Run(ctx context.Context, passed func(name string)) error {
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	// Passes a once request runs beside the loop end before Run does.
+	defer a.oneShots.Wait()
 	for {
 		name, err := q.Next(ctx)
 		if err != nil {
@@ -133,6 +135,39 @@ func (a *Agent) Once(ctx context.Context) []Outcome {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			out[i] = a.onceOne(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// OnceRunning is Once inside a running agent (a `once` request to the
+// daemon): each certificate's pass waits for one the loop has in flight,
+// runs with the one-shot retries, and schedules the next pass as the loop
+// would. Every certificate configured now gets one, in config order.
+func (a *Agent) OnceRunning(ctx context.Context) []Outcome {
+	cfg := a.config()
+	out := make([]Outcome, len(cfg.Certificates))
+	sem := make(chan struct{}, cfg.Vault.MaxParallel)
+	var wg sync.WaitGroup
+	for i, c := range cfg.Certificates {
+		wg.Add(1)
+		a.oneShots.Add(1)
+		go func() {
+			defer wg.Done()
+			defer a.oneShots.Done()
+			if !a.beginWait(ctx, c.Name) {
+				out[i] = Outcome{Err: ctx.Err(), Status: Status{Name: c.Name, LastError: "stopped before its pass: " + ctx.Err().Error()}}
+				return
+			}
+			sem <- struct{}{}
+			out[i] = a.onceOne(ctx, c)
+			<-sem
+			next := out[i].Status.NextAttempt
+			if out[i].Result != nil {
+				next = out[i].Result.RenewAt
+			}
+			a.end(c.Name, next, ctx.Err() == nil)
 		}()
 	}
 	wg.Wait()

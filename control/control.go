@@ -1,7 +1,8 @@
 // Package control is the one channel to a running certkeeper: HTTP over
-// a unix socket in the state directory. `certkeeper rotate` asks the
-// daemon to do a rotation instead of racing it, and `certkeeper status`
-// asks it what it knows before falling back to the files on disk. The
+// a unix socket in the state directory. `certkeeper rotate` and
+// `certkeeper once` ask the daemon to do the work instead of racing it,
+// and `certkeeper status` asks it what it knows before falling back to
+// the files on disk. The
 // socket is mode 0600 inside the 0700 state directory: only who may read
 // the keys may ask for new ones.
 //
@@ -58,6 +59,14 @@ type StatusResponse struct {
 	Certificates []agent.Status `json:"certificates"`
 }
 
+// OnceRequest asks the daemon to do what `certkeeper once` does: a pass
+// for every certificate and trust bundle, then one batch of reloads.
+type OnceRequest struct {
+	// Config is the absolute path of the caller's config file; a daemon
+	// running another one refuses.
+	Config string `json:"config"`
+}
+
 // OnceResponse is what a `certkeeper once` did, as the command prints it:
 // the same whether the running daemon did the passes (its answer to a
 // once request) or the command did them alone.
@@ -107,6 +116,7 @@ type ServiceOutcome struct {
 type Handlers struct {
 	Rotate func(RotateRequest) (*RotateResponse, error)
 	Status func(StatusRequest) (*StatusResponse, error)
+	Once   func(OnceRequest) (*OnceResponse, error)
 }
 
 // Duration is a time.Duration written as "90s" in JSON.
@@ -167,6 +177,7 @@ func Serve(ctx context.Context, l net.Listener, h Handlers) error {
 	mux := http.NewServeMux()
 	route(mux, "rotate", h.Rotate)
 	route(mux, "status", h.Status)
+	route(mux, "once", h.Once)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -215,14 +226,28 @@ var ErrNoDaemon = errors.New("no certkeeper daemon answers on the control socket
 // wrapping ErrNoDaemon when none runs, so the caller can do the rotation
 // itself.
 func Rotate(ctx context.Context, stateDir string, req RotateRequest) (*RotateResponse, error) {
-	return call[RotateRequest, RotateResponse](ctx, stateDir, "rotate", req)
+	return call[RotateRequest, RotateResponse](ctx, stateDir, "rotate", req, shortCall)
 }
+
+// Once asks the daemon of stateDir to do a once for the config at
+// configPath and waits, for as long as ctx allows, for what it did. It
+// returns an error wrapping ErrNoDaemon when none runs, so the caller can
+// do the passes itself.
+func Once(ctx context.Context, stateDir, configPath string) (*OnceResponse, error) {
+	// The passes may wait for Vault with retries and for checks and
+	// reloads: no deadline beyond the caller's.
+	return call[OnceRequest, OnceResponse](ctx, stateDir, "once", OnceRequest{Config: canonical(configPath)}, 0)
+}
+
+// SameConfig reports whether two spellings of a config path name one
+// file.
+func SameConfig(a, b string) bool { return canonical(a) == canonical(b) }
 
 // Status asks the daemon of stateDir what it knows. It fails with an
 // error wrapping ErrNoDaemon when none runs, and with *OtherConfigError
 // when the daemon there runs another config file than configPath.
 func Status(ctx context.Context, stateDir, configPath string) (*StatusResponse, error) {
-	resp, err := call[StatusRequest, StatusResponse](ctx, stateDir, "status", StatusRequest{})
+	resp, err := call[StatusRequest, StatusResponse](ctx, stateDir, "status", StatusRequest{}, shortCall)
 	if err != nil {
 		return nil, err
 	}
@@ -256,15 +281,19 @@ func canonical(p string) string {
 	return p
 }
 
-// call sends one request to the daemon of stateDir.
-func call[Req, Resp any](ctx context.Context, stateDir, name string, req Req) (*Resp, error) {
+// shortCall bounds a request the daemon answers at once.
+const shortCall = 30 * time.Second
+
+// call sends one request to the daemon of stateDir and waits for the
+// answer at most timeout (0: as long as ctx allows).
+func call[Req, Resp any](ctx context.Context, stateDir, name string, req Req, timeout time.Duration) (*Resp, error) {
 	path := statedir.Dir(stateDir).ControlSocket()
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoDaemon
 	}
 	var dialed atomic.Bool
 	hc := &http.Client{
-		Timeout: 30 * time.Second,
+		Timeout: timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
 			dialed.Store(err == nil)

@@ -23,15 +23,23 @@ type OnceReport struct {
 
 // Once makes every certificate valid and written, refreshes every trust
 // bundle, then reloads the services whose files changed: `certkeeper
-// once`.
-func (d *Daemon) Once(ctx context.Context) OnceReport {
+// once` when no daemon answers on the control socket. Like Rotate, it
+// holds the socket meanwhile, so no daemon starts and races it, and
+// another once or rotate is told to wait. The error says the socket is
+// taken.
+func (d *Daemon) Once(ctx context.Context) (OnceReport, error) {
+	stop, err := d.holdSocket(ctx, "once")
+	if err != nil {
+		return OnceReport{}, err
+	}
+	defer stop()
 	d.prepareVault()
 	defer d.closeVault()
 	var r OnceReport
 	r.Certificates = d.agent.Once(ctx)
 	r.Bundles = d.trust.Once(ctx)
 	r.Services = d.services.Flush(ctx)
-	return r
+	return r, nil
 }
 
 // Summary is r as `certkeeper once` prints it. A certificate or bundle
@@ -133,17 +141,11 @@ func (r RotateReport) Summary() control.OnceResponse {
 // and tells another rotate to wait. The error is for the operator: the
 // socket is taken, or a name is not configured.
 func (d *Daemon) Rotate(ctx context.Context, names []string, spread time.Duration) (*RotateReport, error) {
-	sock, err := control.Listen(d.cfg.StateDir)
+	stop, err := d.holdSocket(ctx, "rotate")
 	if err != nil {
 		return nil, err
 	}
-	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go control.Serve(sctx, sock, control.Handlers{
-		Rotate: func(control.RotateRequest) (*control.RotateResponse, error) {
-			return nil, fmt.Errorf("a `certkeeper rotate` (pid %d) is rotating now, without a daemon; try again when it is done", os.Getpid())
-		},
-	})
 
 	d.log.Info("no certkeeper daemon answers; rotating here", "certificates", strings.Join(names, ","), "spread", spread.String())
 	d.prepareVault()
@@ -153,4 +155,25 @@ func (d *Daemon) Rotate(ctx context.Context, names []string, spread time.Duratio
 		return nil, err
 	}
 	return &RotateReport{Certificates: outs, Services: d.services.Flush(ctx)}, nil
+}
+
+// holdSocket claims the control socket for a one-shot command (what)
+// working without a daemon, and answers rotate and once requests there
+// with a refusal naming it, until stop.
+func (d *Daemon) holdSocket(ctx context.Context, what string) (stop func(), err error) {
+	sock, err := control.Listen(d.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	busy := fmt.Errorf("a `certkeeper %s` (pid %d) is running now, without a daemon; try again when it is done", what, os.Getpid())
+	go func() {
+		defer close(done)
+		control.Serve(sctx, sock, control.Handlers{
+			Rotate: func(control.RotateRequest) (*control.RotateResponse, error) { return nil, busy },
+			Once:   func(control.OnceRequest) (*control.OnceResponse, error) { return nil, busy },
+		})
+	}()
+	return func() { cancel(); <-done }, nil
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -27,12 +28,13 @@ const flushTimeout = 2 * time.Minute
 //	pprof      Go profiles, when asked for
 //	services   reloads; at stop, reloads still owed are done (Flush)
 //	trust      trust bundles
-//	control    the control socket (rotate, status)
+//	control    the control socket (rotate, status, once)
 //	ready      READY=1 once certificates and trust bundles are in place
 //	           (awaitReady)
 //	watchdog   systemd's watchdog, fed while the agent answers
 //	agent      the certificate lifecycle, until ctx ends
 func (d *Daemon) Run(ctx context.Context) error {
+	runCtx := ctx
 	d.prepareVault()
 	var g group
 	defer g.stop()
@@ -65,7 +67,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	g.start(ctx, func(ctx context.Context) { d.trust.Run(ctx, wake) }, nil)
 	g.start(ctx, func(ctx context.Context) {
-		if err := control.Serve(ctx, sock, d.handlers()); err != nil {
+		if err := control.Serve(ctx, sock, d.handlers(runCtx, l)); err != nil {
 			d.log.Error("control socket stopped; `certkeeper rotate` will not reach this daemon", "error", err)
 		}
 	}, nil)
@@ -158,9 +160,19 @@ func reason(state, lastErr string) string {
 	return ""
 }
 
-// handlers are what the daemon answers on its control socket.
-func (d *Daemon) handlers() control.Handlers {
+// handlers are what the daemon answers on its control socket. Work a
+// request starts runs under ctx, the daemon's: it is not cut short when
+// the client goes away, and is when the daemon stops.
+func (d *Daemon) handlers(ctx context.Context, l *live) control.Handlers {
 	return control.Handlers{
+		Once: func(req control.OnceRequest) (*control.OnceResponse, error) {
+			if !control.SameConfig(req.Config, d.configPath()) {
+				return nil, fmt.Errorf("this daemon runs %s, not %s", d.configPath(), req.Config)
+			}
+			d.log.Info("once requested over the control socket")
+			r := d.onceRunning(ctx, l).Summary()
+			return &r, nil
+		},
 		Rotate: func(req control.RotateRequest) (*control.RotateResponse, error) {
 			sched, err := d.agent.Rotate(req.Names, time.Duration(req.Spread))
 			if err != nil {
@@ -173,6 +185,21 @@ func (d *Daemon) handlers() control.Handlers {
 			return &control.StatusResponse{Config: d.configPath(), Certificates: d.agent.Statuses()}, nil
 		},
 	}
+}
+
+// onceRunning is Once for a running daemon (a once request): the config
+// file is read again first, so the passes follow the file the caller
+// just changed even before the file watch notices; the services are held
+// meanwhile, so every change joins one batch per service, checked and
+// reloaded once, whose outcome is this request's.
+func (d *Daemon) onceRunning(ctx context.Context, l *live) OnceReport {
+	flush := d.services.Hold()
+	l.reload("once request")
+	var r OnceReport
+	r.Certificates = d.agent.OnceRunning(ctx)
+	r.Bundles = d.trust.Once(ctx)
+	r.Services = flush(ctx)
+	return r
 }
 
 // flushAtStop reloads whatever changes are still waiting once the

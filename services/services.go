@@ -250,9 +250,36 @@ const flushReloadAttempts = 3
 // and wait for a retry), and returns one outcome per service it touched,
 // in config order. A failed check rolls its batch back and is not retried.
 func (m *Manager) Flush(ctx context.Context) []Outcome {
+	m.lock()
+	return m.flushHeld(ctx, false)
+}
+
+// Hold keeps every group's loop (Run) from handling changes until the
+// function it returns is called, which then handles everything waiting
+// as Flush does, but leaves a rolled-back batch and a failed reload to
+// the loop's retries, and lets the loops go on. A `once` done by a
+// running daemon holds the services while its passes write, so every
+// change of the request joins one batch per service, checked and
+// reloaded once, and its outcome is the request's to report.
+func (m *Manager) Hold() (flush func(context.Context) []Outcome) {
+	m.lock()
+	return func(ctx context.Context) []Outcome { return m.flushHeld(ctx, true) }
+}
+
+func (m *Manager) lock() {
+	for _, g := range m.groups {
+		g.busy.Lock()
+	}
+}
+
+// flushHeld flushes every group, whose busy locks the caller holds, and
+// releases them. loop says whether Run goes on and retries what failed.
+func (m *Manager) flushHeld(ctx context.Context, loop bool) []Outcome {
 	var out []Outcome
 	for _, g := range m.groups {
-		out = append(out, g.flush(ctx)...)
+		out = append(out, g.flush(ctx, loop)...)
+		g.busy.Unlock()
+		g.poke() // anything left parked or owed is the loop's again
 	}
 	return out
 }

@@ -73,6 +73,9 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	status map[string]*Status
+	// writing keeps refreshes one at a time: Run's and those of a once
+	// request to the running daemon write the same files.
+	writing sync.Mutex
 }
 
 // New makes a keeper; it touches neither disk nor Vault until used.
@@ -209,6 +212,8 @@ type Result struct {
 
 // refresh fetches, checks and writes one bundle.
 func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (*Result, error) {
+	k.writing.Lock()
+	defer k.writing.Unlock()
 	now := k.now()
 	existing := readCRLs(tb.CRLFile)
 	b, err := build(ctx, r, tb, existing, now)

@@ -59,11 +59,27 @@ func cmdRun(ctx context.Context, e *env) int {
 }
 
 func cmdOnce(ctx context.Context, e *env) int {
+	// A running daemon does the passes, so nothing is issued or reloaded
+	// twice; its answer is printed as if they were done here.
+	resp, err := control.Once(ctx, e.cfg.StateDir, e.cfg.Path)
+	switch {
+	case err == nil:
+		e.log.Info("the running daemon did the passes over the control socket")
+		return printOnce(e, *resp, "issued")
+	case !errors.Is(err, control.ErrNoDaemon):
+		fmt.Fprintf(e.stderr, "certkeeper once: %v\n", err)
+		return 1
+	}
 	d, ok := newDaemon(e, false)
 	if !ok {
 		return 1
 	}
-	return printOnce(e, d.Once(ctx).Summary(), "issued")
+	r, err := d.Once(ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "certkeeper once: %v\n", err)
+		return 1
+	}
+	return printOnce(e, r.Summary(), "issued")
 }
 
 // printOnce prints what once (or rotate without a daemon, whose verb for

@@ -5,10 +5,15 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
@@ -83,4 +88,72 @@ func TestRolledBackIsNotIssued(t *testing.T) {
 // withSAN is a certificate block from e.cert with one more DNS name.
 func withSAN(block, name string) string {
 	return strings.Replace(block, `"localhost"]`, fmt.Sprintf(`"localhost", %q]`, name), 1)
+}
+
+// TestOnceThroughDaemon: with the daemon running, a SAN changed in the
+// config and `once` run at once (what the Ansible role does) cost exactly
+// one issuance and one reload: once asks the daemon, which reads the
+// config again, does the passes and one batch of reloads, and once prints
+// the daemon's outcome as its own, exit 0. A once for another config file
+// on the same state_dir is refused.
+func TestOnceThroughDaemon(t *testing.T) {
+	e := newEnv(t, vaulttest.Options{})
+	web := e.cert("web", vaulttest.RoleEC, `notify = ["web"]`)
+	cfg := e.writeConfig(e.checkedService(), web)
+	d := startDaemon(t, cfg)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, time.Minute)
+	waitFor(t, "the first reload", 30*time.Second, func() bool { return e.reloads(t) == 1 })
+	issued, reloads := e.vault.CountCerts(t, "pki_int"), e.reloads(t)
+
+	// The daemon is stopped (SIGSTOP) while the config changes and once
+	// starts, and continued a second later: a once that did not wait for
+	// it would issue first, and the daemon, holding the old certificate,
+	// would issue again when it reads the new config (as it did).
+	d.Cmd.Process.Signal(syscall.SIGSTOP)
+	e.writeConfig(e.checkedService(), withSAN(web, "www.example.internal"))
+	go func() {
+		time.Sleep(time.Second)
+		d.Cmd.Process.Signal(syscall.SIGCONT)
+	}()
+	out, errOut, code := once(t, cfg)
+	if code != 0 {
+		t.Fatalf("once exited %d:\n%s\n%s", code, out, errOut)
+	}
+	t.Logf("once printed:\n%s", out)
+	if !strings.Contains(errOut, "the running daemon did the passes") || d.Count(`once requested over the control socket`) != 1 {
+		t.Errorf("once did not go through the daemon:\n%s", errOut)
+	}
+	leaf := cktest.ReadLeaf(t, e.path("web.crt"))
+	if !slices.Contains(leaf.DNSNames, "www.example.internal") {
+		t.Errorf("web.crt has %v, not the new SAN", leaf.DNSNames)
+	}
+	// The daemon's own file watch sees the edit too; whichever comes
+	// first issues, the other finds the certificate fitting.
+	line := regexp.MustCompile(`(?m)^web: (issued|ok) serial=(\S+) `).FindStringSubmatch(out)
+	if line == nil || line[2] != pki.Serial(leaf) {
+		t.Errorf("once's line for web does not name the serial on disk (%s):\n%s", pki.Serial(leaf), out)
+	}
+	time.Sleep(3 * time.Second) // any second reload would be settled by now
+	if n := e.vault.CountCerts(t, "pki_int") - issued; n != 1 {
+		t.Errorf("Vault issued %d certificates for one SAN change, want 1", n)
+	}
+	if n := e.reloads(t) - reloads; n != 1 {
+		t.Errorf("the service was reloaded %d times for one SAN change, want 1", n)
+	}
+
+	other := filepath.Join(e.dir, "other.hcl")
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = once(t, other)
+	if code != 1 || !strings.Contains(errOut, "runs "+cfg+", not "+other) {
+		t.Errorf("once for another config on the daemon's state_dir: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if n := e.vault.CountCerts(t, "pki_int") - issued; n != 1 {
+		t.Errorf("the refused once issued %d certificates", n-1)
+	}
 }
