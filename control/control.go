@@ -57,6 +57,22 @@ type StatusResponse struct {
 	// Config is the absolute path of the config file the daemon runs.
 	Config       string         `json:"config"`
 	Certificates []agent.Status `json:"certificates"`
+	// Telemetry is the state of the telemetry endpoint; nil when it is
+	// off.
+	Telemetry *TelemetryStatus `json:"telemetry,omitempty"`
+}
+
+// TelemetryStatus says whether the daemon's telemetry endpoint listens.
+// While it cannot bind its address, whatever answers there (/metrics,
+// /readyz, /v1/status) is another process.
+type TelemetryStatus struct {
+	Listen    string `json:"listen"`
+	Listening bool   `json:"listening"`
+	// Failures counts failed binds since the daemon started.
+	Failures int `json:"listen_failures"`
+	// Problem says why it does not listen, and since when; empty while
+	// it listens.
+	Problem string `json:"problem,omitempty"`
 }
 
 // OnceRequest asks the daemon to do what `certkeeper once` does: a pass

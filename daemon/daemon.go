@@ -63,6 +63,9 @@ type Daemon struct {
 	metrics  *telemetry.Metrics
 	registry *prometheus.Registry
 	watch    *filewatch.Watcher
+	// listener is the telemetry endpoint's bind state; nil unless it is
+	// on.
+	listener *telemetry.Listener
 
 	// vaultMu guards vault, the client in force: a live reload that
 	// changes the vault block replaces it.
@@ -110,6 +113,7 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	d.agent = agent.New(ao)
 
 	if d.metrics != nil && cfg.Telemetry.Listen != "" {
+		d.listener = telemetry.NewListener(cfg.Telemetry.Listen, d.metrics)
 		src := telemetry.Sources{Certificates: d.agent, Token: vc}
 		if len(cfg.Watch.Paths) > 0 {
 			d.watch = filewatch.New(filewatch.Options{Paths: cfg.Watch.Paths, Rescan: cfg.Watch.Rescan, Log: d.log.With("component", "watch")})

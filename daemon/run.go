@@ -182,7 +182,12 @@ func (d *Daemon) handlers(ctx context.Context, l *live) control.Handlers {
 			return &control.RotateResponse{Scheduled: sched}, nil
 		},
 		Status: func(control.StatusRequest) (*control.StatusResponse, error) {
-			return &control.StatusResponse{Config: d.configPath(), Certificates: d.agent.Statuses()}, nil
+			resp := &control.StatusResponse{Config: d.configPath(), Certificates: d.agent.Statuses()}
+			if d.listener != nil {
+				st := d.listener.Status()
+				resp.Telemetry = &control.TelemetryStatus{Listen: st.Addr, Listening: st.Listening, Failures: st.Failures, Problem: st.Unready()}
+			}
+			return resp, nil
 		},
 	}
 }
@@ -228,9 +233,9 @@ func (d *Daemon) startTelemetry(ctx context.Context, g *group) {
 	if d.watch != nil {
 		g.start(ctx, func(ctx context.Context) { d.watch.Run(ctx) }, nil)
 	}
-	handler := telemetry.Handler(telemetry.HandlerOptions{Gatherer: d.registry, Status: d.agent, ConfigPath: d.configPath(), Log: d.log})
+	handler := telemetry.Handler(telemetry.HandlerOptions{Gatherer: d.registry, Status: d.agent, ConfigPath: d.configPath(), Log: d.log, Listener: d.listener})
 	g.start(ctx, func(ctx context.Context) {
-		if err := telemetry.Serve(ctx, telemetry.ServeOptions{Listen: d.cfg.Telemetry.Listen, Handler: handler, Log: d.log}); err != nil {
+		if err := telemetry.Serve(ctx, telemetry.ServeOptions{Listen: d.cfg.Telemetry.Listen, Handler: handler, Log: d.log, Listener: d.listener}); err != nil {
 			d.log.Error("telemetry endpoint stopped", "error", err)
 		}
 	}, nil)

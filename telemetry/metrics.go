@@ -71,6 +71,8 @@ var (
 		"When each certificate in a watched file (one certkeeper does not manage) expires.", "gauge", []string{"path", "subject"}}
 	fileReadErrors = def{"certkeeper_file_read_errors_total",
 		"Times a watched file changed into something that could not be read as PEM certificates.", "counter", []string{"path"}}
+	telemetryListenFailures = def{"certkeeper_telemetry_listen_failures_total",
+		"Failed attempts to bind the telemetry endpoint's address since certkeeper started: any increase means scrapes and probes may have reached another process.", "counter", nil}
 )
 
 // catalog is every metric above, for documentation and tests.
@@ -78,6 +80,7 @@ var catalog = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures,
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
 	vaultRequests, vaultDuration, vaultTokenExpiry, fileNotAfter, fileReadErrors,
+	telemetryListenFailures,
 }
 
 // MetricNames lists every metric certkeeper defines (not the Go and process
@@ -122,6 +125,9 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	served        *prometheus.GaugeVec
 	crlNext       *prometheus.GaugeVec
+	// listenFailures is the endpoint's own (Listener). A gauge of whether
+	// it listens would be 1 in every scrape of it.
+	listenFailures prometheus.Counter
 
 	mu sync.Mutex
 	// renewals are kept here rather than in a CounterVec so that a
@@ -151,9 +157,11 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: servedMatches.name, Help: servedMatches.help}, servedMatches.labels),
 		crlNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: crlNextUpdate.name, Help: crlNextUpdate.help}, crlNextUpdate.labels),
+		listenFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: telemetryListenFailures.name, Help: telemetryListenFailures.help}),
 		renewals: map[string]*renewalCount{},
 	}
-	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext} {
+	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext, m.listenFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -33,8 +33,10 @@ type HandlerOptions struct {
 	Status   Statuser
 	// ConfigPath is the running config's absolute path.
 	ConfigPath string
-	Log        *slog.Logger
-	Now        func() time.Time // default time.Now
+	// Listener, if set, adds the endpoint's own bind failures to /readyz.
+	Listener *Listener
+	Log      *slog.Logger
+	Now      func() time.Time // default time.Now
 }
 
 // Handler serves /metrics, /healthz, /readyz and /v1/status.
@@ -59,6 +61,11 @@ func Handler(o HandlerOptions) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		reasons := Unready(o.Status.Statuses(), o.Now())
+		if o.Listener != nil {
+			if r := o.Listener.Status().Unready(); r != "" {
+				reasons = append(reasons, r)
+			}
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if len(reasons) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -98,12 +105,15 @@ type ServeOptions struct {
 	// OnListen, if set, is told the address actually bound (useful with
 	// port 0).
 	OnListen func(net.Addr)
+	// Listener, if set, records each failed bind and the one that works.
+	Listener *Listener
 }
 
 // Serve runs the endpoint until ctx ends. An address it cannot bind is
-// logged and retried, never fatal: certificates matter more than metrics,
-// and the operator learns of it from the log and from the scrape that
-// fails (the "agent down" alert).
+// logged, recorded in o.Listener and retried, never fatal: certificates
+// matter more than metrics. Another process may answer on that address
+// meanwhile, so the log and a failed scrape are not enough: the Listener
+// is what `certkeeper status` and the metrics report.
 func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -118,6 +128,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		if err == nil {
 			break
 		}
+		o.Listener.failed(err, time.Now())
 		o.Log.Error("telemetry endpoint cannot listen; certificates are still kept fresh; retrying",
 			"listen", o.Listen, "error", err, "retry_in", o.RetryEvery.String())
 		select {
@@ -126,6 +137,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		case <-time.After(o.RetryEvery):
 		}
 	}
+	o.Listener.bound()
 	o.Log.Info("telemetry endpoint listening", "addr", ln.Addr().String(),
 		"endpoints", "/metrics /healthz /readyz /v1/status")
 	if o.OnListen != nil {

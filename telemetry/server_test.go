@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -182,4 +183,73 @@ func TestServeRetriesUntilTheAddressIsFree(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Serve after shutdown: %v", err)
 	}
+}
+
+// TestListenFailureIsRecorded: a taken address is counted
+// (certkeeper_telemetry_listen_failures_total), makes
+// /readyz fail with the reason, and is what the Listener reports, until
+// the endpoint binds; the count stays.
+func TestListenFailureIsRecorded(t *testing.T) {
+	squatter, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := squatter.Addr().String()
+	reg := NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(addr, m)
+	fa := &fakeAgent{statuses: []agent.Status{{Name: "web", NotAfter: time.Now().Add(time.Hour), RenewAt: time.Now().Add(time.Minute), State: agent.StateValid}}}
+	h := Handler(HandlerOptions{Gatherer: reg, Status: fa, Listener: l})
+	listening := make(chan net.Addr, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go Serve(ctx, ServeOptions{Listen: addr, RetryEvery: 50 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+		Handler: h, Listener: l, OnListen: func(a net.Addr) { listening <- a }})
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Status().Failures < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed bind recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := l.Status()
+	if st.Listening || !strings.Contains(st.LastError, "address already in use") || st.Since.IsZero() {
+		t.Errorf("listener status while taken: %+v", st)
+	}
+	// What the endpoint would answer, were it reached.
+	r := get(t, h, "/readyz")
+	if b := body(t, r); r.StatusCode != 503 || !strings.Contains(b, "telemetry endpoint cannot listen on "+addr) || !strings.Contains(b, "address already in use") {
+		t.Errorf("/readyz while the address is taken = %d %q", r.StatusCode, b)
+	}
+	text := body(t, get(t, h, "/metrics"))
+	if !regexp.MustCompile(`(?m)^certkeeper_telemetry_listen_failures_total [2-9]`).MatchString(text) {
+		t.Errorf("/metrics while the address is taken lacks the failures:\n%s", grepLines(text, "certkeeper_telemetry"))
+	}
+
+	squatter.Close()
+	select {
+	case <-listening:
+	case <-time.After(10 * time.Second):
+		t.Fatal("never listened after the address was freed")
+	}
+	if r := get(t, h, "/readyz"); r.StatusCode != 200 {
+		t.Errorf("/readyz once listening = %d %s", r.StatusCode, body(t, r))
+	}
+	text = body(t, get(t, h, "/metrics"))
+	if !regexp.MustCompile(`(?m)^certkeeper_telemetry_listen_failures_total [2-9]`).MatchString(text) {
+		t.Errorf("/metrics once listening:\n%s", grepLines(text, "certkeeper_telemetry"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

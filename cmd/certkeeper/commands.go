@@ -164,6 +164,7 @@ func cmdRotate(ctx context.Context, e *env) int {
 func cmdStatus(ctx context.Context, e *env) int {
 	now := time.Now()
 	r := daemon.Status(ctx, e.cfg, e.log, now)
+	cleanAll(&r)
 	if e.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
