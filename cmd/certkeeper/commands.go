@@ -11,6 +11,7 @@ import (
 	"github.com/certkeeper/certkeeper/control"
 	"github.com/certkeeper/certkeeper/daemon"
 	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/trust"
 	"github.com/certkeeper/certkeeper/vault"
 )
 
@@ -168,7 +169,7 @@ func cmdStatus(ctx context.Context, e *env) int {
 	if e.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r.Certificates); err != nil {
+		if err := enc.Encode(statusJSON(r)); err != nil {
 			return 1
 		}
 	} else if len(e.cfg.Certificates) == 0 {
@@ -185,4 +186,36 @@ func cmdStatus(ctx context.Context, e *env) int {
 		}
 	}
 	return code
+}
+
+// statusOutput is what status -json prints: everything the table shows.
+type statusOutput struct {
+	// Source says where the certificates' state came from: the running
+	// daemon, or the files on disk and why.
+	Source       string            `json:"source"`
+	Certificates []agent.Status    `json:"certificates"`
+	Services     []services.Status `json:"services"`
+	// ServicesError says why the services' saved states could not be read.
+	ServicesError string                   `json:"services_error,omitempty"`
+	Bundles       []trust.Status           `json:"trust_bundles"`
+	Telemetry     *control.TelemetryStatus `json:"telemetry,omitempty"`
+}
+
+func statusJSON(r daemon.StatusReport) statusOutput {
+	out := statusOutput{Source: r.Source, Certificates: r.Certificates, Services: r.Services, Bundles: r.Bundles, Telemetry: r.Telemetry}
+	if r.ServicesErr != nil {
+		out.ServicesError = r.ServicesErr.Error()
+	}
+	// Lists, never null, for scripts that iterate.
+	out.Certificates = nonNil(out.Certificates)
+	out.Services = nonNil(out.Services)
+	out.Bundles = nonNil(out.Bundles)
+	return out
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

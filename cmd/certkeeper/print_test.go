@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"regexp"
 	"strings"
@@ -10,9 +11,11 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/control"
 	"github.com/certkeeper/certkeeper/daemon"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/trust"
 )
 
 // The table is read at a glance: one line per certificate, times relative
@@ -56,5 +59,35 @@ func TestPrintStatus(t *testing.T) {
 		if !regexp.MustCompile(re).MatchString(lines[i]) {
 			t.Errorf("line %d:\n%q\ndoes not match\n%s", i, lines[i], re)
 		}
+	}
+}
+
+// TestStatusJSONHasEverything: status -json carries what the table
+// shows: certificates, services, trust bundles, the telemetry endpoint's
+// trouble, and where it came from; lists are [] rather than null.
+func TestStatusJSONHasEverything(t *testing.T) {
+	r := daemon.StatusReport{
+		Source:       "from the running agent on /var/lib/certkeeper/control.sock",
+		Certificates: []agent.Status{{Name: "web", State: agent.StateValid}},
+		Services:     []services.Status{{Name: "nginx", State: services.StateCheckFailed, LastError: "check failed"}},
+		Bundles:      []trust.Status{{Name: "clients", State: trust.StateStale}},
+		Telemetry:    &control.TelemetryStatus{Listen: "127.0.0.1:9847", Failures: 3, Problem: "cannot listen"},
+	}
+	var got map[string]any
+	data, _ := json.Marshal(statusJSON(r))
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"source", "certificates", "services", "trust_bundles", "telemetry"} {
+		if got[key] == nil {
+			t.Errorf("status -json has no %q:\n%s", key, data)
+		}
+	}
+	if !strings.Contains(string(data), `"state":"check_failed"`) || !strings.Contains(string(data), `"state":"stale"`) {
+		t.Errorf("services or bundles without their state:\n%s", data)
+	}
+	data, _ = json.Marshal(statusJSON(daemon.StatusReport{}))
+	if want := `{"source":"","certificates":[],"services":[],"trust_bundles":[]}`; string(data) != want {
+		t.Errorf("empty status -json = %s, want %s", data, want)
 	}
 }

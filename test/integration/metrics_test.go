@@ -152,12 +152,14 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 				t.Errorf("no line for %s with state valid and last result issued:\n%s", name, out)
 			}
 		}
-		var sts []agent.Status
+		var status struct {
+			Certificates []agent.Status `json:"certificates"`
+		}
 		jsonOut, _ := runStatus(t, cfg, "-json")
-		if err := json.Unmarshal([]byte(jsonOut), &sts); err != nil {
+		if err := json.Unmarshal([]byte(jsonOut), &status); err != nil || len(status.Certificates) != 2 {
 			t.Fatalf("status -json: %v\n%s", err, jsonOut)
 		}
-		for _, st := range sts {
+		for _, st := range status.Certificates {
 			leaf := cktest.ReadLeaf(t, filepath.Join(e.dir, st.Name+".crt"))
 			if !st.NotAfter.Equal(leaf.NotAfter) || st.Serial != serialOf(leaf) || st.LastResult != "issued" {
 				t.Errorf("status -json for %s: %+v, want the certificate on disk, issued", st.Name, st)

@@ -65,7 +65,7 @@ http.server.HTTPServer((%q, %s), H).serve_forever()
 // port when the daemon starts. The daemon keeps its certificates, and the
 // failed bind is not only a retried log line: `certkeeper status` (over
 // the control socket, never the port) says whatever answers there is not
-// certkeeper and exits 1; once the squatter is gone the
+// certkeeper and exits 1, text and JSON; once the squatter is gone the
 // daemon takes the port, /readyz is its own, and the failures counter
 // tells the port was taken.
 func TestTelemetryPortSquatted(t *testing.T) {
@@ -84,6 +84,10 @@ func TestTelemetryPortSquatted(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^web +web\.example\.internal +valid `).MatchString(out) {
 		t.Errorf("status does not show the certificate as the daemon has it:\n%s", out)
+	}
+	out, _, code = ckRun(t, "status", "-config", cfg, "-json")
+	if code != 1 || !regexp.MustCompile(`"listening": false,\s+"listen_failures": [1-9]`).MatchString(out) {
+		t.Errorf("status -json while the port is squatted: exit %d\n%s", code, out)
 	}
 
 	stop()
@@ -120,7 +124,7 @@ service "web" {
 
 	visible := map[bool][]string{ // by -json: JSON doubles the backslashes
 		false: {`syntax ok\x1b[2J\x1b[H\x1b]0;owned\x07all good\u009bm`, `nope\x1b[31m`},
-		true:  {`nope\\x1b[31m`},
+		true:  {`syntax ok\\x1b[2J\\x1b[H\\x1b]0;owned\\x07all good\\u009bm`, `nope\\x1b[31m`},
 	}
 	for _, args := range [][]string{{"status", "-config", cfg}, {"status", "-config", cfg, "-json"}} {
 		out, errOut, code := ckRun(t, args...)
