@@ -1,6 +1,7 @@
 // Package telemetry is what certkeeper tells the outside world about
-// itself: Prometheus metrics, health and readiness, and the JSON status the
-// `status` command reads. It only reads the agent's state and records
+// itself: Prometheus metrics, health and readiness, and a bounded JSON
+// status for remote readers (`certkeeper status` asks the daemon over the
+// control socket instead). It only reads the agent's state and records
 // events it is told about; it never changes a certificate or a file.
 //
 // Metric names are a contract with operators' alerts and dashboards

@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,15 +73,7 @@ func Handler(o HandlerOptions) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set(ConfigHeader, o.ConfigPath)
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(o.Status.Statuses()); err != nil {
-			o.Log.Debug("writing status response", "error", err)
-		}
-	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { serveStatus(o, w, r) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "certkeeper: /metrics /healthz /readyz /v1/status")
 	})

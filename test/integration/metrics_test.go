@@ -301,12 +301,14 @@ func TestReadyzFollowsRenewals(t *testing.T) {
 
 func readStatus(t *testing.T, addr, name string) agent.Status {
 	t.Helper()
-	_, body := httpGet(t, "http://"+addr+"/v1/status")
-	var sts []agent.Status
-	if err := json.Unmarshal([]byte(body), &sts); err != nil {
+	_, body := httpGet(t, "http://"+addr+"/v1/status?offset=0")
+	var page struct {
+		Certificates []agent.Status `json:"certificates"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); err != nil {
 		t.Fatalf("/v1/status: %v", err)
 	}
-	for _, st := range sts {
+	for _, st := range page.Certificates {
 		if st.Name == name {
 			return st
 		}
