@@ -134,7 +134,7 @@ func (a *Agent) Once(ctx context.Context) []Outcome {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = a.onceOne(ctx, c)
+			out[i] = a.onceOne(ctx, c, false)
 		}()
 	}
 	wg.Wait()
@@ -161,7 +161,7 @@ func (a *Agent) OnceRunning(ctx context.Context) []Outcome {
 				return
 			}
 			sem <- struct{}{}
-			out[i] = a.onceOne(ctx, c)
+			out[i] = a.onceOne(ctx, c, true)
 			<-sem
 			next := out[i].Status.NextAttempt
 			if out[i].Result != nil {
@@ -174,7 +174,10 @@ func (a *Agent) OnceRunning(ctx context.Context) []Outcome {
 	return out
 }
 
-func (a *Agent) onceOne(ctx context.Context, c config.Certificate) Outcome {
+// onceOne is one certificate's pass with the one-shot retries; retrying
+// says whether a daemon tries again later (a once request to it) or the
+// process exits after (once alone).
+func (a *Agent) onceOne(ctx context.Context, c config.Certificate, retrying bool) Outcome {
 	var res *Result
 	err := backoff.OneShot.Do(ctx, a.oneShot(c), func() (err error) {
 		res, err = a.ensure(ctx, c, false)
@@ -183,7 +186,7 @@ func (a *Agent) onceOne(ctx context.Context, c config.Certificate) Outcome {
 	st := a.record(c, res, err)
 	a.observe(st, res, err)
 	if err != nil {
-		a.log.Error("renewal failed; keeping the files on disk", "cert", c.Name, "error", err,
+		a.log.Error(failedMsg(st, retrying), "cert", c.Name, "error", err,
 			"failures", st.Failures, "current_not_after", formatTime(st.NotAfter))
 	} else {
 		a.logResult(res, st)

@@ -102,7 +102,7 @@ func (s *session) ensure(ctx context.Context) (int, error) {
 		return s.gen, nil
 	}
 	if now := s.now(); now.Before(s.nextLogin) {
-		return 0, fmt.Errorf("vault login failed, next attempt at %s: %w", s.nextLogin.Format(time.TimeOnly), s.lastErr)
+		return 0, loginWait(s.nextLogin.Sub(now), s.lastErr)
 	}
 	secret, err := s.login(ctx, s.client)
 	if err != nil {

@@ -157,3 +157,24 @@ func TestOnceThroughDaemon(t *testing.T) {
 		t.Errorf("the refused once issued %d certificates", n-1)
 	}
 }
+
+// TestOnceWithoutVaultSaysWhatIs: once against a Vault that does not
+// answer, with nothing on disk, exits 1 saying so, and neither promises a
+// next attempt (it exits) nor claims to keep files there are none of.
+func TestOnceWithoutVaultSaysWhatIs(t *testing.T) {
+	e := newEnv(t, vaulttest.Options{})
+	dead := freeAddr(t) // nothing listens there
+	cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", "http://"+dead)), e.cert("web", vaulttest.RoleEC), "telemetry {\n  listen = \"\"\n}\n")
+	out, errOut, code := once(t, cfg)
+	if code != 1 || !regexp.MustCompile(`(?m)^web: FAILED: .*connection refused`).MatchString(out) {
+		t.Fatalf("once without Vault: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, wrong := range []string{"next attempt", "keeping the files on disk"} {
+		if strings.Contains(out+errOut, wrong) {
+			t.Errorf("once says %q although it exits with nothing on disk:\n%s\n%s", wrong, out, errOut)
+		}
+	}
+	if !strings.Contains(errOut, "renewal failed; no certificate on disk") {
+		t.Errorf("once's log does not say there is no certificate on disk:\n%s", errOut)
+	}
+}
