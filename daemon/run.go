@@ -19,9 +19,11 @@ import (
 const flushTimeout = 2 * time.Minute
 
 // Run keeps every certificate fresh until ctx ends: the daemon. It logs
-// the error it returns (a part that cannot start). The parts
-// start in this order and stop in the reverse one, after the agent (which
-// runs in the foreground) has returned and no write is in flight:
+// the error it returns (a part that cannot start). The control socket is
+// claimed before anything else, so a second daemon on the same state_dir
+// refuses before it touches anything. The parts start in this order and
+// stop in the reverse one, after the agent (which runs in the foreground)
+// has returned and no write is in flight:
 //
 //	telemetry  metrics endpoint and the watch of unmanaged files
 //	live       config and output file watches, SIGHUP; closes Vault last
@@ -35,9 +37,24 @@ const flushTimeout = 2 * time.Minute
 //	agent      the certificate lifecycle, until ctx ends
 func (d *Daemon) Run(ctx context.Context) error {
 	runCtx := ctx
-	d.prepareVault()
+	// The control socket first: a second daemon on this state_dir must
+	// refuse before it binds a port, asks Vault anything (Prepare may
+	// unwrap a single-use secret_id) or logs anything else.
+	sock, err := control.Listen(d.cfg.StateDir)
+	if err != nil {
+		d.log.Error("cannot start", "error", err)
+		return err
+	}
 	var g group
 	defer g.stop()
+	// Until control.Serve takes it over, the socket is closed here.
+	served := false
+	defer func() {
+		if !served {
+			sock.Close()
+		}
+	}()
+	d.prepareVault()
 
 	d.startTelemetry(ctx, &g)
 	l := d.follow()
@@ -50,11 +67,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.add(stopPprof)
 	d.log.Info("certkeeper starting", "version", d.opts.Version, "config", d.cfg.Path, "certificates", len(d.cfg.Certificates))
 
-	sock, err := control.Listen(d.cfg.StateDir)
-	if err != nil {
-		d.log.Error("cannot start", "error", err)
-		return err
-	}
 	g.start(ctx, d.services.Run, d.flushAtStop)
 	// Every pass of a certificate and every round of trust bundles wakes
 	// the readiness check.
@@ -66,6 +78,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	g.start(ctx, func(ctx context.Context) { d.trust.Run(ctx, wake) }, nil)
+	served = true
 	g.start(ctx, func(ctx context.Context) {
 		if err := control.Serve(ctx, sock, d.handlers(runCtx, l)); err != nil {
 			d.log.Error("control socket stopped; `certkeeper rotate` will not reach this daemon", "error", err)

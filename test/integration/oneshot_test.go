@@ -178,3 +178,31 @@ func TestOnceWithoutVaultSaysWhatIs(t *testing.T) {
 		t.Errorf("once's log does not say there is no certificate on disk:\n%s", errOut)
 	}
 }
+
+// TestSecondRunRefusesFirst: a second `run` on a state_dir whose daemon
+// runs refuses at once, with the reason and nothing before it: no
+// telemetry bind error for the port the first one holds, no Vault login.
+func TestSecondRunRefusesFirst(t *testing.T) {
+	e := newEnv(t, vaulttest.Options{})
+	addr := freeAddr(t)
+	cfg := e.writeConfigWith(telemetryBlock(addr), e.cert("web", vaulttest.RoleEC))
+	d := startDaemon(t, cfg)
+	d.WaitLog(`telemetry endpoint listening`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, time.Minute)
+
+	second := startDaemon(t, cfg)
+	select {
+	case <-second.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second run did not exit")
+	}
+	logs := second.Logs.String()
+	if second.Err() == nil || !strings.Contains(logs, "another certkeeper process is running with state_dir") {
+		t.Fatalf("the second run: %v\n%s", second.Err(), logs)
+	}
+	for _, before := range []string{"telemetry", "address already in use", "logged in", "certkeeper starting"} {
+		if strings.Contains(logs, before) {
+			t.Errorf("the second run logged %q before refusing:\n%s", before, logs)
+		}
+	}
+}
