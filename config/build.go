@@ -89,6 +89,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
 	b.serving(raw, cfg, writers)
 	b.crossCheck(cfg, raw)
+	b.credentials(cfg, raw)
 	cfg.byName = make(map[string]int, len(cfg.Certificates))
 	for i, c := range cfg.Certificates {
 		cfg.byName[c.Name] = i

@@ -50,6 +50,9 @@ type Options struct {
 	// Templates checks template blocks; with none, a config that has one
 	// is refused.
 	Templates TemplateChecker
+	// Credentials refuses a missing credential or CA file of the vault
+	// block (validate; see credentials).
+	Credentials bool
 }
 
 // DefaultTemplateMode is private: template outputs usually hold the key.

@@ -36,6 +36,12 @@ func LoadConfig(path string) (*config.Config, error) {
 	return config.Load(path, config.Options{Templates: templates.Checker{}})
 }
 
+// ValidateConfig is LoadConfig for `certkeeper validate`, which also
+// refuses credential and CA files of the vault block that do not exist.
+func ValidateConfig(path string) (*config.Config, error) {
+	return config.Load(path, config.Options{Templates: templates.Checker{}, Credentials: true})
+}
+
 // Options tune a Daemon beyond its config.
 type Options struct {
 	Log     *slog.Logger

@@ -143,7 +143,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Libraries that log through the standard log package (consul-template)
 	// then go through the same handler.
 	slog.SetDefault(log)
-	cfg, err := daemon.LoadConfig(g.config)
+	load := daemon.LoadConfig
+	if cmd == "validate" {
+		load = daemon.ValidateConfig
+	}
+	cfg, err := load(g.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)
 		return 1
