@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/outdirs"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
@@ -308,6 +309,9 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 		return nil, err
 	}
 	dir := statedir.Dir(a.config().StateDir)
+	if err := a.makeDirs(c, files); err != nil {
+		return nil, err
+	}
 	change, err := sinks.WriteSet(dir.CertificateJournal(c.Name), files)
 	if err != nil {
 		return nil, err
@@ -329,6 +333,22 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// makeDirs makes the missing directories of c's outputs (outdirs), each
+// logged, before the set is written: left to sinks they would be made
+// through the umask, silently.
+func (a *Agent) makeDirs(c config.Certificate, files []sinks.File) error {
+	record := statedir.Dir(a.config().StateDir).CertificateRecord(c.Name)
+	var paths []string
+	var gids []int
+	for _, f := range files {
+		if f.Path == record {
+			continue // state_dir's own, made private by statedir
+		}
+		paths, gids = append(paths, f.Path), append(gids, f.GID)
+	}
+	return outdirs.Files(paths, gids, a.log.With("cert", c.Name))
 }
 
 // forget drops what is held for certificates no longer configured.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/outdirs"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -229,6 +230,13 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		dests = append(dests, tb.CRLFile)
 	}
 	if err := sinks.Recover(journal, dests); err != nil {
+		return nil, err
+	}
+	gids := make([]int, len(dests))
+	for i := range gids {
+		gids[i] = tb.GID
+	}
+	if err := outdirs.Files(dests, gids, k.log.With("bundle", tb.Name)); err != nil {
 		return nil, err
 	}
 	change, err := sinks.WriteSet(journal, b.files(tb))

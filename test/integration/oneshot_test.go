@@ -206,3 +206,44 @@ func TestSecondRunRefusesFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputDirectoriesMadeOnPurpose: missing output directories are made
+// 0755 (0750 and the files' group when a group is set), owned by the
+// running user, whatever the umask (the unit's is 0077, which made them
+// 0700 and unreadable to the server), and each is logged.
+func TestOutputDirectoriesMadeOnPurpose(t *testing.T) {
+	e := newEnv(t, vaulttest.Options{})
+	web := strings.ReplaceAll(e.cert("web", vaulttest.RoleEC, `group = "nogroup"`), e.dir+"/web", e.dir+"/out/tls/web")
+	cfg := e.writeConfig(web, fmt.Sprintf(`
+trust_bundle "clients" {
+  mounts   = ["pki_int", "pki"]
+  ca_file  = "%[1]s/bundles/clients-ca.pem"
+  crl_file = "%[1]s/bundles/clients.crl.pem"
+}
+`, e.dir))
+	out, errOut, code := cktest.Run(t, "/bin/sh", cleanEnv(), "-c", `umask 077; exec "$0" once -config "$1"`, certkeeperBin, cfg)
+	if code != 0 {
+		t.Fatalf("once exited %d:\n%s\n%s", code, out, errOut)
+	}
+	nogroup := 65534
+	for dir, want := range map[string]struct {
+		mode os.FileMode
+		gid  int
+	}{
+		"out":     {0o750, nogroup},
+		"out/tls": {0o750, nogroup},
+		"bundles": {0o755, -1},
+	} {
+		info, err := os.Stat(filepath.Join(e.dir, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if info.Mode().Perm() != want.mode || int(st.Uid) != os.Getuid() || (want.gid >= 0 && int(st.Gid) != want.gid) {
+			t.Errorf("%s: mode %04o owner %d:%d, want %04o, uid %d, gid %d", dir, info.Mode().Perm(), st.Uid, st.Gid, want.mode, os.Getuid(), want.gid)
+		}
+		if !regexp.MustCompile(`created a missing output directory.* dir=` + regexp.QuoteMeta(filepath.Join(e.dir, dir)) + ` mode=0`).MatchString(errOut) {
+			t.Errorf("no log line for %s:\n%s", dir, errOut)
+		}
+	}
+}
