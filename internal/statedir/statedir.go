@@ -7,6 +7,10 @@
 //	  services.json            service states, for `certkeeper status`
 //	  services.journal         its crash journal
 //	  control.sock             the running daemon's control socket
+//	  rotations/
+//	    pending.json           forced rotations the daemon accepted and has
+//	                           not done yet, so a restart does them
+//	    pending.journal        its crash journal
 //	  trust/
 //	    status.json            trust bundle states
 //	    status.journal         its crash journal
@@ -66,6 +70,17 @@ func (d Dir) TrustStateJournal() string { return d.join("trust", "status.journal
 
 // TrustJournal is the crash journal of a trust bundle's files.
 func (d Dir) TrustJournal(bundle string) string { return d.join("trust", bundle+".journal") }
+
+// Rotations is the directory of the pending rotations: a directory of its
+// own, so no certificate name can share its files.
+func (d Dir) Rotations() string { return d.join("rotations") }
+
+// PendingRotations holds the forced rotations a daemon accepted and has
+// not done yet.
+func (d Dir) PendingRotations() string { return d.join("rotations", "pending.json") }
+
+// PendingRotationsJournal is the crash journal of PendingRotations.
+func (d Dir) PendingRotationsJournal() string { return d.join("rotations", "pending.journal") }
 
 // ControlSocket is where the running daemon listens (package control).
 func (d Dir) ControlSocket() string { return d.join("control.sock") }

@@ -16,6 +16,9 @@ func TestLayout(t *testing.T) {
 		d.TrustStateJournal():       "/var/lib/certkeeper/trust/status.journal",
 		d.TrustJournal("clients"):   "/var/lib/certkeeper/trust/clients.journal",
 		d.ControlSocket():           "/var/lib/certkeeper/control.sock",
+		d.Rotations():               "/var/lib/certkeeper/rotations",
+		d.PendingRotations():        "/var/lib/certkeeper/rotations/pending.json",
+		d.PendingRotationsJournal(): "/var/lib/certkeeper/rotations/pending.journal",
 	} {
 		if got != want {
 			t.Errorf("got %s, want %s", got, want)
