@@ -21,6 +21,7 @@ func (a *Agent) Run(ctx context.Context, passed func(name string)) error {
 	for _, c := range cfg.Certificates {
 		q.Set(c.Name, time.Time{})
 	}
+	a.loadRotations()
 
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var inflight sync.WaitGroup

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/test/cktest"
+	"github.com/certkeeper/certkeeper/test/faultproxy"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -245,5 +246,48 @@ trust_bundle "clients" {
 		if !regexp.MustCompile(`created a missing output directory.* dir=` + regexp.QuoteMeta(filepath.Join(e.dir, dir)) + ` mode=0`).MatchString(errOut) {
 			t.Errorf("no log line for %s:\n%s", dir, errOut)
 		}
+	}
+}
+
+// TestAcceptedRotationSurvivesStop: a rotate the daemon accepted, whose
+// pass fails (Vault unreachable) before the daemon is stopped, is not
+// dropped: the next start takes it up and rotates, once.
+func TestAcceptedRotationSurvivesStop(t *testing.T) {
+	e := newEnv(t, vaulttest.Options{})
+	p := e.proxy()
+	cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", p.Addr), `timeout = "3s"`), e.cert("web", vaulttest.RoleEC), "telemetry {\n  listen = \"\"\n}\n")
+	d := startDaemon(t, cfg)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, time.Minute)
+	first := cktest.ReadLeaf(t, e.path("web.crt"))
+
+	p.SetMode(faultproxy.Reset)
+	if out, errOut, code := ckRun(t, "rotate", "-config", cfg, "web"); code != 0 || !strings.Contains(out, "rotation scheduled by the running daemon") {
+		t.Fatalf("rotate: exit %d\n%s\n%s", code, out, errOut)
+	}
+	d.WaitLog(`renewal failed.*cert=web`, 1, time.Minute)
+	if code := d.Stop(); code != 0 {
+		t.Fatalf("stop: exit %d", code)
+	}
+	if got := cktest.ReadLeaf(t, e.path("web.crt")); got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatal("web was rotated although Vault was unreachable")
+	}
+
+	p.SetMode(faultproxy.Pass)
+	issued := e.vault.CountCerts(t, "pki_int")
+	d = startDaemon(t, cfg)
+	d.WaitLog(`taking up a rotation accepted before the last stop.*cert=web`, 1, 30*time.Second)
+	d.WaitLog(`certificate issued and written.*cert=web.*reason="rotation requested"`, 1, time.Minute)
+	time.Sleep(time.Second)
+	if n := e.vault.CountCerts(t, "pki_int") - issued; n != 1 {
+		t.Errorf("the next start issued %d certificates, want 1", n)
+	}
+	if got := cktest.ReadLeaf(t, e.path("web.crt")); got.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Error("web.crt still holds the certificate from before the rotate")
+	}
+	d.Stop()
+	d = startDaemon(t, cfg)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, time.Minute)
+	if d.Count(`taking up a rotation`) != 0 {
+		t.Error("a rotation already done was taken up again")
 	}
 }
