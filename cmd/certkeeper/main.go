@@ -31,8 +31,10 @@ const usage = `usage: certkeeper <command> [flags]
 commands:
   run       keep every configured certificate fresh (the daemon)
   once      make every certificate valid and written, then exit;
-            exit status 0 only when all are in place
-  validate  check the config file and exit
+            exit status 0 only when all are in place; through the
+            running daemon if there is one
+  validate  check the config file (and that the credential files
+            it names exist) and exit
   status    show each certificate on disk: serial, expiry, renewal point
   policy    print the least-privilege Vault policy the config needs
   rotate    renew the named certificates (all when none is named) now,
