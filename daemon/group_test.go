@@ -39,6 +39,10 @@ func TestAwaitReady(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
+	// A start's first attempts under way are not news.
+	if awaitReady(canceled(t), make(chan struct{}), func() []string { return []string{"certificate web" + firstAttempt} }, log) || logs.Len() > 0 {
+		t.Errorf("ready, or logged at info, with only first attempts under way:\n%s", logs.String())
+	}
 	wake := make(chan struct{})
 	done := make(chan bool)
 	go func() { done <- awaitReady(t.Context(), wake, unplaced, log) }()
@@ -69,4 +73,10 @@ func TestAwaitReady(t *testing.T) {
 	if awaitReady(ctx, make(chan struct{}), func() []string { return []string{"x"} }, log) {
 		t.Error("ready although ctx ended")
 	}
+}
+
+func canceled(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	return ctx
 }

@@ -138,7 +138,13 @@ func awaitReady(ctx context.Context, wake <-chan struct{}, unplaced func() []str
 			return true
 		}
 		if !slices.Equal(missing, last) {
-			log.Info("not ready yet: READY=1 waits until every certificate and trust bundle is in place; retrying with backoff",
+			// Only a failed attempt is news; the first ones under way
+			// are what every start looks like.
+			level := slog.LevelInfo
+			if !slices.ContainsFunc(missing, func(m string) bool { return !strings.HasSuffix(m, firstAttempt) }) {
+				level = slog.LevelDebug
+			}
+			log.Log(context.Background(), level, "not ready yet: READY=1 waits until every certificate and trust bundle is in place; retrying with backoff",
 				"waiting_for", strings.Join(missing, "; "))
 			last = missing
 		}
@@ -163,12 +169,15 @@ func (d *Daemon) unplaced() []string {
 	return out
 }
 
+// firstAttempt ends an unplaced entry whose first attempt is under way.
+const firstAttempt = ": first attempt not finished"
+
 func reason(state, lastErr string) string {
 	switch {
 	case lastErr != "":
 		return ": " + lastErr
 	case state == "pending", state == trust.StateMissing:
-		return ": first attempt not finished"
+		return firstAttempt
 	}
 	return ""
 }
