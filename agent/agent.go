@@ -159,37 +159,30 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	}
 	now := a.now()
 	h, reason := a.current(c, now)
-	if h != nil {
-		// The certificate held still serves the config: its files are
-		// made right first, even when a new one is due, so they are in
-		// place (and READY=1 can be sent) however Vault answers.
-		res, err := a.write(c, h)
-		if err == nil && res.Action == Restored {
-			if reconfigured {
-				log.Info("config changed; rewrote the outputs from the certificate held", "files", strings.Join(res.Written, ","), "vault_asked", false)
-			} else {
-				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
-					"missing", strings.Join(res.Missing, ","), "vault_asked", false)
-			}
-		}
-		if at, _ := renewAt(c, h); !force && now.Before(at) {
+	if h != nil && !force {
+		at, _ := renewAt(c, h)
+		if now.Before(at) {
+			res, err := a.write(c, h)
 			if err != nil {
 				return nil, err
 			}
+			a.logRestored(log, res, reconfigured)
 			return res, nil
 		}
-		// A write that failed here is tried again with the new
-		// certificate below, which keeps it if the disk still refuses.
 		reason = "renewal is due"
 	}
 	if force {
 		reason = "rotation requested"
 	}
 
+	held := h
 	h = a.takePending(c, now)
 	if h == nil {
 		var err error
 		if h, err = a.obtain(ctx, c, log); err != nil {
+			if held != nil {
+				a.keepHeld(c, held, log, reconfigured)
+			}
 			return nil, err
 		}
 	} else {
@@ -204,6 +197,31 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	res.Action = Issued
 	res.Reason = reason
 	return res, nil
+}
+
+// keepHeld makes the files of the certificate held right (restoring any
+// that were deleted or changed) after getting a new one failed: the
+// servers keep reading a whole set, and the certificate is in place
+// (Placed, READY=1) while Vault is away. Only on failure: when the new one
+// comes, its own write makes the files right anyway.
+func (a *Agent) keepHeld(c config.Certificate, h *held, log *slog.Logger, reconfigured bool) {
+	res, err := a.write(c, h)
+	if err != nil {
+		log.Debug("cannot write the files of the certificate held either", "error", err)
+		return
+	}
+	a.logRestored(log, res, reconfigured)
+}
+
+func (a *Agent) logRestored(log *slog.Logger, res *Result, reconfigured bool) {
+	switch {
+	case res.Action != Restored:
+	case reconfigured:
+		log.Info("config changed; rewrote the outputs from the certificate held", "files", strings.Join(res.Written, ","), "vault_asked", false)
+	default:
+		log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
+			"missing", strings.Join(res.Missing, ","), "vault_asked", false)
+	}
 }
 
 // current returns the certificate held for c if it still fits the config,
