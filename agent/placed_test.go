@@ -42,9 +42,9 @@ func TestUnplacedUntilObtained(t *testing.T) {
 }
 
 // TestDueButUnreachableIsPlaced: a certificate past its renewal point but
-// valid, whose renewal fails, is in place once its files are right: the
-// pass restores a deleted file from the certificate held before asking
-// Vault, so servers can start while Vault is away.
+// valid, whose renewal fails, is in place once its files are right: when
+// Vault cannot be reached, the pass restores a deleted file from the
+// certificate held, so servers can start while Vault is away.
 func TestDueButUnreachableIsPlaced(t *testing.T) {
 	cfg := testConfig(t, "web")
 	fv := newFakeVault(t)
@@ -68,7 +68,7 @@ func TestDueButUnreachableIsPlaced(t *testing.T) {
 		t.Fatalf("the renewal should have failed: %+v", st)
 	}
 	if _, err := os.Stat(full); err != nil {
-		t.Errorf("the held certificate's files were not restored before asking Vault: %v", err)
+		t.Errorf("the held certificate's files were not restored when Vault failed: %v", err)
 	}
 	if got := b.Unplaced(); len(got) != 0 {
 		t.Errorf("Unplaced = %v: a valid certificate on disk holds READY back", names(got))
