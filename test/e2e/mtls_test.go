@@ -56,7 +56,12 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		// within the test's patience.
 		{`crl_refresh = "5m"`, `crl_refresh = "2s"`},
 	}, w.subs...)
-	writeFile(t, cfg, render(t, w.example+"/certkeeper.hcl", subs))
+	// A telemetry port of its own: the examples use the default
+	// 127.0.0.1:9847, which the other server's daemon (the tests run in
+	// parallel) or any other process may hold, and status exits 1 while
+	// the daemon cannot bind it.
+	telemetry := fmt.Sprintf("\ntelemetry {\n  listen = \"127.0.0.1:%d\"\n}\n", freePort(t))
+	writeFile(t, cfg, render(t, w.example+"/certkeeper.hcl", subs)+telemetry)
 	tlsFile := func(name string) string { return filepath.Join(w.tlsDir, name) }
 
 	// Provisioning, as config management would run it before the server
