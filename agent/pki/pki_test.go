@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ type leafOpts struct {
 	cn        string
 	dns       []string
 	ips       []net.IP
+	uris      []string
 	notBefore time.Time
 	notAfter  time.Time
 }
@@ -70,6 +72,13 @@ func (ca *testCA) issue(t *testing.T, pub crypto.PublicKey, o leafOpts) *x509.Ce
 		NotBefore:    o.notBefore,
 		NotAfter:     o.notAfter,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, u := range o.uris {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, parsed)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 	if err != nil {
@@ -131,6 +140,42 @@ func TestCheckRejectsWrongKeyType(t *testing.T) {
 	err := Check(NewBundle(leaf, key, []*x509.Certificate{root.cert}), Want{Names: Names{CommonName: "a.example.internal"}, KeyType: "ec", KeyBits: 256}, now)
 	if err == nil || !strings.Contains(err.Error(), "key is rsa 2048, config asks for ec 256") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCheckURISANs: uri_sans (SPIFFE IDs and the like) must be exactly
+// what was asked, like DNS names and IPs: a certificate missing one, or
+// carrying one nobody asked for, would authenticate the wrong workload.
+func TestCheckURISANs(t *testing.T) {
+	root := newCA(t, "root", nil)
+	key, _ := GenerateKey("ec", 256)
+	const id, other = "spiffe://example.internal/web", "spiffe://example.internal/db"
+	want := Want{Names: Names{CommonName: "web.example.internal", URIs: []string{id}}, KeyType: "ec", KeyBits: 256}
+	for _, tt := range []struct {
+		name    string
+		uris    []string
+		wantErr string
+	}{
+		{"exact", []string{id}, ""},
+		{"missing", nil, "URI SANs are [], want [" + id + "]"},
+		{"another", []string{other}, "URI SANs are [" + other + "], want [" + id + "]"},
+		{"extra", []string{id, other}, "URI SANs are [" + id + " " + other + "], want [" + id + "]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			leaf := root.issue(t, key.Public(), leafOpts{cn: "web.example.internal", uris: tt.uris})
+			err := Check(NewBundle(leaf, key, []*x509.Certificate{root.cert}), want, now)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+	// Asking for none: a certificate with one is refused too.
+	leaf := root.issue(t, key.Public(), leafOpts{cn: "web.example.internal", uris: []string{id}})
+	if err := Check(NewBundle(leaf, key, []*x509.Certificate{root.cert}), Want{Names: Names{CommonName: "web.example.internal"}, KeyType: "ec", KeyBits: 256}, now); err == nil {
+		t.Error("a URI SAN nobody asked for was accepted")
 	}
 }
 
