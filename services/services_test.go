@@ -609,3 +609,87 @@ func selfSigned(t *testing.T) (*tls.Certificate, []byte) {
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pki.EncodeCerts(leaf)
 }
+
+// TestChangesDuringACheck: a change that arrives while a batch's check is
+// running is not part of that batch (the check never saw its files), and
+// it is never lost: when the check fails it is rolled back and retried
+// with the batch; when the check passes it gets a check and a reload of
+// its own.
+func TestChangesDuringACheck(t *testing.T) {
+	// blocking is a check that says it started, then waits for <dir>/release
+	// before failing while <dir>/broken exists.
+	blocking := func(dir string) config.Service {
+		svc := shell(dir, "nginx")
+		svc.Check = []string{"sh", "-c", "echo >> " + filepath.Join(dir, "nginx.checks") + "; touch " + filepath.Join(dir, "checking") +
+			"; while [ ! -e " + filepath.Join(dir, "release") + " ]; do sleep 0.01; done; test ! -e " + filepath.Join(dir, "broken")}
+		return svc
+	}
+	start := func(f *fixture, backoff renewal.Backoff) (stop func()) {
+		f.cfg.Services = []config.Service{blocking(f.dir)}
+		f.cfg.Certificates[0].Notify = []string{"nginx"}
+		f.m = New(Options{Config: f.cfg, Backoff: backoff})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			f.m.Run(ctx)
+			close(done)
+		}()
+		stop = func() { cancel(); <-done }
+		f.t.Cleanup(stop)
+		return stop
+	}
+	arriveDuringCheck := func(f *fixture) {
+		f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+		waitFor(f.t, "the check to start", func() bool { _, err := os.Stat(filepath.Join(f.dir, "checking")); return err == nil })
+		f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+		os.WriteFile(filepath.Join(f.dir, "release"), nil, 0o644)
+	}
+
+	t.Run("check fails", func(t *testing.T) {
+		f := newFixture(t)
+		f.write("0")
+		os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
+		// No retry by itself during the test: Flush does it below.
+		stop := start(f, renewal.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour})
+		arriveDuringCheck(f)
+		waitFor(t, "the check to fail", func() bool { return f.status("nginx").State == StateCheckFailed })
+		if got := f.onDisk(); got != "KEY0/CERT0" {
+			t.Errorf("after the failed check the files hold %s; the change that arrived during it was not rolled back with the batch (want KEY0/CERT0)", got)
+		}
+		if !f.status("nginx").Pending {
+			t.Error("status does not say changes wait")
+		}
+		os.Remove(filepath.Join(f.dir, "broken"))
+		stop()
+		out := f.m.Flush(t.Context())
+		if len(out) != 1 || out[0].Result != ResultOK {
+			t.Fatalf("flush after the fix: %+v", out)
+		}
+		if got := f.onDisk(); got != "KEY2/CERT2" {
+			t.Errorf("after the fix the files hold %s, want the newest set KEY2/CERT2: the change that arrived during the check was lost", got)
+		}
+		if n := f.lines("nginx.reloads"); n != 1 {
+			t.Errorf("%d reloads, want 1", n)
+		}
+	})
+
+	t.Run("check passes", func(t *testing.T) {
+		f := newFixture(t)
+		f.write("0")
+		start(f, fastBackoff)
+		arriveDuringCheck(f)
+		waitFor(t, "a second checked reload for the change that arrived during the first check", func() bool {
+			return f.lines("nginx.reloads") == 2 && f.lines("nginx.checks") == 2
+		})
+		time.Sleep(400 * time.Millisecond) // more than a settle window
+		if r, c := f.lines("nginx.reloads"), f.lines("nginx.checks"); r != 2 || c != 2 {
+			t.Errorf("%d reloads and %d checks, want 2 of each", r, c)
+		}
+		if got := f.onDisk(); got != "KEY2/CERT2" {
+			t.Errorf("files hold %s, want KEY2/CERT2", got)
+		}
+		if st := f.status("nginx"); st.State != StateOK || st.Pending {
+			t.Errorf("status after both batches: %+v", st)
+		}
+	})
+}
