@@ -8,11 +8,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 var fastBackoff = renewal.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
@@ -228,11 +231,22 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 		t.Errorf("observer saw %v, want check failures then ok", results)
 	}
 
-	// `certkeeper status` reads what the manager saved.
+	// `certkeeper status` reads what the manager saved, in a state
+	// directory only certkeeper can read.
 	waitFor(t, "the saved status", func() bool {
 		saved, err := ReadStatus(f.cfg)
 		return err == nil && len(saved) == 1 && saved[0].State == StateOK && saved[0].Reloads == 1
 	})
+	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statePath(f.cfg.StateDir): 0o600} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if info.Mode().Perm() != mode || int(st.Uid) != os.Geteuid() {
+			t.Errorf("%s: mode %o owner %d, want %o owned by %d", path, info.Mode().Perm(), st.Uid, mode, os.Geteuid())
+		}
+	}
 }
 
 // TestReloadFailureRetried: a reload that exits non-zero is retried with
@@ -300,8 +314,10 @@ func alive(pid int) bool {
 // TestCommandOutputInError: a failing check's output reaches the error,
 // so `nginx -t` can say what is wrong.
 func TestCommandOutputInError(t *testing.T) {
-	err := runCommand(t.Context(), []string{"sh", "-c", "echo 'unknown directive \"bogus\" in /etc/nginx/nginx.conf:12' >&2; exit 1"}, 5*time.Second)
-	if err == nil || !strings.Contains(err.Error(), `unknown directive "bogus"`) || !strings.Contains(err.Error(), "exit status 1") {
+	// printf assembles the message, so it is in the output and not in the
+	// command line the error also quotes.
+	err := runCommand(t.Context(), []string{"sh", "-c", "printf 'unknown directive \"%s\" in %s:12\\n' bogus /etc/nginx/nginx.conf >&2; exit 1"}, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), `unknown directive "bogus" in /etc/nginx/nginx.conf:12`) || !strings.Contains(err.Error(), "exit status 1") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -377,10 +393,12 @@ func TestPIDFileWithReloadCommand(t *testing.T) {
 	if out := f.m.Flush(t.Context()); out[0].Result != ResultOK || f.lines("nginx.reloads") != 1 {
 		t.Fatalf("live pid: %+v, %d reloads", out, f.lines("nginx.reloads"))
 	}
-	os.WriteFile(svc.PIDFile, []byte("-1"), 0o644)
-	f.m.Changed(f.cfg.Certificates[0], f.write("3"))
-	if out := f.m.Flush(t.Context()); out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "not a process id") {
-		t.Fatalf("pid -1 must be refused, got %+v", out)
+	for i, bad := range []string{"-1", "1", "0"} { // a process group, init, ourselves
+		os.WriteFile(svc.PIDFile, []byte(bad), 0o644)
+		f.m.Changed(f.cfg.Certificates[0], f.write("3"+strconv.Itoa(i)))
+		if out := f.m.Flush(t.Context()); out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "not a process id") {
+			t.Fatalf("pid %s must be refused, got %+v", bad, out)
+		}
 	}
 }
 
@@ -450,7 +468,8 @@ func TestVerify(t *testing.T) {
 				Verify: &config.Verify{Address: srv.addr, Timeout: 300 * time.Millisecond},
 			}}
 			f.cfg.Certificates[0].Notify = []string{"web"}
-			f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond})
+			logs := &cktest.SyncBuffer{}
+			f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, nil))})
 			write := func(data []byte) *sinks.Change {
 				c, err := sinks.WriteSet(filepath.Join(f.dir, "j"), []sinks.File{{Path: f.cfg.Certificates[0].Files.Cert, Data: data, Mode: 0o644, UID: -1, GID: -1}})
 				if err != nil {
@@ -477,6 +496,12 @@ func TestVerify(t *testing.T) {
 			waitFor(t, "served after a new reload", func() bool { return f.status("web").State == StateOK })
 			if f.status("web").Served != Serial(newCert.Leaf) {
 				t.Errorf("status = %+v", f.status("web"))
+			}
+			// The log says which failure it was and what is served now.
+			for _, want := range []string{`does not serve the certificate on disk \(written but not served\)`, `msg="service reloaded" .*served_serial=` + Serial(newCert.Leaf)} {
+				if !regexp.MustCompile(want).MatchString(logs.String()) {
+					t.Errorf("logs lack %q:\n%s", want, logs)
+				}
 			}
 			f.obs.mu.Lock()
 			defer f.obs.mu.Unlock()
@@ -624,10 +649,10 @@ func TestChangesDuringACheck(t *testing.T) {
 			"; while [ ! -e " + filepath.Join(dir, "release") + " ]; do sleep 0.01; done; test ! -e " + filepath.Join(dir, "broken")}
 		return svc
 	}
-	start := func(f *fixture, backoff renewal.Backoff) (stop func()) {
+	start := func(f *fixture, backoff renewal.Backoff, log *slog.Logger) (stop func()) {
 		f.cfg.Services = []config.Service{blocking(f.dir)}
 		f.cfg.Certificates[0].Notify = []string{"nginx"}
-		f.m = New(Options{Config: f.cfg, Backoff: backoff})
+		f.m = New(Options{Config: f.cfg, Backoff: backoff, Log: log})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -650,14 +675,14 @@ func TestChangesDuringACheck(t *testing.T) {
 		f.write("0")
 		os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
 		// No retry by itself during the test: Flush does it below.
-		stop := start(f, renewal.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour})
+		stop := start(f, renewal.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}, nil)
 		arriveDuringCheck(f)
 		waitFor(t, "the check to fail", func() bool { return f.status("nginx").State == StateCheckFailed })
 		if got := f.onDisk(); got != "KEY0/CERT0" {
 			t.Errorf("after the failed check the files hold %s; the change that arrived during it was not rolled back with the batch (want KEY0/CERT0)", got)
 		}
-		if !f.status("nginx").Pending {
-			t.Error("status does not say changes wait")
+		if st := f.status("nginx"); !st.Pending || st.Failures != 1 || strings.Contains(st.LastError, "rolling back failed") {
+			t.Errorf("status after one failed check whose rollback worked: %+v", st)
 		}
 		os.Remove(filepath.Join(f.dir, "broken"))
 		stop()
@@ -676,7 +701,8 @@ func TestChangesDuringACheck(t *testing.T) {
 	t.Run("check passes", func(t *testing.T) {
 		f := newFixture(t)
 		f.write("0")
-		start(f, fastBackoff)
+		logs := &cktest.SyncBuffer{}
+		start(f, fastBackoff, slog.New(slog.NewTextHandler(logs, nil)))
 		arriveDuringCheck(f)
 		waitFor(t, "a second checked reload for the change that arrived during the first check", func() bool {
 			return f.lines("nginx.reloads") == 2 && f.lines("nginx.checks") == 2
@@ -691,5 +717,72 @@ func TestChangesDuringACheck(t *testing.T) {
 		if st := f.status("nginx"); st.State != StateOK || st.Pending {
 			t.Errorf("status after both batches: %+v", st)
 		}
+		// Nothing was rolled back, so nothing is "written again", and
+		// the state file was saved.
+		for _, wrong := range []string{"wrote the rolled-back files again", "cannot save service states"} {
+			if strings.Contains(logs.String(), wrong) {
+				t.Errorf("logs say %q:\n%s", wrong, logs)
+			}
+		}
 	})
+}
+
+// TestFlushRetriesAFailedReload: Flush (one-shot commands, shutdown)
+// reloads a service whose reload failed earlier even with no change
+// waiting, and tries a failing reload flushReloadAttempts times, no more.
+func TestFlushRetriesAFailedReload(t *testing.T) {
+	f := newFixture(t)
+	svc := shell(f.dir, "apache")
+	svc.Check = nil
+	attempts := filepath.Join(f.dir, "attempts")
+	svc.Reload = []string{"sh", "-c", "echo >> " + attempts + "; test -e " + filepath.Join(f.dir, "ok")}
+	f.cfg.Services = []config.Service{svc}
+	f.cfg.Certificates[0].Notify = []string{"apache"}
+	f.m = New(Options{Config: f.cfg, Backoff: renewal.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}})
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	out := f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultReloadFailed {
+		t.Fatalf("flush with a failing reload: %+v", out)
+	}
+	if n := f.lines("attempts"); n != flushReloadAttempts {
+		t.Errorf("flush tried the reload %d times, want %d", n, flushReloadAttempts)
+	}
+	// Nothing new is written; the reload is still owed.
+	os.WriteFile(filepath.Join(f.dir, "ok"), nil, 0o644)
+	out = f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultOK || out[0].Err != nil {
+		t.Fatalf("flush owing a reload: %+v", out)
+	}
+	if out := f.m.Flush(t.Context()); len(out) != 0 {
+		t.Errorf("a flush with nothing owed did %+v", out)
+	}
+}
+
+// TestManagerDefaults: zero options mean the documented defaults, and the
+// n-th consecutive failure waits the backoff of attempt n-1.
+func TestManagerDefaults(t *testing.T) {
+	m := New(Options{Config: &config.Config{}})
+	if m.interval != 200*time.Millisecond || m.backoff != renewal.DefaultBackoff || m.rand == nil || m.log == nil {
+		t.Errorf("defaults: interval %v, backoff %+v", m.interval, m.backoff)
+	}
+	if m := New(Options{Config: &config.Config{}, VerifyInterval: 20 * time.Millisecond}); m.interval != 20*time.Millisecond {
+		t.Errorf("VerifyInterval 20ms became %v", m.interval)
+	}
+	b := renewal.Backoff{Base: time.Second, Max: time.Minute}
+	m = New(Options{Config: &config.Config{}, Backoff: b, Rand: func() float64 { return 0.5 }})
+	for failures, want := range map[int]time.Duration{1: 500 * time.Millisecond, 2: time.Second, 3: 2 * time.Second} {
+		if got := m.retryDelay(failures); got != want {
+			t.Errorf("after %d failures: wait %v, want %v", failures, got, want)
+		}
+	}
+}
+
+// TestSerial: the served serial is printed the way Vault prints serials,
+// so a user can compare `status` with `vault list`.
+func TestSerial(t *testing.T) {
+	for n, want := range map[int64]string{1: "01", 0x0abc: "0a:bc", 0x010203: "01:02:03"} {
+		if got := Serial(&x509.Certificate{SerialNumber: big.NewInt(n)}); got != want {
+			t.Errorf("Serial(%#x) = %q, want %q", n, got, want)
+		}
+	}
 }
