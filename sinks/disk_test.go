@@ -95,10 +95,11 @@ func TestRecoverReportsTempsItCannotRemove(t *testing.T) {
 
 // TestJournalIsPrivate: the journal names every file of the set; it is
 // written 0600 and owned by certkeeper itself, whatever the set's files
-// ask for, before it is renamed into place.
+// ask for, before it is renamed into place, and a state directory made
+// for it is 0700.
 func TestJournalIsPrivate(t *testing.T) {
 	dir := t.TempDir()
-	journal := filepath.Join(dir, "j")
+	journal := filepath.Join(dir, "state", "trust", "j")
 	var checked bool
 	err := withDisk(faultyDisk{onRename: func(from, to string) bool {
 		if to != journal {
@@ -124,6 +125,11 @@ func TestJournalIsPrivate(t *testing.T) {
 	}
 	if !checked {
 		t.Fatal("a two-file set was written without a journal")
+	}
+	for _, d := range []string{filepath.Join(dir, "state"), filepath.Dir(journal)} {
+		if got := perm(t, d); got != 0o700 {
+			t.Errorf("%s made with mode %o, want 700", d, got)
+		}
 	}
 }
 

@@ -224,7 +224,7 @@ func readNoFollow(path string) ([]byte, error) {
 // its final mode and owner before any reader could see it under its name.
 func writeTemp(f File) (string, error) {
 	dir := filepath.Dir(f.Path)
-	if err := mkdirAll(dir); err != nil {
+	if err := mkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("creating directory for %s: %w", f.Path, err)
 	}
 	tmp, err := disk.CreateTemp(dir, "."+filepath.Base(f.Path)+tempMarker+"*")
@@ -281,6 +281,11 @@ func writeJournal(path string, renames []rename) error {
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
+	// Journals live in the state directory, which only certkeeper reads:
+	// if it is made here, it is made private.
+	if err := mkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing journal: %w", err)
+	}
 	tmp, err := writeTemp(File{Path: path, Data: data, Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		return fmt.Errorf("writing journal: %w", err)
@@ -318,11 +323,10 @@ func syncTempDirs(pending []rename) error {
 	return nil
 }
 
-// mkdirAll is os.MkdirAll (mode 0755 before the umask) that also fsyncs
-// the parent of every directory it creates: otherwise a crash could take
-// a new output directory, and a set written into it, away after the write
-// was reported done.
-func mkdirAll(dir string) error {
+// mkdirAll is os.MkdirAll that also fsyncs the parent of every directory
+// it creates: otherwise a crash could take a new output directory, and a
+// set written into it, away after the write was reported done.
+func mkdirAll(dir string, perm fs.FileMode) error {
 	info, err := os.Stat(dir)
 	if err == nil {
 		if !info.IsDir() {
@@ -335,13 +339,13 @@ func mkdirAll(dir string) error {
 	}
 	parent := filepath.Dir(dir)
 	if parent != dir {
-		if err := mkdirAll(parent); err != nil {
+		if err := mkdirAll(parent, perm); err != nil {
 			return err
 		}
 	}
 	// Made by another writer meanwhile: it may not have synced the
 	// parent yet, so sync it here too.
-	if err := disk.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := disk.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return syncDir(parent)
