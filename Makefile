@@ -11,7 +11,7 @@ TAGS     := integration faults
 # Each fuzz target runs this long under `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: all build vault test unit integration demo lint clean package rules fuzz
+.PHONY: all build vault test unit integration demo lint clean package rules fuzz mutate
 
 all: build
 
@@ -54,6 +54,17 @@ fuzz:
 		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
+
+# Mutation testing with gremlins (pinned in test/mutate/go.mod, a module of
+# its own so go.mod stays clean) over the packages that carry the promises:
+# renewal timing, PKI checks, file sets, services, trust bundles, the
+# templates' function gate. Prints killed/lived per package and every
+# surviving mutant with the reason it is accepted (test/mutate/survivors.txt)
+# or NEW. MUTATE_FLOOR fails the run when a package's efficacy is lower.
+MUTATE_PKGS  ?= ./agent/renewal ./agent/pki ./sinks ./services ./agent/trust ./templates
+MUTATE_FLOOR ?= 0
+mutate:
+	cd test/mutate && $(GO) run . -root ../.. -floor $(MUTATE_FLOOR) $(MUTATE_PKGS)
 
 demo: build bin/vault
 	$(GO) run ./test/demo
