@@ -422,11 +422,15 @@ func (s crashSet) destinations() []string {
 
 // crashScenario is one action on disk to crash at every point. setup
 // makes the old state with plain os calls (it counts as durable) and
-// returns the action, which must write only through disk.
+// returns the action, which must write only through disk. recover is
+// what a start does; nil means RecoverSets over the sets' journals (a
+// writer that commits several sets under one journal gives each set
+// that journal, or brings its own recovery here).
 type crashScenario struct {
-	name  string
-	sets  func(root string) []crashSet
-	setup func(t *testing.T, root string) (action func() error)
+	name    string
+	sets    func(root string) []crashSet
+	setup   func(t *testing.T, root string) (action func() error)
+	recover func(sets []crashSet) error
 }
 
 // verdict says, for each set, whether the disk holds its old or its new
@@ -484,8 +488,8 @@ func lookup(m map[string]content, p string) content {
 	return content{absent: true}
 }
 
-// recoverAll is what the agent does at start for every set.
-func recoverAll(sets []crashSet) error {
+// recoverSets is what the agent does at start for every set.
+func recoverSets(sets []crashSet) error {
 	var rs []Set
 	for _, s := range sets {
 		rs = append(rs, Set{Journal: s.journal, Destinations: s.destinations()})
@@ -532,6 +536,10 @@ func explore(t *testing.T, sc crashScenario) int {
 	root := crashRoot(t)
 	action := sc.setup(t, root)
 	sets := sc.sets(root)
+	recoverAll := sc.recover
+	if recoverAll == nil {
+		recoverAll = recoverSets
+	}
 	base := snapshot(t, root)
 	if out, problems := verdict(sets); len(problems) > 0 || slices.ContainsFunc(out, func(s string) bool { return s != "old" }) {
 		t.Fatalf("setup did not leave the old sets: %v %v", out, problems)
