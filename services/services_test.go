@@ -243,8 +243,8 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := info.Sys().(*syscall.Stat_t)
-		if info.Mode().Perm() != mode || int(st.Uid) != os.Geteuid() {
-			t.Errorf("%s: mode %o owner %d, want %o owned by %d", path, info.Mode().Perm(), st.Uid, mode, os.Geteuid())
+		if info.Mode().Perm() != mode || int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
+			t.Errorf("%s: mode %o owner %d:%d, want %o owned by %d:%d", path, info.Mode().Perm(), st.Uid, st.Gid, mode, os.Geteuid(), os.Getegid())
 		}
 	}
 }
@@ -784,5 +784,50 @@ func TestSerial(t *testing.T) {
 		if got := Serial(&x509.Certificate{SerialNumber: big.NewInt(n)}); got != want {
 			t.Errorf("Serial(%#x) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestVerifyWaitsForTheReload: a server that takes a moment after its
+// reload to serve the new certificate (nginx's old workers finish first)
+// is retried until the verify timeout, not reported as not serving it.
+func TestVerifyWaitsForTheReload(t *testing.T) {
+	f := newFixture(t)
+	oldCert, oldPEM := selfSigned(t)
+	newCert, newPEM := selfSigned(t)
+	srv := newTLSServer(t, tls.VersionTLS13, oldCert)
+	reloaded := filepath.Join(f.dir, "reloaded")
+	f.cfg.Services = []config.Service{{
+		Name: "web", Reload: []string{"sh", "-c", "echo >> " + reloaded}, Timeout: time.Second, Settle: 10 * time.Millisecond,
+		Verify: &config.Verify{Address: srv.addr, Timeout: 3 * time.Second},
+	}}
+	f.cfg.Certificates[0].Notify = []string{"web"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond})
+	cert := f.cfg.Certificates[0].Files.Cert
+	if err := os.WriteFile(cert, oldPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := os.Stat(reloaded); err == nil {
+				time.Sleep(300 * time.Millisecond)
+				srv.serve(newCert)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	c, err := sinks.WriteSet(filepath.Join(f.dir, "j"), []sinks.File{{Path: cert, Data: newPEM, Mode: 0o644, UID: -1, GID: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Changed(f.cfg.Certificates[0], c)
+	if out := f.m.Flush(t.Context()); len(out) != 1 || out[0].Result != ResultOK || out[0].Err != nil {
+		t.Fatalf("a server that serves the new certificate 300ms after its reload: %+v", out)
+	}
+	if got := f.obs.get(); !slices.Equal(got, []string{"web:ok"}) {
+		t.Errorf("observer saw %v, want one ok", got)
+	}
+	if n := f.lines("reloaded"); n != 1 {
+		t.Errorf("%d reloads, want 1: the first one took hold", n)
 	}
 }

@@ -136,8 +136,8 @@ func TestWrittenLogAndStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 		sys := info.Sys().(*syscall.Stat_t)
-		if info.Mode().Perm() != mode || int(sys.Uid) != os.Geteuid() {
-			t.Errorf("%s: mode %o owner %d, want %o owned by %d", path, info.Mode().Perm(), sys.Uid, mode, os.Geteuid())
+		if info.Mode().Perm() != mode || int(sys.Uid) != os.Geteuid() || int(sys.Gid) != os.Getegid() {
+			t.Errorf("%s: mode %o owner %d:%d, want %o owned by %d:%d", path, info.Mode().Perm(), sys.Uid, sys.Gid, mode, os.Geteuid(), os.Getegid())
 		}
 	}
 }
