@@ -11,7 +11,7 @@ TAGS     := integration faults
 # Each fuzz target runs this long under `make fuzz`.
 FUZZTIME ?= 20s
 
-.PHONY: all build vault test unit integration demo lint clean package rules fuzz mutate
+.PHONY: all build vault test unit integration demo lint clean package rules fuzz vulncheck mutate
 
 all: build
 
@@ -47,8 +47,8 @@ integration: bin/vault build
 
 # Each parser of outside data, fuzzed for FUZZTIME. The committed seed
 # corpora (testdata/fuzz) run in every `go test` anyway.
-FUZZ_TARGETS := ./config:FuzzParse ./agent/pki:FuzzParseCertificates ./agent/pki:FuzzParseKey \
-	./agent/pki:FuzzParseCRLs ./agent/vault:FuzzParseIssued ./agent/vault:FuzzParseRetryAfter
+FUZZ_TARGETS := ./config:FuzzParse ./internal/pki:FuzzParseCertificates ./internal/pki:FuzzParseKey \
+	./internal/pki:FuzzParseCRLs ./vault:FuzzParseIssued ./vault:FuzzParseRetryAfter
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
@@ -62,7 +62,7 @@ fuzz:
 # surviving mutant with the reason it is accepted (test/mutate/survivors.txt)
 # or NEW. MUTATE_FLOOR (a percentage) fails the run when the overall score
 # is lower or a survivor is NEW. About 13 minutes on 2 cores.
-MUTATE_PKGS  ?= ./agent/renewal ./agent/pki ./sinks ./services ./agent/trust ./templates
+MUTATE_PKGS  ?= ./internal/renewal ./internal/pki ./sinks ./services ./trust ./templates
 MUTATE_FLOOR ?= 0
 mutate:
 	cd test/mutate && $(GO) run . -root ../.. -floor $(MUTATE_FLOOR) $(MUTATE_PKGS)
@@ -71,8 +71,9 @@ demo: build bin/vault
 	$(GO) run ./test/demo
 
 # dist/certkeeper_<version>_amd64.deb, built with nfpm as a Go tool (pinned
-# in packaging/go.mod): the static binary, the systemd unit, an example config
-# as a conffile, a system user, and a man page made from `certkeeper -h`.
+# in packaging/go.mod): the static binary, the systemd unit, the host config
+# as a conffile, the sudoers drop-in, a system user, the README and examples,
+# and a man page made by `certkeeper man` (its -h text and every config key).
 DEB_VERSION := $(shell echo $(VERSION) | sed -e 's/^v//' -e 's/^\([0-9a-f]\{7,\}\)/0.0.0+g\1/' -e 's/-dirty/.dirty/')
 package: build
 	mkdir -p dist
@@ -87,6 +88,25 @@ lint:
 
 clean:
 	rm -rf bin dist
+
+# govulncheck with a vulnerability database built here from the
+# golang.org/x/vulndb module, which the Go module proxy serves like any
+# module: no access to vuln.go.dev is needed. -scan package also fails on
+# a vulnerable package that is imported but not (yet) called. Both are
+# pinned; bump VULNDB_VERSION (go list -m golang.org/x/vulndb@latest) to
+# check against newer advisories. The standard library is checked at the
+# version of the go command that runs this, the one that builds the binary.
+VULN_VERSION   := v1.9.0
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB         := bin/vulndb-$(VULNDB_VERSION)
+vulncheck: $(VULNDB)
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(VULN_VERSION) -db file://$(CURDIR)/$(VULNDB) -scan package ./...
+$(VULNDB):
+	rm -rf $@.tmp
+	src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+		test -d "$$src/data/osv" && \
+		$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out $@.tmp
+	mv $@.tmp $@
 
 # Side by side on one dev Vault: certkeeper, Vault Agent and a bare
 # vault/api client (test/bench). Prints a table of medians and writes it to

@@ -12,17 +12,17 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/schedule"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/schedule"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // Issuer gets certificates signed; *vault.Client is the real one.
@@ -142,8 +142,8 @@ type Result struct {
 func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*Result, error) {
 	log := a.log.With("cert", c.Name)
 	reconfigured := a.takeReconfigured(c.Name)
-	if err := os.MkdirAll(a.config().StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
+	if err := statedir.Dir(a.config().StateDir).Ensure(); err != nil {
+		return nil, err
 	}
 	if err := a.recoverFiles(c); err != nil {
 		return nil, err
@@ -218,15 +218,7 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 // obtain gets a new certificate from Vault and checks it before anything
 // is written.
 func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logger) (*held, error) {
-	req := vault.CertRequest{
-		Mount:      c.Mount,
-		Role:       c.Role,
-		CommonName: c.CommonName,
-		AltNames:   c.AltNames,
-		IPSANs:     c.IPSANs,
-		URISANs:    c.URISANs,
-		TTL:        c.TTL,
-	}
+	req := vault.CertRequest{Certificate: c}
 	var key crypto.Signer
 	if c.IssueMode == config.ModeSign {
 		var err error
@@ -273,7 +265,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		Version:  recordVersion,
 		Mount:    c.Mount,
 		Role:     c.Role,
-		Serial:   serial(b),
+		Serial:   pki.Serial(b.Leaf),
 		IssuedAt: a.now().UTC(),
 		CAChain:  sharedCAs.intern(string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...))),
 	}}
@@ -301,7 +293,8 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	change, err := sinks.WriteSet(journalPath(a.config().StateDir, c.Name), files)
+	dir := statedir.Dir(a.config().StateDir)
+	change, err := sinks.WriteSet(dir.CertificateJournal(c.Name), files)
 	if err != nil {
 		return nil, err
 	}
@@ -311,8 +304,9 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	at, _ := renewAt(c, h)
 	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
 	// The record is certkeeper's own; only the outputs matter to servers.
-	res.Written = slices.DeleteFunc(slices.Clone(change.Written), func(p string) bool { return p == recordPath(a.config().StateDir, c.Name) })
-	res.Missing = slices.DeleteFunc(change.Created(), func(p string) bool { return p == recordPath(a.config().StateDir, c.Name) })
+	record := dir.CertificateRecord(c.Name)
+	res.Written = slices.DeleteFunc(slices.Clone(change.Written), func(p string) bool { return p == record })
+	res.Missing = slices.DeleteFunc(change.Created(), func(p string) bool { return p == record })
 	if len(res.Written) > 0 {
 		res.Action = Restored
 		if a.notifier != nil {

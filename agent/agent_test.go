@@ -18,9 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // fakeVault signs CSRs with an in-memory CA. The real Vault is exercised by
@@ -240,8 +241,8 @@ func TestOneFailureDoesNotBlockOthers(t *testing.T) {
 			if o.Err == nil || o.Status.State != StateMissing || o.Status.Failures != 1 {
 				t.Errorf("bad: %+v", o)
 			}
-			if n := fv.count("bad.example.internal"); n != onceAttempts {
-				t.Errorf("bad was tried %d times, want %d", n, onceAttempts)
+			if n := fv.count("bad.example.internal"); n != backoff.OneShot.Attempts {
+				t.Errorf("bad was tried %d times, want %d", n, backoff.OneShot.Attempts)
 			}
 			continue
 		}

@@ -2,10 +2,9 @@ package agent
 
 import (
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
-	"fmt"
 	"sync"
+
+	"github.com/certkeeper/certkeeper/internal/pki"
 )
 
 // sharedCAs lets every certificate issued by the same CAs share one parsed
@@ -34,27 +33,7 @@ type caCache struct {
 // it came in (Vault's issuing_ca and ca_chain, or a record on disk). The
 // certificates are shared: callers must not modify them.
 func (c *caCache) parse(pemText string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := []byte(pemText)
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := c.cert(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing certificate %d: %w", len(out)+1, err)
-		}
-		out = append(out, cert)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate found")
-	}
-	return out, nil
+	return pki.ParseCertificatesWith([]byte(pemText), c.cert)
 }
 
 func (c *caCache) cert(der []byte) (*x509.Certificate, error) {

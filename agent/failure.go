@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // logFailure logs a failed pass once, where it is handled. Most failures
@@ -16,7 +16,7 @@ func (a *Agent) logFailure(name string, err error, st Status) {
 		"retry_at", st.NextAttempt.Format(time.RFC3339), "current_not_after", formatTime(st.NotAfter)}
 	var denied *vault.DeniedError
 	if errors.As(err, &denied) {
-		a.log.Error("renewal failed: vault policy denies it and logging in again does not help; fix the policy (keeping the files on disk, retrying with backoff)",
+		a.log.Error("renewal failed: vault policy denies it and logging in again does not help; fix the policy, or the mount or role in the config if it does not exist (keeping the files on disk, retrying with backoff)",
 			append(args, "alert", "vault_permission_denied", "path", denied.Path)...)
 		return
 	}

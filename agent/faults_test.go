@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/test/cktest"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // TestWriteFailureDoesNotReissue: when the certificate Vault signed cannot
@@ -60,7 +60,7 @@ func TestWriteFailureDoesNotReissue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := serial(&pki.Bundle{Leaf: leaves[0]}); got != res.Serial {
+	if got := pki.Serial(leaves[0]); got != res.Serial {
 		t.Errorf("written serial %s, result says %s", got, res.Serial)
 	}
 }

@@ -33,9 +33,9 @@ func formatted(c config.Certificate, h *held) ([]sinks.File, error) {
 		for _, t := range c.Templates {
 			out, err := h.renders.render(t, view)
 			if err != nil {
-				return nil, fmt.Errorf("rendering template %s for %s: %w", t.Input().Name, t.Destination, err)
+				return nil, fmt.Errorf("rendering template %s for %s: %w", templates.InputOf(t).Name, t.Destination, err)
 			}
-			if t.Mode&0o007 != 0 && includesKey(out, view.Key) {
+			if t.Mode&0o007 != 0 && includesKey(t, out, view.Key) {
 				return nil, fmt.Errorf("template output %s includes the private key but its mode %04o lets every user read it; refusing to write it", t.Destination, t.Mode)
 			}
 			files = append(files, sinks.File{Path: t.Destination, Data: out, Mode: t.Mode, UID: t.UID, GID: t.GID})
@@ -52,8 +52,14 @@ func formatted(c config.Certificate, h *held) ([]sinks.File, error) {
 }
 
 // includesKey is a last guard on templates whose mode is open to every
-// user; validate refuses those whose dry run shows the key.
-func includesKey(out []byte, keyPEM string) bool {
+// user (validate refuses the same ones): the template's syntax tree
+// decides, since an encoded key (base64Encode, toUpper) does not look like
+// a key in the output; the output is searched too, in case a template
+// reaches the key in a way the tree does not show.
+func includesKey(t config.Template, out []byte, keyPEM string) bool {
+	if uses, err := templates.UsesKey(templates.InputOf(t)); err != nil || uses {
+		return true
+	}
 	if bytes.Contains(out, []byte("PRIVATE KEY-----")) {
 		return true
 	}
@@ -84,7 +90,7 @@ func (m *renderMemo) render(t config.Template, view templates.Certificate) ([]by
 	if out, ok := m.out[id]; ok {
 		return out, nil
 	}
-	out, err := templates.Render(t.Input(), view)
+	out, err := templates.Render(templates.InputOf(t), view)
 	if err != nil {
 		return nil, err
 	}

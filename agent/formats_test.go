@@ -12,8 +12,8 @@ import (
 
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/templates"
 )
 
@@ -245,18 +245,58 @@ func TestTemplateFailureKeepsTheWholeSet(t *testing.T) {
 	}
 }
 
-// TestKeyInWorldReadableTemplateRefused: the last guard, for a template
-// that validate could not see put the key in its output.
+// TestKeyInWorldReadableTemplateRefused: the last guard, for a config
+// built without validate (or a template validate let through) whose output
+// holds the key, plainly or encoded, in a file every user can read.
 func TestKeyInWorldReadableTemplateRefused(t *testing.T) {
-	cfg := testConfig(t, "web")
-	dest := filepath.Join(filepath.Dir(cfg.Certificates[0].Files.Cert), "leak.pem")
-	cfg.Certificates[0].Templates = []config.Template{{Text: "{{ with certificate }}{{ if .Serial }}{{ .Key }}{{ end }}{{ end }}", Destination: dest, Mode: 0o644, UID: -1, GID: -1}}
-	a := New(Options{Config: cfg, Issuer: newFakeVault(t)})
-	_, err := a.ensure(t.Context(), cfg.Certificates[0], false)
-	if err == nil || !strings.Contains(err.Error(), "includes the private key but its mode 0644") {
-		t.Fatalf("err = %v", err)
+	for _, text := range []string{
+		"{{ with certificate }}{{ if .Serial }}{{ .Key }}{{ end }}{{ end }}",
+		"{{ with certificate }}{{ .Key | base64Encode }}{{ end }}",
+		"{{ with certificate }}{{ sprig_b64enc .Key }}{{ end }}",
+		"{{ certificate | toJSON | base64Encode }}",
+	} {
+		cfg := testConfig(t, "web")
+		dest := filepath.Join(filepath.Dir(cfg.Certificates[0].Files.Cert), "leak.pem")
+		cfg.Certificates[0].Templates = []config.Template{{Text: text, Destination: dest, Mode: 0o644, UID: -1, GID: -1}}
+		a := New(Options{Config: cfg, Issuer: newFakeVault(t)})
+		_, err := a.ensure(t.Context(), cfg.Certificates[0], false)
+		if err == nil || !strings.Contains(err.Error(), "includes the private key but its mode 0644") {
+			t.Errorf("%s: err = %v", text, err)
+		}
+		if _, err := os.Stat(dest); err == nil {
+			t.Errorf("%s: a world-readable file with the key was written", text)
+		}
 	}
-	if _, err := os.Stat(dest); err == nil {
-		t.Error("a world-readable file with the key was written")
+}
+
+// TestTemplateErrorCarriesNoKey: a template that fails on the key through
+// a function that quotes its argument fails the set, and neither the error
+// nor the status (which status and /v1/status show) holds the key.
+func TestTemplateErrorCarriesNoKey(t *testing.T) {
+	cfg := testConfig(t, "web")
+	c := &cfg.Certificates[0]
+	c.Templates = []config.Template{{Text: "{{ with certificate }}{{ parseInt .Key }}{{ end }}",
+		Destination: filepath.Join(filepath.Dir(c.Files.Cert), "web.num"), Mode: 0o600, UID: -1, GID: -1}}
+	a := New(Options{Config: cfg, Issuer: newFakeVault(t)})
+	out := a.Once(t.Context())
+	if out[0].Err == nil {
+		t.Fatal("a template that cannot render did not fail the set")
+	}
+	h := a.pending["web"]
+	if h == nil {
+		t.Fatal("the certificate obtained was not kept for the next attempt")
+	}
+	key, err := pki.MarshalKey(h.bundle.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Split(string(key), "\n")[1]
+	for what, s := range map[string]string{"error": out[0].Err.Error(), "status": out[0].Status.LastError, "statuses": a.Statuses()[0].LastError} {
+		if strings.Contains(s, body[:24]) {
+			t.Errorf("the %s carries the private key: %s", what, s)
+		}
+		if !strings.Contains(s, "at <parseInt .Key>") {
+			t.Errorf("the %s does not say where the template failed: %s", what, s)
+		}
 	}
 }

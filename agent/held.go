@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/renewal"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -41,9 +40,6 @@ type record struct {
 }
 
 const recordVersion = 1
-
-func recordPath(stateDir, name string) string  { return filepath.Join(stateDir, name+".json") }
-func journalPath(stateDir, name string) string { return filepath.Join(stateDir, name+".journal") }
 
 // outputs are the files a held certificate must be on disk as, including
 // its record: one set, so they change together.
@@ -81,7 +77,7 @@ func outputs(cfg *config.Config, c config.Certificate, h *held) ([]sinks.File, e
 		return nil, err
 	}
 	files = append(files, extra...)
-	files = append(files, sinks.File{Path: recordPath(cfg.StateDir, c.Name), Data: append(rec, '\n'), Mode: 0o600, UID: -1, GID: -1})
+	files = append(files, sinks.File{Path: statedir.Dir(cfg.StateDir).CertificateRecord(c.Name), Data: append(rec, '\n'), Mode: 0o600, UID: -1, GID: -1})
 	return files, nil
 }
 
@@ -89,7 +85,7 @@ func outputs(cfg *config.Config, c config.Certificate, h *held) ([]sinks.File, e
 // recovery.
 func destinations(cfg *config.Config, c config.Certificate) []string {
 	var out []string
-	for _, p := range []string{c.Files.Key, c.Files.Cert, c.Files.Chain, c.Files.Fullchain, c.Files.CA, recordPath(cfg.StateDir, c.Name)} {
+	for _, p := range []string{c.Files.Key, c.Files.Cert, c.Files.Chain, c.Files.Fullchain, c.Files.CA, statedir.Dir(cfg.StateDir).CertificateRecord(c.Name)} {
 		if p != "" {
 			out = append(out, p)
 		}
@@ -123,18 +119,18 @@ func loadHeld(cfg *config.Config, c config.Certificate) (*held, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Files.Key, err)
 	}
-	recJSON, err := sinks.ReadFile(recordPath(cfg.StateDir, c.Name))
+	recJSON, err := sinks.ReadFile(statedir.Dir(cfg.StateDir).CertificateRecord(c.Name))
 	if err != nil {
 		return nil, fmt.Errorf("no record of where the certificate came from: %w", err)
 	}
 	var rec record
 	if err := json.Unmarshal(recJSON, &rec); err != nil || rec.Version != recordVersion {
-		return nil, fmt.Errorf("state file %s is unreadable or from another version", recordPath(cfg.StateDir, c.Name))
+		return nil, fmt.Errorf("state file %s is unreadable or from another version", statedir.Dir(cfg.StateDir).CertificateRecord(c.Name))
 	}
 	rec.CAChain = sharedCAs.intern(rec.CAChain)
 	chain, err := sharedCAs.parse(rec.CAChain)
 	if err != nil {
-		return nil, fmt.Errorf("state file %s: ca chain: %w", recordPath(cfg.StateDir, c.Name), err)
+		return nil, fmt.Errorf("state file %s: ca chain: %w", statedir.Dir(cfg.StateDir).CertificateRecord(c.Name), err)
 	}
 	return &held{bundle: pki.NewBundle(certs[0], key, chain), record: rec}, nil
 }
@@ -161,17 +157,4 @@ func renewAt(c config.Certificate, h *held) (time.Time, bool) {
 	p := renewal.Policy{Fraction: c.RenewFraction, Jitter: c.RenewJitter, Before: c.RenewBefore}
 	t := renewal.Times{NotBefore: h.bundle.Leaf.NotBefore, NotAfter: h.bundle.Leaf.NotAfter, Issued: h.record.IssuedAt}
 	return renewal.At(t, p, renewal.UnitFromSerial(c.Name, h.record.Serial))
-}
-
-// serial formats a serial number the way Vault prints it.
-func serial(b *pki.Bundle) string {
-	hex := fmt.Sprintf("%x", b.Leaf.SerialNumber)
-	if len(hex)%2 == 1 {
-		hex = "0" + hex
-	}
-	var parts []string
-	for i := 0; i < len(hex); i += 2 {
-		parts = append(parts, hex[i:i+2])
-	}
-	return strings.Join(parts, ":")
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/vault"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 type passLog struct {

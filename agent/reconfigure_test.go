@@ -180,7 +180,11 @@ func TestOutputsChangedRestores(t *testing.T) {
 	a := New(Options{Config: cfg, Issuer: fv})
 	running(t, a)
 	c := cfg.Certificates[0]
-	waitFor(t, "web issued", func() bool { _, err := os.Stat(c.Files.Key); return err == nil })
+	// Issued means held: the key file alone exists a moment before the
+	// agent holds the certificate, and OutputsChanged skips what is not held.
+	waitFor(t, "web issued", func() bool {
+		return slices.ContainsFunc(a.Statuses(), func(st Status) bool { return st.Name == "web" && st.LastResult == string(Issued) })
+	})
 	want := readAll(t, c.Files.Key)
 	os.Remove(c.Files.Key)
 	if names := a.OutputsChanged([]string{c.Files.Key, "/not/ours"}); !slices.Equal(names, []string{"web"}) {

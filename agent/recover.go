@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -23,7 +24,7 @@ func (a *Agent) recoverFiles(c config.Certificate) error {
 	a.sweepAll.Do(func() {
 		sets := make([]sinks.Set, len(cfg.Certificates))
 		for i, c := range cfg.Certificates {
-			sets[i] = sinks.Set{Journal: journalPath(cfg.StateDir, c.Name), Destinations: destinations(cfg, c)}
+			sets[i] = sinks.Set{Journal: statedir.Dir(cfg.StateDir).CertificateJournal(c.Name), Destinations: destinations(cfg, c)}
 		}
 		// A set that failed here is retried, and its error reported, by
 		// its own pass below.
@@ -34,7 +35,7 @@ func (a *Agent) recoverFiles(c config.Certificate) error {
 		}
 	})
 	unswept := a.swept.missing(destinations(cfg, c))
-	if err := sinks.Recover(journalPath(cfg.StateDir, c.Name), unswept); err != nil {
+	if err := sinks.Recover(statedir.Dir(cfg.StateDir).CertificateJournal(c.Name), unswept); err != nil {
 		return err
 	}
 	a.swept.add(unswept)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/internal/statedir"
 )
 
 // TestCrashLeftoversSweptAtStart: temp files a crashed process left beside
@@ -57,7 +59,7 @@ func TestJournalFinishedOnEveryPass(t *testing.T) {
 	os.WriteFile(certTmp, cert, 0o644)
 	os.Remove(c.Files.Cert)
 	journal, _ := json.Marshal([]map[string]string{{"from": keyTmp, "to": c.Files.Key}, {"from": certTmp, "to": c.Files.Cert}})
-	if err := os.WriteFile(journalPath(cfg.StateDir, c.Name), journal, 0o600); err != nil {
+	if err := os.WriteFile(statedir.Dir(cfg.StateDir).CertificateJournal(c.Name), journal, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -71,7 +73,7 @@ func TestJournalFinishedOnEveryPass(t *testing.T) {
 	if got := readAll(t, c.Files.Key, c.Files.Cert); got != held {
 		t.Error("files differ from the set the journal named")
 	}
-	if _, err := os.Stat(journalPath(cfg.StateDir, c.Name)); err == nil {
+	if _, err := os.Stat(statedir.Dir(cfg.StateDir).CertificateJournal(c.Name)); err == nil {
 		t.Error("journal left behind")
 	}
 }

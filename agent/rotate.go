@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 )
 
 // rotation is the state forced renewals need: which certificates must be
@@ -32,21 +33,32 @@ type Scheduled struct {
 
 // Rotate renews the named certificates (every one when names is empty)
 // even though they are valid, each at a random point within spread from
-// now, so a fleet rotating at once spreads its load on Vault. The running
-// agent (Run) does the work; Rotate only schedules it.
+// now, so a fleet rotating at once spreads its load on Vault. A rotation
+// only ever brings a pass forward: a point drawn beyond rotateBy is
+// clamped to it. The running agent (Run) does the work; Rotate only
+// schedules it.
 func (a *Agent) Rotate(names []string, spread time.Duration) ([]Scheduled, error) {
 	certs, err := a.pick(names)
 	if err != nil {
 		return nil, err
 	}
 	now := a.now()
+	// Deadlines first: rotateBy may read the certificate from disk, which
+	// must not happen under the rotation lock that every pass takes.
+	by := make([]time.Time, len(certs))
+	for i, c := range certs {
+		by[i] = a.rotateBy(c, now)
+	}
 	r := &a.rot
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
 	var out []Scheduled
-	for _, c := range certs {
+	for i, c := range certs {
 		at := now.Add(time.Duration(a.rand() * float64(spread)))
+		if at.After(by[i]) {
+			at = by[i]
+		}
 		r.seq++
 		r.forced[c.Name] = r.seq
 		if r.inflight[c.Name] {
@@ -60,6 +72,43 @@ func (a *Agent) Rotate(names []string, spread time.Duration) ([]Scheduled, error
 	}
 	return out, nil
 }
+
+// rotateMargin is the share of a certificate's lifetime before NotAfter
+// that a forced rotation never reaches, whatever the renewal policy says:
+// a rotation that starts that late has no room left for a retry.
+const rotateMargin = 0.10
+
+// rotateBy is the latest a forced rotation of c may start. A spread exists
+// to spare Vault, never to delay a renewal: the rotation starts no later
+// than the pass already queued (the certificate's own renewal point, or a
+// retry after a failure), nor than the renewal point of the certificate
+// held, nor than its expiry minus rotateMargin of its life. A certificate
+// that is missing or no longer fits the config is due now. Three 2-minute
+// certificates rotated with -spread 1h all expired before this existed.
+func (a *Agent) rotateBy(c config.Certificate, now time.Time) time.Time {
+	by := now.Add(maxDuration)
+	take := func(t time.Time) {
+		if t.Before(by) {
+			by = t
+		}
+	}
+	if at, queued := a.queue.When(c.Name); queued {
+		take(at)
+	}
+	h, _ := a.current(c, now)
+	if h == nil {
+		take(now)
+		return by
+	}
+	at, _ := renewAt(c, h)
+	take(at)
+	leaf := h.bundle.Leaf
+	take(leaf.NotAfter.Add(-time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * rotateMargin)))
+	return by
+}
+
+// maxDuration is the longest time.Duration, about 292 years.
+const maxDuration = time.Duration(1<<63 - 1)
 
 func (r *rotation) init() {
 	if r.forced == nil {
@@ -155,8 +204,8 @@ func (a *Agent) rotated(name string, req int) {
 
 // RotateOnce is Rotate without a running agent, for `certkeeper rotate`
 // when no daemon answers: it renews the named certificates (or all) now,
-// each after a random wait within spread, and returns one outcome per
-// certificate, in config order.
+// each after a random wait within spread (never past rotateBy), and
+// returns one outcome per certificate, in config order.
 func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Duration) ([]Outcome, error) {
 	certs, err := a.pick(names)
 	if err != nil {
@@ -166,7 +215,8 @@ func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Dura
 	sem := make(chan struct{}, a.config().Vault.MaxParallel)
 	var wg sync.WaitGroup
 	for i, c := range certs {
-		wait := time.Duration(a.rand() * float64(spread))
+		now := a.now()
+		wait := min(time.Duration(a.rand()*float64(spread)), max(0, a.rotateBy(c, now).Sub(now)))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -188,21 +238,13 @@ func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Dura
 
 func (a *Agent) rotateOne(ctx context.Context, c config.Certificate) Outcome {
 	var res *Result
-	var err error
-	for attempt := 1; ctx.Err() == nil; attempt++ {
-		res, err = a.ensure(ctx, c, true)
-		if err == nil || attempt == onceAttempts {
-			break
-		}
-		d := a.retryDelay(onceBackoff, attempt, err)
-		a.log.Warn("attempt failed, retrying", "cert", c.Name, "error", err, "retry_in", d.String())
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
-	}
-	if res == nil && err == nil {
-		err = ctx.Err()
+	// A wait within spread cut short by ctx: no attempt at all.
+	err := ctx.Err()
+	if err == nil {
+		err = backoff.OneShot.Do(ctx, a.oneShot(c), func() (err error) {
+			res, err = a.ensure(ctx, c, true)
+			return err
+		})
 	}
 	st := a.record(c, res, err)
 	return Outcome{Result: res, Err: err, Status: st}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,7 +85,12 @@ func TestRotateSpread(t *testing.T) {
 	}
 	now := time.Now()
 	r := rand.New(rand.NewPCG(1, 2))
-	a := New(Options{Config: testConfig(t, names...), Issuer: newFakeVault(t), Now: func() time.Time { return now }, Rand: r.Float64})
+	// Two-day certificates renew a day from now: the whole window is
+	// before their renewal points, so nothing clamps it.
+	fv := newFakeVault(t)
+	fv.life = 48 * time.Hour
+	a := New(Options{Config: testConfig(t, names...), Issuer: fv, Now: func() time.Time { return now }, Rand: r.Float64})
+	a.Once(t.Context())
 	sched, err := a.Rotate(nil, time.Hour)
 	if err != nil || len(sched) != 200 {
 		t.Fatalf("Rotate(all) = %d, %v", len(sched), err)
@@ -153,5 +159,73 @@ func TestRotateOnce(t *testing.T) {
 	}
 	if fv.count("api.example.internal") != 2 || fv.count("web.example.internal") != 1 {
 		t.Errorf("issued web %d, api %d times; want 1 and 2", fv.count("web.example.internal"), fv.count("api.example.internal"))
+	}
+}
+
+// TestRotateSpreadNeverDelaysRenewal: a spread may only bring a pass
+// forward. Three 2-minute certificates rotated through the running agent
+// with a one-hour spread (and a draw near its end) must all still start no
+// later than their own renewal points, and well before expiry; before this
+// was fixed they were scheduled an hour out and expired.
+func TestRotateSpreadNeverDelaysRenewal(t *testing.T) {
+	cfg := testConfig(t, "a", "b", "c")
+	fv := newFakeVault(t)
+	fv.life = 2 * time.Minute
+	var draw atomic.Value
+	draw.Store(0.5)
+	a := New(Options{Config: cfg, Issuer: fv, Rand: func() float64 { return draw.Load().(float64) }})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		a.Run(ctx, func() { close(ready) })
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	<-ready
+	draw.Store(0.99)
+	sched, err := a.Rotate(nil, time.Hour)
+	if err != nil || len(sched) != 3 {
+		t.Fatalf("Rotate = %v, %v", sched, err)
+	}
+	for _, s := range sched {
+		var st Status
+		for _, x := range a.Statuses() {
+			if x.Name == s.Name {
+				st = x
+			}
+		}
+		if st.RenewAt.IsZero() {
+			t.Fatalf("%s has no renewal point: %+v", s.Name, st)
+		}
+		if s.At.After(st.RenewAt) {
+			t.Errorf("%s: rotation at %s, after its own renewal point %s (expiry %s)", s.Name, s.At.Format(time.TimeOnly), st.RenewAt.Format(time.TimeOnly), st.NotAfter.Format(time.TimeOnly))
+		}
+		margin := time.Duration(float64(st.NotAfter.Sub(st.NotBefore)) * rotateMargin)
+		if s.At.After(st.NotAfter.Add(-margin)) {
+			t.Errorf("%s: rotation at %s, within %s of expiry %s", s.Name, s.At.Format(time.TimeOnly), margin, st.NotAfter.Format(time.TimeOnly))
+		}
+	}
+}
+
+// TestRotateOnceSpreadNeverDelaysRenewal: without a daemon, the random
+// wait is clamped the same way: a certificate whose renewal point is a
+// moment away is rotated then, not after most of an hour.
+func TestRotateOnceSpreadNeverDelaysRenewal(t *testing.T) {
+	cfg := testConfig(t, "web")
+	fv := newFakeVault(t)
+	fv.life = 3 * time.Second
+	a := New(Options{Config: cfg, Issuer: fv})
+	if out := a.Once(t.Context()); out[0].Err != nil {
+		t.Fatal(out[0].Err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	out, err := New(Options{Config: cfg, Issuer: fv, Rand: func() float64 { return 0.99 }}).RotateOnce(ctx, nil, time.Hour)
+	if err != nil || len(out) != 1 || out[0].Err != nil {
+		t.Fatalf("RotateOnce with -spread 1h on a certificate due in seconds = %+v, %v", out, err)
+	}
+	if fv.count("web.example.internal") != 2 {
+		t.Errorf("web issued %d times, want 2", fv.count("web.example.internal"))
 	}
 }

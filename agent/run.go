@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/renewal"
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // Run keeps every certificate fresh until ctx ends. ready, if not nil, is
@@ -107,20 +107,25 @@ func (a *Agent) logResult(res *Result, st Status) {
 }
 
 // retryDelay is how long to wait after the failures-th consecutive failure.
-func (a *Agent) retryDelay(b renewal.Backoff, failures int, err error) time.Duration {
-	d := b.Delay(failures-1, a.rand())
-	var ve *vault.Error
-	if errors.As(err, &ve) && ve.RetryAfter > d {
-		d = ve.RetryAfter
-	}
-	return d
+func (a *Agent) retryDelay(b backoff.Backoff, failures int, err error) time.Duration {
+	return max(b.Delay(failures-1, a.rand()), retryAfter(err))
 }
 
-// onceBackoff keeps `certkeeper once` short enough for config management
-// while riding out a brief Vault hiccup.
-var onceBackoff = renewal.Backoff{Base: time.Second, Max: 5 * time.Second, Min: 500 * time.Millisecond}
+// retryAfter is the wait Vault asked for (429 with Retry-After), if any.
+func retryAfter(err error) time.Duration {
+	var ve *vault.Error
+	if errors.As(err, &ve) {
+		return ve.RetryAfter
+	}
+	return 0
+}
 
-const onceAttempts = 3
+// oneShot are the retry hooks of the one-shot commands for c.
+func (a *Agent) oneShot(c config.Certificate) backoff.Hooks {
+	return backoff.Hooks{Rand: a.rand, AtLeast: retryAfter, Retrying: func(err error, d time.Duration) {
+		a.log.Warn("attempt failed, retrying", "cert", c.Name, "error", err, "retry_in", d.String())
+	}}
+}
 
 // Outcome is what Once did for one certificate.
 type Outcome struct {
@@ -151,19 +156,10 @@ func (a *Agent) Once(ctx context.Context) []Outcome {
 
 func (a *Agent) onceOne(ctx context.Context, c config.Certificate) Outcome {
 	var res *Result
-	var err error
-	for attempt := 1; ; attempt++ {
+	err := backoff.OneShot.Do(ctx, a.oneShot(c), func() (err error) {
 		res, err = a.ensure(ctx, c, false)
-		if err == nil || attempt == onceAttempts || ctx.Err() != nil {
-			break
-		}
-		d := a.retryDelay(onceBackoff, attempt, err)
-		a.log.Warn("attempt failed, retrying", "cert", c.Name, "error", err, "retry_in", d.String())
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
-	}
+		return err
+	})
 	st := a.record(c, res, err)
 	a.observe(st, res, err)
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 )
 
 // States a certificate can be in, as status and metrics show them.
@@ -59,7 +59,7 @@ func (a *Agent) record(c config.Certificate, res *Result, err error) Status {
 		st.Failures++
 		st.LastResult = "failed"
 		st.LastError = strings.ReplaceAll(err.Error(), "\n", "; ")
-		st.NextAttempt = now.Add(a.retryDelay(renewal.DefaultBackoff, st.Failures, err))
+		st.NextAttempt = now.Add(a.retryDelay(backoff.Default, st.Failures, err))
 	} else {
 		st.Failures = 0
 		st.LastResult = string(res.Action)

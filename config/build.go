@@ -22,7 +22,21 @@ import (
 // instead of stopping at the first.
 type builder struct {
 	dir   string // relative paths are relative to the config file
+	opts  Options
+	file  string // the config file, absolute; no output may overwrite it
 	diags hcl.Diagnostics
+	// warnings are valid but unsafe settings (Config.Warnings).
+	warnings hcl.Diagnostics
+}
+
+// warn records something valid but unsafe; validate prints it.
+func (b *builder) warn(rng hcl.Range, format string, args ...any) {
+	r := rng
+	b.warnings = append(b.warnings, &hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  fmt.Sprintf(format, args...),
+		Subject:  &r,
+	})
 }
 
 func (b *builder) fail(rng hcl.Range, format string, args ...any) {
@@ -66,8 +80,10 @@ func (b *builder) build(raw *rawFile) *Config {
 		}
 		cfg.Certificates = append(cfg.Certificates, c)
 	}
-	if len(raw.Certificates) == 0 {
-		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" block is required`)
+	// A host whose own server certificate comes from elsewhere may use
+	// certkeeper only to keep the CAs and CRLs it verifies clients with.
+	if len(raw.Certificates) == 0 && len(raw.TrustBundles) == 0 {
+		b.fail(raw.Body.MissingItemRange(), `at least one "certificate" or "trust_bundle" block is required`)
 	}
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
@@ -141,9 +157,37 @@ func (b *builder) addresses(rv *rawVault) []string {
 		u, err := url.Parse(a)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			b.fail(rng, "vault address %q must be an http:// or https:// URL", a)
+			continue
+		}
+		if PlainHTTP(a) {
+			from := ""
+			if val.IsNull() {
+				from = " (from VAULT_ADDR)"
+			}
+			b.warn(rng, "vault address %s%s %s", a, from, PlainHTTPRisk)
 		}
 	}
 	return addrs
+}
+
+// PlainHTTPRisk is what an http:// address to another host costs, for the
+// warnings validate and the Vault client give.
+const PlainHTTPRisk = "is plain http to a host that is not this one: certkeeper's token, its secret_id at every login and every private key Vault issues cross the network unencrypted; use https://"
+
+// PlainHTTP says whether a Vault address is http:// to a host other than
+// this one (a loopback address or localhost), where anyone on the path can
+// read credentials.
+func PlainHTTP(addr string) bool {
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 func (b *builder) auth(ra *rawAuth) Auth {

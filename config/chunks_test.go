@@ -46,9 +46,9 @@ func TestPiecewiseParseMatchesWhole(t *testing.T) {
 	for name, src := range inputs {
 		t.Run(name, func(t *testing.T) {
 			chunkSize = 1 << 30 // never split: the reference
-			wantCfg, wantErr := Parse(name, src)
+			wantCfg, wantErr := Parse(name, src, withTemplates)
 			chunkSize = 1 // split at every line that starts an item
-			gotCfg, gotErr := Parse(name, src)
+			gotCfg, gotErr := Parse(name, src, withTemplates)
 			if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 				t.Fatalf("error differs:\npieces: %v\nwhole:  %v", gotErr, wantErr)
 			}

@@ -33,6 +33,10 @@ type Config struct {
 	Services     []Service
 	TrustBundles []TrustBundle
 
+	// Warnings are settings that are valid but unsafe, one line each with
+	// file:line:col, for validate to print (a plain-http Vault address).
+	Warnings []string
+
 	// byName indexes Certificates, set by Load; Certificate falls back to
 	// a scan when it is missing or stale (a Config built in code).
 	byName map[string]int

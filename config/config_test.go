@@ -1,10 +1,13 @@
-package config
+package config_test
 
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
 // Each invalid file is paired with exactly what a user sees, so a change in
@@ -17,8 +20,22 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-auth-cert.hcl", `testdata/invalid-auth-cert.hcl:4:25: auth "cert": no certificate block named "vault-id" (cert auth logs in with a certificate certkeeper manages)
 testdata/invalid-auth-cert.hcl:5:25: secret_id_wrapped does not apply to auth "cert"`},
 		{"invalid-auth-cert-http.hcl", `testdata/invalid-auth-cert-http.hcl:2:13: auth "cert" needs https:// vault addresses: a client certificate only travels over TLS, and http://vault-b.example.internal:8200 is not one`},
-		{"invalid-overwrites-credentials.hcl", `testdata/invalid-overwrites-credentials.hcl:10:1: certificate "web" writes /etc/certkeeper/secret-id, which is the auth secret_id_file certkeeper reads to reach Vault
-testdata/invalid-overwrites-credentials.hcl:10:1: certificate "web" writes /etc/certkeeper/vault-ca.pem, which is the vault ca_cert certkeeper reads to reach Vault`},
+		{"invalid-overwrites-credentials.hcl", `testdata/invalid-overwrites-credentials.hcl:15:17: certificate "web" key_file /etc/certkeeper/secret-id is the auth secret_id_file (line 6), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-credentials.hcl:16:17: certificate "web" ca_file /etc/certkeeper/vault-ca.pem is the vault ca_cert (line 3), which certkeeper reads: an output must never overwrite an input`},
+		{"invalid-overwrites-inputs.hcl", `testdata/invalid-overwrites-inputs.hcl:21:26: certificate "web" key_file /var/lib/certkeeper/web.key is inside state_dir /var/lib/certkeeper, whose files certkeeper reads back as its own state; write outputs elsewhere
+testdata/invalid-overwrites-inputs.hcl:22:26: certificate "web" fullchain_file /run/nginx.pid is the pid_file of service "nginx" (line 13), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-inputs.hcl:23:26: certificate "web" pkcs12_file /etc/certkeeper/role-id is the auth role_id_file (line 7), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-inputs.hcl:27:19: certificate "web" template destination TESTDATA/invalid-overwrites-inputs.hcl is this config file, which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-inputs.hcl:27:19: certificate "web" template destination TESTDATA/invalid-overwrites-inputs.hcl is the pkcs12_password_file of certificate "web" (line 24), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-inputs.hcl:31:19: certificate "web" template destination TESTDATA/templates/leaf.tmpl is a template source of certificate "web" (line 26), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-inputs.hcl:41:17: certificate "api" pkcs12_file /etc/certkeeper/secret-id is the auth secret_id_file (line 8), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-inputs.hcl:44:1: trust_bundle "clients" writes /etc/certkeeper/secret-id, which certificate "api" also writes
+testdata/invalid-overwrites-inputs.hcl:46:14: trust_bundle "clients" ca_file /etc/certkeeper/secret-id is the auth secret_id_file (line 8), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-inputs.hcl:47:14: trust_bundle "clients" crl_file /etc/certkeeper/vault-ca.pem is the vault ca_cert (line 5), which certkeeper reads: an output must never overwrite an input`},
+		{"invalid-overwrites-cert-auth.hcl", `testdata/invalid-overwrites-cert-auth.hcl:17:1: certificate "web" writes /etc/certkeeper/vault-id.key, which certificate "vault-id" also writes
+testdata/invalid-overwrites-cert-auth.hcl:25:19: certificate "web" template destination /etc/certkeeper/vault-id.key is the client key of cert auth (line 4), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-cert-auth.hcl:29:1: trust_bundle "clients" writes /etc/certkeeper/vault-id.chain.pem, which certificate "vault-id" also writes
+testdata/invalid-overwrites-cert-auth.hcl:31:13: trust_bundle "clients" ca_file /etc/certkeeper/vault-id.chain.pem is the client chain of cert auth (line 4), which certkeeper reads: an output must never overwrite an input`},
 		{"invalid-auth.hcl", `testdata/invalid-auth.hcl:3:3: auth "approle" needs secret_id_file
 testdata/invalid-auth.hcl:5:20: token_file does not apply to auth "approle"
 testdata/invalid-auth.hcl:14:17: key_bits 256 does not fit key_type "rsa" (ec: 256, 384, 521; rsa: 2048, 3072, 4096; ed25519: leave unset)
@@ -40,7 +57,7 @@ testdata/invalid-binary.hcl:4:4: Invalid character encoding: All input files mus
 		{"invalid-duplicates.hcl", `testdata/invalid-duplicates.hcl:13:1: certificate "web" is defined twice (first at line 5)
 testdata/invalid-duplicates.hcl:21:1: certificate "api" writes /tmp/web.key, which certificate "web" also writes`},
 		{"invalid-empty.hcl", `testdata/invalid-empty.hcl:1:1: a "vault" block is required
-testdata/invalid-empty.hcl:1:1: at least one "certificate" block is required`},
+testdata/invalid-empty.hcl:1:1: at least one "certificate" or "trust_bundle" block is required`},
 		{"invalid-missing.hcl", `testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "cert_file" is required, but no definition was found.
 testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "mount" is required, but no definition was found.`},
 		{"invalid-syntax.hcl", `testdata/invalid-syntax.hcl:4:19: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},
@@ -55,6 +72,8 @@ testdata/invalid-templates.hcl:40:19: template destination /tmp/web.key is alrea
 testdata/invalid-templates.hcl:43:19: template contents: line 2: unexpected "}" in operand
 testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.crt, which certificate "web" also writes
 testdata/invalid-templates.hcl:52:1: certificate "api" writes /tmp/web.json, which certificate "web" also writes`},
+		{"invalid-template-key-encoded.hcl", `testdata/invalid-template-key-encoded.hcl:13:19: mode 0644 would let every user on the host read this template's output, which includes the private key; use 0600 or 0640
+testdata/invalid-template-key-encoded.hcl:18:19: mode 0604 would let every user on the host read this template's output, which includes the private key; use 0600 or 0640`},
 		{"invalid-telemetry.hcl", `testdata/invalid-telemetry.hcl:14:12: listen must be host:port such as "127.0.0.1:9847" (or "" to turn the endpoint off), not "9847"
 testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the first is at line 13)
 testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern
@@ -85,25 +104,28 @@ testdata/invalid-trust-unknown-key.hcl:23:5: Unsupported argument: An argument n
 		{"invalid-wrong-type.hcl", `testdata/invalid-wrong-type.hcl:9:18: Unsuitable value type: Unsuitable value: list of string required, but have string
 testdata/invalid-wrong-type.hcl:10:18: Unsuitable value type: Unsuitable value: a number is required`},
 	}
+	// Paths the config resolves against its own directory are absolute in
+	// messages; TESTDATA stands for that directory here.
+	testdata, _ := filepath.Abs("testdata")
 	files, _ := filepath.Glob("testdata/invalid-*.hcl")
 	if len(files) != len(tests) {
 		t.Errorf("%d invalid-*.hcl files but %d table rows: every file needs its expected message", len(files), len(tests))
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			cfg, err := Load(filepath.Join("testdata", tt.file))
+			cfg, err := config.Load(filepath.Join("testdata", tt.file), withTemplates)
 			if err == nil {
 				t.Fatalf("loaded without error: %+v", cfg)
 			}
-			if err.Error() != tt.want {
-				t.Errorf("got:\n%s\nwant:\n%s", err, tt.want)
+			if want := strings.ReplaceAll(tt.want, "TESTDATA", testdata); err.Error() != want {
+				t.Errorf("got:\n%s\nwant:\n%s", err, want)
 			}
 		})
 	}
 }
 
 func TestValidFull(t *testing.T) {
-	cfg, err := Load("testdata/valid-full.hcl")
+	cfg, err := config.Load("testdata/valid-full.hcl", withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,13 +142,13 @@ func TestValidFull(t *testing.T) {
 	if web.UID != 0 || web.GID != 0 {
 		t.Errorf("owner root/root resolved to %d/%d", web.UID, web.GID)
 	}
-	if cfg.Vault.Auth.Method != AuthAppRole || cfg.Vault.Auth.Mount != "approle" {
+	if cfg.Vault.Auth.Method != config.AuthAppRole || cfg.Vault.Auth.Mount != "approle" {
 		t.Errorf("auth = %+v", cfg.Vault.Auth)
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, err := Load("testdata/valid-full.hcl")
+	cfg, err := config.Load("testdata/valid-full.hcl", withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,16 +161,16 @@ func TestDefaults(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"key_type", client.KeyType, KeyEC},
+		{"key_type", client.KeyType, config.KeyEC},
 		{"key_bits", client.KeyBits, 256},
-		{"issue_mode", client.IssueMode, ModeSign},
+		{"issue_mode", client.IssueMode, config.ModeSign},
 		{"renew_fraction", client.RenewFraction, 0.66},
 		{"renew_jitter", client.RenewJitter, 0.10},
-		{"key_mode", client.KeyMode, DefaultKeyMode},
-		{"cert_mode", client.CertMode, DefaultCertMode},
+		{"key_mode", client.KeyMode, config.DefaultKeyMode},
+		{"cert_mode", client.CertMode, config.DefaultCertMode},
 		{"uid", client.UID, -1},
-		{"timeout", cfg.Vault.Timeout, DefaultTimeout},
-		{"max_parallel", cfg.Vault.MaxParallel, DefaultMaxParallel},
+		{"timeout", cfg.Vault.Timeout, config.DefaultTimeout},
+		{"max_parallel", cfg.Vault.MaxParallel, config.DefaultMaxParallel},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -170,19 +192,19 @@ certificate "a" {
   key_file = "/tmp/a.key"
 }
 `)
-	cfg, err := Parse("env.hcl", src)
+	cfg, err := config.Parse("env.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Vault.Addresses[0] != "https://vault.from.env:8200" || cfg.Vault.CACert != "/env/ca.pem" {
 		t.Errorf("vault = %+v", cfg.Vault)
 	}
-	if cfg.Vault.Auth.Method != AuthToken {
+	if cfg.Vault.Auth.Method != config.AuthToken {
 		t.Errorf("no auth block should mean token auth from VAULT_TOKEN, got %q", cfg.Vault.Auth.Method)
 	}
 	// VAULT_SKIP_VERIFY must never turn verification off by itself.
 	t.Setenv("VAULT_SKIP_VERIFY", "1")
-	cfg, _ = Parse("env.hcl", src)
+	cfg, _ = config.Parse("env.hcl", src, withTemplates)
 	if cfg.Vault.TLSSkipVerify {
 		t.Error("VAULT_SKIP_VERIFY disabled TLS verification without tls_skip_verify in the config")
 	}
@@ -199,7 +221,7 @@ certificate "a" {
   key_file = "/tmp/a.key"
 }
 `)
-	cfg, err := Parse("list.hcl", src)
+	cfg, err := config.Parse("list.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,22 +232,22 @@ certificate "a" {
 
 func TestHugeFileRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "huge.hcl")
-	if err := os.WriteFile(path, make([]byte, maxFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(path, make([]byte, config.MaxFileSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(path); err == nil {
+	if _, err := config.Load(path, withTemplates); err == nil {
 		t.Fatal("a file over the size limit was loaded")
 	}
 }
 
 func TestParseDuration(t *testing.T) {
 	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "72h": 72 * time.Hour, "30d": 30 * 24 * time.Hour} {
-		if got, err := ParseDuration(in); err != nil || got != want {
+		if got, err := config.ParseDuration(in); err != nil || got != want {
 			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
 		}
 	}
 	for _, bad := range []string{"", "0s", "-1h", "1.5d", "d", "soon"} {
-		if _, err := ParseDuration(bad); err == nil {
+		if _, err := config.ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", bad)
 		}
 	}
@@ -249,12 +271,12 @@ certificate "vault-identity" {
   chain_file  = "/etc/certkeeper/id.chain.pem"
 }
 `)
-	cfg, err := Parse("cert.hcl", src)
+	cfg, err := config.Parse("cert.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := cfg.Vault.Auth
-	if a.Method != AuthCert || a.Mount != "cert" || a.CertRole != "hosts" || a.Certificate != "vault-identity" {
+	if a.Method != config.AuthCert || a.Mount != "cert" || a.CertRole != "hosts" || a.Certificate != "vault-identity" {
 		t.Errorf("auth = %+v", a)
 	}
 	if a.ClientCert != "/etc/certkeeper/id.crt" || a.ClientKey != "/etc/certkeeper/id.key" || a.ClientChain != "/etc/certkeeper/id.chain.pem" {
@@ -280,7 +302,7 @@ certificate "a" {
   key_file = "/tmp/a.key"
 }
 `)
-	cfg, err := Parse("wrapped.hcl", src)
+	cfg, err := config.Parse("wrapped.hcl", src, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,34 +2,16 @@ package config
 
 import (
 	"net/url"
-
-	"github.com/hashicorp/hcl/v2"
 )
 
 // crossCheck validates what ties the vault block to the certificate blocks,
-// once both are built: the certificate cert auth logs in with, and outputs
-// that would overwrite what certkeeper reads to reach Vault.
+// once both are built: the certificate cert auth logs in with, and (in
+// overlaps) outputs that would overwrite anything certkeeper reads.
 func (b *builder) crossCheck(cfg *Config, raw *rawFile) {
-	if raw.Vault == nil || len(raw.Vault.Auth) != 1 {
-		return
-	}
-	if cfg.Vault.Auth.Method == AuthCert && cfg.Vault.Auth.Certificate != "" {
+	if raw.Vault != nil && len(raw.Vault.Auth) == 1 && cfg.Vault.Auth.Method == AuthCert && cfg.Vault.Auth.Certificate != "" {
 		b.resolveCertAuth(cfg, raw.Vault)
 	}
-	inputs := map[string]string{
-		cfg.Vault.Auth.TokenFile:    "auth token_file",
-		cfg.Vault.Auth.RoleIDFile:   "auth role_id_file",
-		cfg.Vault.Auth.SecretIDFile: "auth secret_id_file",
-		cfg.Vault.CACert:            "vault ca_cert",
-	}
-	delete(inputs, "")
-	for _, c := range cfg.Certificates {
-		for _, p := range []string{c.Files.Cert, c.Files.Key, c.Files.Chain, c.Files.Fullchain, c.Files.CA} {
-			if what, ok := inputs[p]; ok && p != "" {
-				b.fail(defRangeOf(raw, c.Name), "certificate %q writes %s, which is the %s certkeeper reads to reach Vault", c.Name, p, what)
-			}
-		}
-	}
+	b.overlaps(cfg, raw)
 }
 
 // resolveCertAuth points cert auth at the files of the certificate block it
@@ -49,14 +31,4 @@ func (b *builder) resolveCertAuth(cfg *Config, rv *rawVault) {
 			b.fail(valueRange(rv.Body, "address", rv.DefRange), "auth \"cert\" needs https:// vault addresses: a client certificate only travels over TLS, and %s is not one", addr)
 		}
 	}
-}
-
-// defRangeOf is where the (first) certificate block called name starts.
-func defRangeOf(raw *rawFile, name string) hcl.Range {
-	for _, rc := range raw.Certificates {
-		if rc.Name == name {
-			return rc.DefRange
-		}
-	}
-	return raw.Body.MissingItemRange()
 }

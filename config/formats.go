@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
-
-	"github.com/certkeeper/certkeeper/templates"
 )
 
 // Template is one output file rendered from the certificate with a
@@ -32,16 +30,26 @@ type Template struct {
 	UID, GID int
 }
 
-// Input is the template as the templates package reads it.
-func (t Template) Input() templates.Input {
-	name := t.Source
-	switch {
-	case t.Stock != "":
-		name = "stock " + t.Stock
-	case name == "":
-		name = "contents"
-	}
-	return templates.Input{Name: name, Text: t.Text, LeftDelim: t.LeftDelim, RightDelim: t.RightDelim}
+// TemplateChecker checks template blocks while a config loads; the
+// templates package has the real one (templates.Checker). config does not
+// import it, so reading a config never links the template engine.
+type TemplateChecker interface {
+	// Stock returns the text of the built-in template name.
+	Stock(name string) (text string, ok bool)
+	// StockNames lists the built-in templates, for the message naming them.
+	StockNames() []string
+	// Check renders t once for c, the certificate block it belongs to,
+	// with placeholders for what only issuance tells. It reports whether
+	// the output holds the private key. Its error joins one error per
+	// problem, each naming the template's own line.
+	Check(t Template, c Certificate) (includesKey bool, err error)
+}
+
+// Options are what Load and Parse take from their caller.
+type Options struct {
+	// Templates checks template blocks; with none, a config that has one
+	// is refused.
+	Templates TemplateChecker
 }
 
 // DefaultTemplateMode is private: template outputs usually hold the key.
@@ -100,20 +108,9 @@ func (b *builder) formats(rc *rawCertificate, c *Certificate) {
 		}
 	}
 
-	sample := templates.Certificate{
-		Name:       c.Name,
-		CommonName: c.CommonName,
-		DNSNames:   c.AltNames,
-		URISANs:    c.URISANs,
-		KeyType:    c.KeyType,
-		KeyBits:    c.KeyBits,
-	}
-	for _, ip := range c.IPSANs {
-		sample.IPSANs = append(sample.IPSANs, ip.String())
-	}
 	own := c.OutputPaths()
 	for i := range rc.Templates {
-		t, ok := b.template(&rc.Templates[i], c, sample)
+		t, ok := b.template(&rc.Templates[i], c)
 		if !ok {
 			continue
 		}
@@ -126,7 +123,7 @@ func (b *builder) formats(rc *rawCertificate, c *Certificate) {
 	}
 }
 
-func (b *builder) template(rt *rawTemplate, c *Certificate, sample templates.Certificate) (Template, bool) {
+func (b *builder) template(rt *rawTemplate, c *Certificate) (Template, bool) {
 	at := func(name string) hcl.Range { return valueRange(rt.Body, name, rt.DefRange) }
 	t := Template{
 		Destination: b.path(rt.Destination),
@@ -162,6 +159,11 @@ func (b *builder) template(rt *rawTemplate, c *Certificate, sample templates.Cer
 		b.fail(rt.DefRange, "a template needs exactly one of source, contents or stock")
 		return t, false
 	}
+	check := b.opts.Templates
+	if check == nil {
+		b.fail(rt.DefRange, "templates cannot be checked here (no template checker given to the config loader)")
+		return t, false
+	}
 	// where is how messages name the template: as the user wrote it.
 	var where string
 	var whereRange hcl.Range
@@ -180,19 +182,19 @@ func (b *builder) template(rt *rawTemplate, c *Certificate, sample templates.Cer
 		t.Text = rt.Contents
 	default:
 		where, whereRange = fmt.Sprintf("stock template %q", rt.Stock), at("stock")
-		in, found := templates.Stock(rt.Stock)
+		text, found := check.Stock(rt.Stock)
 		if !found {
-			b.fail(whereRange, "stock template %q does not exist (stock templates: %s)", rt.Stock, strings.Join(templates.StockNames(), ", "))
+			b.fail(whereRange, "stock template %q does not exist (stock templates: %s)", rt.Stock, strings.Join(check.StockNames(), ", "))
 			return t, false
 		}
 		if t.LeftDelim != "" || t.RightDelim != "" {
 			b.fail(rt.DefRange, "left_delimiter and right_delimiter do not apply to stock templates")
 			return t, false
 		}
-		t.Text = in.Text
+		t.Text = text
 	}
 
-	res, err := templates.Check(t.Input(), sample)
+	includesKey, err := check.Check(t, *c)
 	if err != nil {
 		// Each problem is its own line, at the config, with the
 		// template's own line in the message.
@@ -206,7 +208,7 @@ func (b *builder) template(rt *rawTemplate, c *Certificate, sample templates.Cer
 		}
 		return t, false
 	}
-	if res.IncludesKey && t.Mode&0o007 != 0 && rt.Mode != "" {
+	if includesKey && t.Mode&0o007 != 0 && rt.Mode != "" {
 		b.fail(at("mode"), "mode %s would let every user on the host read this template's output, which includes the private key; use 0600 or 0640", rt.Mode)
 		ok = false
 	}

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"os"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
 // TestTemplatesAndPKCS12 loads every way of giving a template and checks
@@ -55,7 +57,7 @@ certificate "web" {
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Load(cfgPath)
+	cfg, err := config.Load(cfgPath, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ certificate "web" {
 	if custom.Source != src || !strings.Contains(custom.Text, "[[ .Key ]]") || custom.LeftDelim != "[[" {
 		t.Errorf("source template = %+v", custom)
 	}
-	if custom.Mode != DefaultTemplateMode || custom.UID != web.UID {
+	if custom.Mode != config.DefaultTemplateMode || custom.UID != web.UID {
 		t.Errorf("source template defaults: mode %o uid %d", custom.Mode, custom.UID)
 	}
 	if stock.Stock != "json" || !strings.Contains(stock.Text, "toJSONPretty") || stock.Mode != 0o640 {
@@ -112,7 +114,7 @@ certificate "a" {
   }
 }
 `), 0o600)
-	cfg, err := Load(cfgPath)
+	cfg, err := config.Load(cfgPath, withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +122,7 @@ certificate "a" {
 	if got := cfg.Certificates[0].Templates[0].Text; got != "{{ with certificate }}{{ .Cert }}{{ end }}" {
 		t.Errorf("template text changed with the file: %q", got)
 	}
-	if _, err := Load(cfgPath); err == nil || !strings.Contains(err.Error(), `function "secret" is disabled`) {
+	if _, err := config.Load(cfgPath, withTemplates); err == nil || !strings.Contains(err.Error(), `function "secret" is disabled`) {
 		t.Errorf("reloading with a disabled function: %v", err)
 	}
 }

@@ -1,10 +1,12 @@
-package config
+package config_test
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
 // FuzzParse feeds the config parser anything. It must never panic; when
@@ -18,7 +20,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		cfg, err := Parse("fuzz.hcl", src)
+		cfg, err := config.Parse("fuzz.hcl", src, withTemplates)
 		if err != nil {
 			for _, line := range strings.Split(err.Error(), "\n") {
 				if !strings.HasPrefix(line, "fuzz.hcl:") {
@@ -51,7 +53,7 @@ func FuzzParse(f *testing.F) {
 				written[p] = true
 			}
 		}
-		if cfg.Vault.Auth.Method == AuthCert && cfg.Vault.Auth.ClientCert == "" {
+		if cfg.Vault.Auth.Method == config.AuthCert && cfg.Vault.Auth.ClientCert == "" {
 			t.Fatal("cert auth accepted without the certificate's files")
 		}
 	})

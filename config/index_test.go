@@ -15,7 +15,7 @@ func TestCertificateByName(t *testing.T) {
 	for i := range 30 {
 		fmt.Fprintf(&src, "certificate \"c%d\" {\n  mount = \"pki_int\"\n  role = \"web\"\n  common_name = \"c%d.example.internal\"\n  cert_file = \"/tls/c%d.crt\"\n  key_file = \"/tls/c%d.key\"\n}\n", i, i, i, i)
 	}
-	cfg, err := Parse("index.hcl", []byte(src.String()))
+	cfg, err := Parse("index.hcl", []byte(src.String()), withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,17 +108,17 @@ type rawTemplate struct {
 
 // Load reads, decodes and validates the config file at path. The error
 // lists every problem found, one per line, each starting with file:line:col.
-func Load(path string) (*Config, error) {
+func Load(path string, o Options) (*Config, error) {
 	src, err := readLimited(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, src)
+	return Parse(path, src, o)
 }
 
 // Parse is Load for a config already in memory; path is used in messages and
 // to resolve relative paths.
-func Parse(path string, src []byte) (*Config, error) {
+func Parse(path string, src []byte, o Options) (*Config, error) {
 	file, diags := parseHCL(src, path, chunkSize)
 	if diags.HasErrors() {
 		return nil, diagError(diags)
@@ -127,12 +127,13 @@ func Parse(path string, src []byte) (*Config, error) {
 	if diags := gohcl.DecodeBody(file.Body, nil, &raw); diags.HasErrors() {
 		return nil, diagError(diags)
 	}
-	b := &builder{dir: filepath.Dir(absPath(path))}
+	b := &builder{dir: filepath.Dir(absPath(path)), opts: o, file: absPath(path)}
 	cfg := b.build(&raw)
 	if len(b.diags) > 0 {
 		return nil, diagError(b.diags)
 	}
 	cfg.Path = path
+	cfg.Warnings = diagLines(b.warnings)
 	return cfg, nil
 }
 
@@ -185,16 +186,29 @@ func diagError(diags hcl.Diagnostics) error {
 		if d.Severity != hcl.DiagError {
 			continue
 		}
-		msg := d.Summary
-		if d.Detail != "" {
-			msg += ": " + d.Detail
-		}
-		if d.Subject != nil {
-			msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
-		}
-		errs = append(errs, errors.New(msg))
+		errs = append(errs, errors.New(diagLine(d)))
 	}
 	return errors.Join(errs...)
+}
+
+// diagLines are warnings as validate prints them, one per line.
+func diagLines(diags hcl.Diagnostics) []string {
+	var out []string
+	for _, d := range diags {
+		out = append(out, diagLine(d))
+	}
+	return out
+}
+
+func diagLine(d *hcl.Diagnostic) string {
+	msg := d.Summary
+	if d.Detail != "" {
+		msg += ": " + d.Detail
+	}
+	if d.Subject != nil {
+		msg = fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
+	}
+	return msg
 }
 
 // valueRange points at the value of attribute name in body, or at fallback

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"path/filepath"
@@ -6,10 +6,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
 func TestServicesAndTrustBundles(t *testing.T) {
-	cfg, err := Load("testdata/valid-mtls.hcl")
+	cfg, err := config.Load("testdata/valid-mtls.hcl", withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +34,7 @@ func TestServicesAndTrustBundles(t *testing.T) {
 	if apache.Signal != syscall.SIGUSR1 || apache.SignalName != "USR1" || apache.PIDFile != abs {
 		t.Errorf("apache signal decoded wrong: %+v", apache)
 	}
-	if apache.Timeout != DefaultServiceTimeout || apache.Settle != DefaultSettle || apache.Verify.Timeout != DefaultVerifyTimeout {
+	if apache.Timeout != config.DefaultServiceTimeout || apache.Settle != config.DefaultSettle || apache.Verify.Timeout != config.DefaultVerifyTimeout {
 		t.Errorf("apache defaults: %+v %+v", apache, apache.Verify)
 	}
 	if apache.Verify.ServerName != "web1.example.internal" {
@@ -57,13 +59,13 @@ func TestServicesAndTrustBundles(t *testing.T) {
 	if !slices.Equal(clients.Mounts, []string{"pki_int", "pki"}) || clients.CRLFile != "/etc/nginx/tls/clients.crl.pem" {
 		t.Errorf("clients = %+v", clients)
 	}
-	if clients.Mode != 0o640 || clients.GID != 0 || clients.UID != -1 || clients.CRLRefresh != DefaultCRLRefresh {
+	if clients.Mode != 0o640 || clients.GID != 0 || clients.UID != -1 || clients.CRLRefresh != config.DefaultCRLRefresh {
 		t.Errorf("clients ownership/refresh = %+v", clients)
 	}
 	if !slices.Equal(clients.Notify, []string{"nginx"}) {
 		t.Errorf("clients notify = %v", clients.Notify)
 	}
-	if !slices.Equal(one.Mounts, []string{"pki_client"}) || one.Mode != DefaultBundleMode || one.CRLRefresh != time.Minute || one.CRLFile != "" {
+	if !slices.Equal(one.Mounts, []string{"pki_client"}) || one.Mode != config.DefaultBundleMode || one.CRLRefresh != time.Minute || one.CRLFile != "" {
 		t.Errorf("one = %+v", one)
 	}
 }
@@ -72,7 +74,7 @@ func TestServicesAndTrustBundles(t *testing.T) {
 // runs them against real servers; this catches a broken one without).
 func TestExamplesLoad(t *testing.T) {
 	for _, ex := range []string{"nginx", "apache"} {
-		cfg, err := Load(filepath.Join("..", "examples", ex, "certkeeper.hcl"))
+		cfg, err := config.Load(filepath.Join("..", "examples", ex, "certkeeper.hcl"), withTemplates)
 		if err != nil {
 			t.Errorf("examples/%s/certkeeper.hcl: %v", ex, err)
 			continue

@@ -31,7 +31,7 @@ func TestTelemetryListen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Parse("t.hcl", []byte(minimal+tt.extra))
+			cfg, err := Parse("t.hcl", []byte(minimal+tt.extra), withTemplates)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +51,7 @@ func TestWatchPaths(t *testing.T) {
 	cfg, err := Parse(path, []byte(minimal+`watch {
   paths  = ["/etc/ssl/private/*.pem", "tls", "other/*.crt"]
   rescan = "90s"
-}`))
+}`), withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestWatchPaths(t *testing.T) {
 		t.Errorf("rescan = %v", cfg.Watch.Rescan)
 	}
 
-	cfg, err = Parse(path, []byte(minimal+`watch { paths = ["/x.pem"] }`))
+	cfg, err = Parse(path, []byte(minimal+`watch { paths = ["/x.pem"] }`), withTemplates)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,12 @@
-// Package control is the running daemon's local control channel: HTTP
-// over a unix socket in the state directory, so `certkeeper rotate` asks
-// the daemon to do a rotation instead of racing it. The socket is mode
-// 0600 inside the 0700 state directory: only who may read the keys may
-// ask for new ones.
+// Package control is the one channel to a running certkeeper: HTTP over
+// a unix socket in the state directory. `certkeeper rotate` asks the
+// daemon to do a rotation instead of racing it, and `certkeeper status`
+// asks it what it knows before falling back to the files on disk. The
+// socket is mode 0600 inside the 0700 state directory: only who may read
+// the keys may ask for new ones.
+//
+// Each kind of request is one field of Handlers, one line in Serve and
+// one client function; a process answers only the kinds it was given.
 //
 // The package creates and removes the socket and nothing else.
 package control
@@ -15,26 +19,22 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
-)
 
-// SocketPath is where the daemon listens for a state directory.
-func SocketPath(stateDir string) string { return filepath.Join(stateDir, "control.sock") }
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/statedir"
+)
 
 // maxSocketPath is the longest path a unix socket can have on Linux.
 const maxSocketPath = 107
 
-// Scheduled is when the daemon will start a forced renewal.
-type Scheduled struct {
-	Name string    `json:"name"`
-	At   time.Time `json:"at"`
-}
+// maxBody bounds requests and answers.
+const maxBody = 16 << 20
 
 // RotateRequest asks for forced renewals; no names means every
 // certificate.
@@ -45,7 +45,24 @@ type RotateRequest struct {
 
 // RotateResponse is the daemon's answer.
 type RotateResponse struct {
-	Scheduled []Scheduled `json:"scheduled"`
+	Scheduled []agent.Scheduled `json:"scheduled"`
+}
+
+// StatusRequest asks what the daemon knows; it has no parameters yet.
+type StatusRequest struct{}
+
+// StatusResponse is what the running daemon knows of its certificates.
+type StatusResponse struct {
+	// Config is the absolute path of the config file the daemon runs.
+	Config       string         `json:"config"`
+	Certificates []agent.Status `json:"certificates"`
+}
+
+// Handlers are the requests a process answers. A nil one is refused,
+// which clients take as "no daemon answers that".
+type Handlers struct {
+	Rotate func(RotateRequest) (*RotateResponse, error)
+	Status func(StatusRequest) (*StatusResponse, error)
 }
 
 // Duration is a time.Duration written as "90s" in JSON.
@@ -66,27 +83,15 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Rotator does rotations for the daemon; the agent is the real one.
-type Rotator interface {
-	Rotate(names []string, spread time.Duration) ([]Scheduled, error)
-}
-
-// RotatorFunc makes a function a Rotator.
-type RotatorFunc func(names []string, spread time.Duration) ([]Scheduled, error)
-
-func (f RotatorFunc) Rotate(names []string, spread time.Duration) ([]Scheduled, error) {
-	return f(names, spread)
-}
-
 // Listen claims the control socket of stateDir. It refuses when another
 // daemon answers there (two daemons on one state directory would race
 // each other's writes) and replaces a socket left by one that died.
 func Listen(stateDir string) (net.Listener, error) {
-	path := SocketPath(stateDir)
+	path := statedir.Dir(stateDir).ControlSocket()
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("control socket %s is longer than %d bytes, the most a unix socket path can be; use a shorter state_dir", path, maxSocketPath)
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+	if err := os.MkdirAll(stateDir, statedir.Mode); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	if info, err := os.Lstat(path); err == nil {
@@ -114,22 +119,10 @@ func Listen(stateDir string) (net.Listener, error) {
 
 // Serve answers requests on l until ctx ends, then closes l (which
 // removes the socket).
-func Serve(ctx context.Context, l net.Listener, r Rotator, log *slog.Logger) error {
+func Serve(ctx context.Context, l net.Listener, h Handlers) error {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/rotate", func(w http.ResponseWriter, req *http.Request) {
-		var body RotateRequest
-		if err := json.NewDecoder(io.LimitReader(req.Body, 1<<20)).Decode(&body); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading request: " + err.Error()})
-			return
-		}
-		sched, err := r.Rotate(body.Names, time.Duration(body.Spread))
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-			return
-		}
-		log.Info("rotation requested over the control socket", "certificates", len(sched), "spread", time.Duration(body.Spread).String())
-		writeJSON(w, http.StatusOK, RotateResponse{Scheduled: sched})
-	})
+	route(mux, "rotate", h.Rotate)
+	route(mux, "status", h.Status)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -141,6 +134,28 @@ func Serve(ctx context.Context, l net.Listener, r Rotator, log *slog.Logger) err
 		return fmt.Errorf("control socket: %w", err)
 	}
 	return nil
+}
+
+// route serves POST /v1/<name>: a JSON request in, a JSON answer or
+// {"error": ...} out.
+func route[Req, Resp any](mux *http.ServeMux, name string, fn func(Req) (*Resp, error)) {
+	mux.HandleFunc("POST /v1/"+name, func(w http.ResponseWriter, r *http.Request) {
+		if fn == nil {
+			writeJSON(w, http.StatusNotImplemented, map[string]string{"error": "this certkeeper process does not answer " + name})
+			return
+		}
+		var req Req
+		if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "reading request: " + err.Error()})
+			return
+		}
+		resp, err := fn(req)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -156,7 +171,50 @@ var ErrNoDaemon = errors.New("no certkeeper daemon answers on the control socket
 // wrapping ErrNoDaemon when none runs, so the caller can do the rotation
 // itself.
 func Rotate(ctx context.Context, stateDir string, req RotateRequest) (*RotateResponse, error) {
-	path := SocketPath(stateDir)
+	return call[RotateRequest, RotateResponse](ctx, stateDir, "rotate", req)
+}
+
+// Status asks the daemon of stateDir what it knows. It fails with an
+// error wrapping ErrNoDaemon when none runs, and with *OtherConfigError
+// when the daemon there runs another config file than configPath.
+func Status(ctx context.Context, stateDir, configPath string) (*StatusResponse, error) {
+	resp, err := call[StatusRequest, StatusResponse](ctx, stateDir, "status", StatusRequest{})
+	if err != nil {
+		return nil, err
+	}
+	if canonical(resp.Config) != canonical(configPath) {
+		return nil, &OtherConfigError{Socket: statedir.Dir(stateDir).ControlSocket(), Config: resp.Config, Want: canonical(configPath)}
+	}
+	return resp, nil
+}
+
+// OtherConfigError is a daemon on this state directory that runs another
+// config file.
+type OtherConfigError struct {
+	Socket, Config, Want string
+}
+
+func (e *OtherConfigError) Error() string {
+	return fmt.Sprintf("the daemon on %s runs %s, not %s", e.Socket, e.Config, e.Want)
+}
+
+// canonical makes two spellings of one config path compare equal.
+func canonical(p string) string {
+	if p == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	return p
+}
+
+// call sends one request to the daemon of stateDir.
+func call[Req, Resp any](ctx context.Context, stateDir, name string, req Req) (*Resp, error) {
+	path := statedir.Dir(stateDir).ControlSocket()
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoDaemon
 	}
@@ -174,7 +232,7 @@ func Rotate(ctx context.Context, stateDir string, req RotateRequest) (*RotateRes
 	if err != nil {
 		return nil, err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://certkeeper/v1/rotate", bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://certkeeper/v1/"+name, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +247,7 @@ func Rotate(ctx context.Context, stateDir string, req RotateRequest) (*RotateRes
 		return nil, fmt.Errorf("asking the daemon: %w", err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return nil, fmt.Errorf("reading the daemon's answer: %w", err)
 	}
@@ -198,11 +256,14 @@ func Rotate(ctx context.Context, stateDir string, req RotateRequest) (*RotateRes
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusNotImplemented {
+				return nil, fmt.Errorf("%w: %s", ErrNoDaemon, e.Error)
+			}
 			return nil, fmt.Errorf("the daemon refused: %s", e.Error)
 		}
 		return nil, fmt.Errorf("the daemon answered %d", resp.StatusCode)
 	}
-	var out RotateResponse
+	var out Resp
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, fmt.Errorf("reading the daemon's answer: %w", err)
 	}

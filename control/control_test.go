@@ -3,17 +3,30 @@ package control
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 )
 
-func serve(t *testing.T, dir string, r Rotator) {
+// rotator answers rotate requests the way the agent's Rotate does.
+func rotator(f func(names []string, spread time.Duration) ([]agent.Scheduled, error)) Handlers {
+	return Handlers{Rotate: func(req RotateRequest) (*RotateResponse, error) {
+		sched, err := f(req.Names, time.Duration(req.Spread))
+		if err != nil {
+			return nil, err
+		}
+		return &RotateResponse{Scheduled: sched}, nil
+	}}
+}
+
+func serve(t *testing.T, dir string, h Handlers) {
 	t.Helper()
 	l, err := Listen(dir)
 	if err != nil {
@@ -22,7 +35,7 @@ func serve(t *testing.T, dir string, r Rotator) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		Serve(ctx, l, r, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		Serve(ctx, l, h)
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -43,14 +56,14 @@ func TestRotateThroughDaemon(t *testing.T) {
 	var gotNames []string
 	var gotSpread time.Duration
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	serve(t, dir, RotatorFunc(func(names []string, spread time.Duration) ([]Scheduled, error) {
+	serve(t, dir, rotator(func(names []string, spread time.Duration) ([]agent.Scheduled, error) {
 		if slices.Contains(names, "nope") {
 			return nil, errors.New("no certificate named nope (configured: web)")
 		}
 		gotNames, gotSpread = names, spread
-		return []Scheduled{{Name: "web", At: at}}, nil
+		return []agent.Scheduled{{Name: "web", At: at}}, nil
 	}))
-	info, err := os.Stat(SocketPath(dir))
+	info, err := os.Stat(statedir.Dir(dir).ControlSocket())
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode %v (%v), want 0600", info.Mode(), err)
 	}
@@ -74,7 +87,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 // is refused while the first answers.
 func TestOneDaemonPerStateDir(t *testing.T) {
 	dir := shortDir(t)
-	serve(t, dir, RotatorFunc(func([]string, time.Duration) ([]Scheduled, error) { return nil, nil }))
+	serve(t, dir, rotator(func([]string, time.Duration) ([]agent.Scheduled, error) { return nil, nil }))
 	if _, err := Listen(dir); err == nil || !strings.Contains(err.Error(), "another certkeeper process is running") {
 		t.Errorf("second Listen: %v", err)
 	}
@@ -88,7 +101,7 @@ func TestNoDaemon(t *testing.T) {
 	if _, err := Rotate(t.Context(), dir, RotateRequest{}); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("no socket: %v", err)
 	}
-	l, err := net.Listen("unix", SocketPath(dir))
+	l, err := net.Listen("unix", statedir.Dir(dir).ControlSocket())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +110,7 @@ func TestNoDaemon(t *testing.T) {
 	if _, err := Rotate(t.Context(), dir, RotateRequest{}); !errors.Is(err, ErrNoDaemon) {
 		t.Errorf("stale socket: %v", err)
 	}
-	serve(t, dir, RotatorFunc(func([]string, time.Duration) ([]Scheduled, error) { return []Scheduled{{Name: "web"}}, nil }))
+	serve(t, dir, rotator(func([]string, time.Duration) ([]agent.Scheduled, error) { return []agent.Scheduled{{Name: "web"}}, nil }))
 	if resp, err := Rotate(t.Context(), dir, RotateRequest{}); err != nil || len(resp.Scheduled) != 1 {
 		t.Errorf("after taking over the stale socket: %v, %v", resp, err)
 	}
@@ -107,5 +120,33 @@ func TestSocketPathTooLong(t *testing.T) {
 	dir := "/tmp/" + strings.Repeat("d", 110)
 	if _, err := Listen(dir); err == nil || !strings.Contains(err.Error(), "use a shorter state_dir") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestStatusThroughDaemon: status reaches the daemon of the state
+// directory, is refused when that daemon runs another config file (two
+// spellings of one path are the same file), and a process that does not
+// answer status counts as no daemon.
+func TestStatusThroughDaemon(t *testing.T) {
+	dir := shortDir(t)
+	cfgPath := filepath.Join(dir, "certkeeper.hcl")
+	os.WriteFile(cfgPath, nil, 0o600)
+	serve(t, dir, Handlers{Status: func(StatusRequest) (*StatusResponse, error) {
+		return &StatusResponse{Config: cfgPath, Certificates: []agent.Status{{Name: "web", State: agent.StateValid}}}, nil
+	}})
+	resp, err := Status(t.Context(), dir, filepath.Join(dir, ".", "certkeeper.hcl"))
+	if err != nil || len(resp.Certificates) != 1 || resp.Certificates[0].Name != "web" {
+		t.Fatalf("Status = %+v, %v", resp, err)
+	}
+	_, err = Status(t.Context(), dir, "/etc/other.hcl")
+	var other *OtherConfigError
+	if !errors.As(err, &other) || other.Config != cfgPath || !strings.Contains(err.Error(), "runs "+cfgPath+", not /etc/other.hcl") {
+		t.Errorf("another config: %v, want an OtherConfigError naming %s", err, cfgPath)
+	}
+
+	busy := shortDir(t)
+	serve(t, busy, rotator(func([]string, time.Duration) ([]agent.Scheduled, error) { return nil, nil }))
+	if _, err := Status(t.Context(), busy, cfgPath); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("a process that does not answer status: %v, want ErrNoDaemon", err)
 	}
 }

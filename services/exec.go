@@ -20,18 +20,28 @@ import (
 // message: enough for nginx -t or apachectl to say what is wrong.
 const outputLimit = 2048
 
+// rawOutputLimit is how much is kept before secrets are removed: more
+// than outputLimit, so a key or token that the final cut would halve is
+// still seen whole and removed.
+const rawOutputLimit = 16 << 10
+
 // runCommand runs argv and waits at most timeout. The command gets its own
 // process group, so a timeout kills whatever it started as well, not just
-// the shell at its top.
+// the shell at its top, and only the harmless part of certkeeper's
+// environment (childEnv). Its output, which errors, logs, status and
+// services.json show, is cleared of keys, tokens and secret values.
 func runCommand(ctx context.Context, argv []string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	env, secrets := childEnv(os.Environ())
+	// A nil Env would mean "inherit everything".
+	cmd.Env = append([]string{}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// A daemon the command started may hold its output open forever.
 	cmd.WaitDelay = time.Second
-	out := &tailBuffer{limit: outputLimit}
+	out := &tailBuffer{limit: rawOutputLimit, secrets: secrets}
 	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
 	switch {
@@ -51,21 +61,39 @@ func quote(argv []string) string {
 
 // tailBuffer keeps the last limit bytes written to it.
 type tailBuffer struct {
-	limit int
-	buf   []byte
+	limit   int
+	buf     []byte
+	cut     bool     // bytes were dropped from the front
+	secrets []string // values to remove (childEnv)
 }
 
 func (b *tailBuffer) Write(p []byte) (int, error) {
 	b.buf = append(b.buf, p...)
 	if over := len(b.buf) - b.limit; over > 0 {
 		b.buf = b.buf[over:]
+		b.cut = true
 	}
 	return len(p), nil
 }
 
-// suffix is the output, on one line, to append to an error.
+// suffix is the output's last outputLimit bytes, on one line, without
+// secrets, to append to an error.
 func (b *tailBuffer) suffix() string {
-	s := strings.Join(strings.Fields(string(bytes.ToValidUTF8(b.buf, nil))), " ")
+	data := b.buf
+	if b.cut {
+		// The first line may be the end of a secret whose start was
+		// dropped: not enough left to recognise, so it goes.
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			data = data[i+1:]
+		} else {
+			data = nil
+		}
+	}
+	data = redact(data, b.secrets)
+	if len(data) > outputLimit {
+		data = data[len(data)-outputLimit:]
+	}
+	s := strings.Join(strings.Fields(string(bytes.ToValidUTF8(data, nil))), " ")
 	if s == "" {
 		return ""
 	}

@@ -82,7 +82,7 @@ func (g *group) run(ctx context.Context) {
 	// bounded by its timeout): killing a reload half-way helps nobody.
 	work := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
-		now := time.Now()
+		now := g.m.now()
 		batchAt, due := g.batchDue()
 		next := batchAt
 		for _, s := range g.services {
@@ -92,12 +92,12 @@ func (g *group) run(ctx context.Context) {
 		}
 		switch {
 		case due && !batchAt.After(now):
-			g.attempt(work, false)
+			g.attempt(work)
 			continue
 		case !next.IsZero() && !next.After(now):
 			for _, s := range g.services {
 				if s.needReload && !s.retryAt.After(now) {
-					g.reload(work, s, nil, false)
+					g.reload(work, s, nil)
 				}
 			}
 			continue
@@ -147,10 +147,18 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// attempt handles everything waiting: a rolled-back batch (written again
-// first) and every change since. All affected services must pass their
-// check before any is reloaded.
-func (g *group) attempt(ctx context.Context, flush bool) []Outcome {
+// batch is everything waiting for a group's services, taken for one
+// attempt: a rolled-back batch (rewrite: its files are written again
+// first) and every change since.
+type batch struct {
+	arrivals []arrival
+	merged   []*sinks.Change
+	affected []*service
+	rewrite  bool
+}
+
+// take takes everything waiting, or returns nil when nothing does.
+func (g *group) take() *batch {
 	g.mu.Lock()
 	arrivals := append(slices.Clone(g.parked), g.pending...)
 	changes := slices.Clone(g.parkedChanges)
@@ -163,68 +171,132 @@ func (g *group) attempt(ctx context.Context, flush bool) []Outcome {
 	if len(arrivals) == 0 {
 		return nil
 	}
-	merged := sinks.Merge(changes...)
-	affected := g.affected(arrivals)
-	log := g.m.log.With("services", names(affected), "sources", sources(arrivals))
+	return &batch{arrivals: arrivals, merged: sinks.Merge(changes...), affected: g.affected(arrivals), rewrite: rewrite}
+}
 
-	if rewrite {
-		for _, c := range merged {
-			if err := c.Reapply(); err != nil {
-				return []Outcome{g.checkFailed(ctx, affected[0], fmt.Errorf("writing the batch's files again: %w", err), arrivals, merged, flush)}
+// info describes b for the log line of the reloads it leads to.
+func (b *batch) info() *batchInfo {
+	first := b.arrivals[0].at
+	for _, a := range b.arrivals {
+		first = minTime(first, a.at)
+	}
+	return &batchInfo{first: first, sources: sources(b.arrivals), changes: len(b.arrivals)}
+}
+
+// rewriteError is a rolled-back batch that could not be written again.
+type rewriteError struct{ err error }
+
+func (e *rewriteError) Error() string { return "writing the batch's files again: " + e.err.Error() }
+func (e *rewriteError) Unwrap() error { return e.err }
+
+// check writes a rolled-back batch again, then runs every affected
+// service's check: all must pass before any is reloaded. It returns the
+// service that failed, and why.
+func (g *group) check(ctx context.Context, b *batch) (*service, error) {
+	if b.rewrite {
+		for _, c := range b.merged {
+			if err := g.m.files.Reapply(c); err != nil {
+				return b.affected[0], &rewriteError{err}
 			}
 		}
-		log.Info("wrote the rolled-back files again to retry the check", "files", strings.Join(paths(merged), ","))
+		g.m.log.Info("wrote the rolled-back files again to retry the check", "services", names(b.affected), "sources", sources(b.arrivals),
+			"files", strings.Join(paths(b.merged), ","))
 	}
-	for _, s := range affected {
+	for _, s := range b.affected {
 		if s.cfg.Check == nil {
 			continue
 		}
 		if err := runCommand(ctx, s.cfg.Check, s.cfg.Timeout); err != nil {
-			if ctx.Err() != nil && !flush {
-				// Shutting down mid-check: put everything back for Flush.
-				g.requeue(arrivals, merged, rewrite)
-				return nil
-			}
-			return []Outcome{g.checkFailed(ctx, s, fmt.Errorf("check failed: %w", err), arrivals, merged, flush)}
+			return s, fmt.Errorf("check failed: %w", err)
 		}
 	}
 	g.mu.Lock()
 	g.checkFailures = 0
 	g.mu.Unlock()
-	first := arrivals[0].at
-	for _, a := range arrivals {
-		first = minTime(first, a.at)
+	return nil, nil
+}
+
+// attempt handles a batch for the group's loop: a failed check is
+// retried with backoff, a failed reload too.
+func (g *group) attempt(ctx context.Context) {
+	b := g.take()
+	if b == nil {
+		return
 	}
+	if s, err := g.check(ctx, b); err != nil {
+		var rw *rewriteError
+		if ctx.Err() != nil && !errors.As(err, &rw) {
+			// Shutting down mid-check: put everything back for Flush.
+			g.requeue(b)
+			return
+		}
+		rolledBack, delay, err := g.rollBack(err, b)
+		g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has, and will retry",
+			"service", s.cfg.Name, "error", err, "rolled_back", strings.Join(rolledBack, ","), "sources", sources(b.arrivals), "retry_in", delay.Round(time.Millisecond).String())
+		g.checkFailedStatus(s, err, g.checkRetryAt)
+		return
+	}
+	info := b.info()
+	for _, s := range b.affected {
+		s.needReload, s.retryAt = true, g.m.now()
+		g.reload(ctx, s, info)
+	}
+}
+
+// flush handles whatever waits, now and once, for one-shot commands and
+// shutdown: a failed check rolls its batch back and is not retried; a
+// failed reload is retried at once, a few times.
+func (g *group) flush(ctx context.Context) []Outcome {
 	var out []Outcome
-	for _, s := range affected {
-		s.needReload, s.retryAt = true, time.Now()
-		out = append(out, g.reload(ctx, s, &batchInfo{first: first, sources: sources(arrivals), changes: len(arrivals)}, flush))
+	if b := g.take(); b != nil {
+		if s, err := g.check(ctx, b); err != nil {
+			rolledBack, _, err := g.rollBack(err, b)
+			g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has",
+				"service", s.cfg.Name, "error", err, "rolled_back", strings.Join(rolledBack, ","), "sources", sources(b.arrivals))
+			g.checkFailedStatus(s, err, time.Time{})
+			out = append(out, Outcome{Service: s.cfg.Name, Result: ResultCheckFailed, Err: err})
+		} else {
+			info := b.info()
+			for _, s := range b.affected {
+				s.needReload, s.retryAt = true, g.m.now()
+				out = append(out, g.reloadNow(ctx, s, info))
+			}
+		}
+	}
+	for _, s := range g.services {
+		if !s.needReload || slices.ContainsFunc(out, func(o Outcome) bool { return o.Service == s.cfg.Name }) {
+			continue
+		}
+		out = append(out, g.reloadNow(ctx, s, nil))
 	}
 	return out
 }
 
 // requeue puts a batch back as it was, for a later attempt.
-func (g *group) requeue(arrivals []arrival, merged []*sinks.Change, rolledBack bool) {
+func (g *group) requeue(b *batch) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if rolledBack {
-		g.parked = append(arrivals, g.parked...)
-		g.parkedChanges = append(merged, g.parkedChanges...)
+	if b.rewrite {
+		g.parked = append(b.arrivals, g.parked...)
+		g.parkedChanges = append(b.merged, g.parkedChanges...)
 		return
 	}
-	g.pending = append(arrivals, g.pending...)
+	g.pending = append(b.arrivals, g.pending...)
 }
 
-// checkFailed rolls back every change of the batch, and any that arrived
-// while the check ran (they sit on top of it and were never checked
-// either), so the files are again those the running server loaded. The
-// batch is parked to be written and checked again after a backoff.
-func (g *group) checkFailed(ctx context.Context, s *service, cause error, arrivals []arrival, merged []*sinks.Change, flush bool) Outcome {
+// rollBack asks the file sets' owner to roll back every change of the
+// batch, and any that arrived while the check ran (they sit on top of it
+// and were never checked either), so the files are again those the
+// running server loaded. The batch is parked, to be written and checked
+// again after a backoff. It returns the files rolled back, the backoff,
+// and the check's error joined with any rollback error.
+func (g *group) rollBack(cause error, b *batch) (rolledBack []string, delay time.Duration, err error) {
 	g.mu.Lock()
 	late := g.pending
 	g.pending = nil
 	g.mu.Unlock()
-	all := slices.Clone(merged)
+	arrivals := b.arrivals
+	all := slices.Clone(b.merged)
 	for _, a := range late {
 		all = append(all, a.change)
 		arrivals = append(arrivals, a)
@@ -232,38 +304,34 @@ func (g *group) checkFailed(ctx context.Context, s *service, cause error, arriva
 	all = sinks.Merge(all...)
 	var rollbackErrs []error
 	for _, c := range all {
-		if err := c.Rollback(); err != nil {
+		if err := g.m.files.Rollback(c); err != nil {
 			rollbackErrs = append(rollbackErrs, err)
 		}
 	}
 	g.mu.Lock()
 	g.parked, g.parkedChanges = arrivals, all
 	g.checkFailures++
-	delay := g.m.retryDelay(g.checkFailures)
-	g.checkRetryAt = time.Now().Add(delay)
+	delay = g.m.retryDelay(g.checkFailures)
+	g.checkRetryAt = g.m.now().Add(delay)
 	g.mu.Unlock()
-
-	err := cause
+	b.arrivals = arrivals
+	err = cause
 	if len(rollbackErrs) > 0 {
 		err = errors.Join(cause, fmt.Errorf("and rolling back failed, files may hold the new set: %w", errors.Join(rollbackErrs...)))
 	}
-	attrs := []any{"service", s.cfg.Name, "error", err, "rolled_back", strings.Join(paths(all), ","), "sources", sources(arrivals)}
-	if flush {
-		g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has", attrs...)
-	} else {
-		g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has, and will retry", append(attrs, "retry_in", delay.Round(time.Millisecond).String())...)
-	}
+	return paths(all), delay, err
+}
+
+// checkFailedStatus records a failed check of s; next is when it is
+// tried again (zero: not by this process's loop).
+func (g *group) checkFailedStatus(s *service, err error, next time.Time) {
 	g.m.observe(s.cfg.Name, ResultCheckFailed)
 	g.m.update(s.cfg.Name, func(st *Status) {
 		st.State = StateCheckFailed
 		st.LastError = oneLine(err)
 		st.Failures = g.checkFailures
-		st.NextAttempt = g.checkRetryAt
-		if flush {
-			st.NextAttempt = time.Time{}
-		}
+		st.NextAttempt = next
 	})
-	return Outcome{Service: s.cfg.Name, Result: ResultCheckFailed, Err: err}
 }
 
 // batchInfo describes the batch a reload follows, for the log.
@@ -274,14 +342,29 @@ type batchInfo struct {
 }
 
 // reload makes s load the files on disk and, if configured, confirms it
-// serves them. A failure is retried with backoff by the group loop (or up
-// to flushReloadAttempts times at once when flushing).
-func (g *group) reload(ctx context.Context, s *service, batch *batchInfo, flush bool) Outcome {
+// serves them, for the group's loop: a failure is retried by the loop
+// with backoff.
+func (g *group) reload(ctx context.Context, s *service, batch *batchInfo) {
+	res, served, err := g.reloadOnce(ctx, s)
+	if ctx.Err() != nil {
+		return // shutting down: Flush reloads what is still owed
+	}
+	if err == nil {
+		s.needReload, s.failures = false, 0
+		g.reported(s, res, served, batch)
+		return
+	}
+	s.failures++
+	delay := g.m.retryDelay(s.failures)
+	s.needReload, s.retryAt = true, g.m.now().Add(delay)
+	g.failed(s, res, served, err, delay)
+}
+
+// reloadNow is reload for Flush: a failure is retried at once, up to
+// flushReloadAttempts times.
+func (g *group) reloadNow(ctx context.Context, s *service, batch *batchInfo) Outcome {
 	for attempt := 1; ; attempt++ {
 		res, served, err := g.reloadOnce(ctx, s)
-		if ctx.Err() != nil && !flush {
-			return Outcome{Service: s.cfg.Name, Result: res, Err: err}
-		}
 		if err == nil {
 			s.needReload, s.failures = false, 0
 			g.reported(s, res, served, batch)
@@ -289,16 +372,18 @@ func (g *group) reload(ctx context.Context, s *service, batch *batchInfo, flush 
 		}
 		s.failures++
 		delay := g.m.retryDelay(s.failures)
-		if flush && attempt < flushReloadAttempts {
+		if attempt < flushReloadAttempts {
 			g.m.log.Warn("reload failed, retrying", "service", s.cfg.Name, "error", err, "result", res)
+			t := time.NewTimer(time.Second)
 			select {
-			case <-time.After(time.Second):
+			case <-t.C:
 				continue
 			case <-ctx.Done():
+				t.Stop()
 			}
 		}
-		s.needReload, s.retryAt = true, time.Now().Add(delay)
-		g.failed(s, res, served, err, delay, flush)
+		s.needReload, s.retryAt = true, g.m.now().Add(delay)
+		g.failed(s, res, served, err, 0)
 		return Outcome{Service: s.cfg.Name, Result: res, Err: err}
 	}
 }
@@ -333,9 +418,9 @@ func (g *group) reported(s *service, res, served string, batch *batchInfo) {
 	g.m.observe(s.cfg.Name, res)
 	log := g.m.log.With("service", s.cfg.Name)
 	if batch != nil {
-		log = log.With("sources", batch.sources, "changes", batch.changes, "since_change", time.Since(batch.first).Round(time.Millisecond).String())
+		log = log.With("sources", batch.sources, "changes", batch.changes, "since_change", g.m.now().Sub(batch.first).Round(time.Millisecond).String())
 	}
-	now := time.Now()
+	now := g.m.now()
 	pending := g.hasPending(s.cfg.Name)
 	switch res {
 	case ResultNotRunning:
@@ -360,16 +445,18 @@ func (g *group) reported(s *service, res, served string, batch *batchInfo) {
 	})
 }
 
-func (g *group) failed(s *service, res, served string, err error, delay time.Duration, flush bool) {
+// failed records a failed reload of s; retryIn is when the loop tries
+// again (zero: it does not, Flush gave up).
+func (g *group) failed(s *service, res, served string, err error, retryIn time.Duration) {
 	g.m.observe(s.cfg.Name, res)
 	msg, retry := "reload failed", "; will retry"
 	if res == ResultNotServed {
 		msg, retry = "service reloaded but does not serve the certificate on disk (written but not served)", "; will reload again"
 	}
 	attrs := []any{"service", s.cfg.Name, "error", err, "failures", s.failures}
-	if !flush {
+	if retryIn > 0 {
 		msg += retry
-		attrs = append(attrs, "retry_in", delay.Round(time.Millisecond).String())
+		attrs = append(attrs, "retry_in", retryIn.Round(time.Millisecond).String())
 	}
 	g.m.log.Error(msg, attrs...)
 	g.m.update(s.cfg.Name, func(st *Status) {
@@ -380,7 +467,7 @@ func (g *group) failed(s *service, res, served string, err error, delay time.Dur
 		st.LastError = oneLine(err)
 		st.Failures = s.failures
 		st.NextAttempt = s.retryAt
-		if flush {
+		if retryIn == 0 {
 			st.NextAttempt = time.Time{}
 		}
 		st.Served = served
@@ -392,18 +479,6 @@ func (g *group) hasPending(name string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return slices.ContainsFunc(append(slices.Clone(g.pending), g.parked...), func(a arrival) bool { return slices.Contains(a.services, name) })
-}
-
-// flush handles whatever waits, now, for one-shot commands and shutdown.
-func (g *group) flush(ctx context.Context) []Outcome {
-	out := g.attempt(ctx, true)
-	for _, s := range g.services {
-		if !s.needReload || slices.ContainsFunc(out, func(o Outcome) bool { return o.Service == s.cfg.Name }) {
-			continue
-		}
-		out = append(out, g.reload(ctx, s, nil, true))
-	}
-	return out
 }
 
 // affected lists, in config order, the services the arrivals notify.

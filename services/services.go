@@ -13,8 +13,9 @@
 // retried with backoff.
 //
 // The package runs the commands configured for services, signals the pids
-// their pid files name, writes the files of batches it rolls back or
-// re-applies, and keeps its state in services.json in the state directory.
+// their pid files name, asks the owner of the file sets (FileSets) to roll
+// batches back and write them again, and keeps its state in services.json
+// in the state directory.
 package services
 
 import (
@@ -25,8 +26,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -50,18 +51,30 @@ const (
 	ResultNotRunning   = "not_running"
 )
 
+// FileSets undoes and redoes changes to files the agent and the trust
+// keeper wrote; sinks.Sets is the real one. Services never write a
+// certificate's or a bundle's files themselves.
+type FileSets interface {
+	Rollback(*sinks.Change) error
+	Reapply(*sinks.Change) error
+}
+
 // Options build a Manager.
 type Options struct {
 	Config   *config.Config
 	Log      *slog.Logger
 	Observer Observer
 	// Backoff spaces retries of failed checks and reloads; the zero value
-	// means renewal.DefaultBackoff.
-	Backoff renewal.Backoff
+	// means backoff.Default.
+	Backoff backoff.Backoff
 	// VerifyInterval is the pause between two verify handshakes (default
 	// 200ms).
 	VerifyInterval time.Duration
-	Rand           func() float64
+	// Files rolls back and re-applies batches; nil means sinks.Sets.
+	Files FileSets
+	// Now and Rand default to the real clock and math/rand.
+	Now  func() time.Time
+	Rand func() float64
 }
 
 // Manager batches changes per service and reloads services.
@@ -69,8 +82,10 @@ type Manager struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	observer Observer
-	backoff  renewal.Backoff
+	backoff  backoff.Backoff
 	interval time.Duration
+	files    FileSets
+	now      func() time.Time
 	rand     func() float64
 
 	groups    []*group
@@ -91,6 +106,8 @@ func New(o Options) *Manager {
 		observer:  o.Observer,
 		backoff:   o.Backoff,
 		interval:  o.VerifyInterval,
+		files:     o.Files,
+		now:       o.Now,
 		rand:      o.Rand,
 		byService: map[string]*group{},
 		status:    map[string]*Status{},
@@ -98,14 +115,20 @@ func New(o Options) *Manager {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	if m.backoff == (renewal.Backoff{}) {
-		m.backoff = renewal.DefaultBackoff
+	if m.backoff == (backoff.Backoff{}) {
+		m.backoff = backoff.Default
 	}
 	if m.interval <= 0 {
 		m.interval = 200 * time.Millisecond
 	}
 	if m.rand == nil {
 		m.rand = rand.Float64
+	}
+	if m.files == nil {
+		m.files = sinks.Sets{}
+	}
+	if m.now == nil {
+		m.now = time.Now
 	}
 	for _, names := range components(o.Config) {
 		g := &group{m: m, wake: make(chan struct{}, 1)}
@@ -179,7 +202,7 @@ func (m *Manager) Notify(source string, services []string, change *sinks.Change)
 		m.log.Warn("files changed for a service that is not configured", "source", source, "services", services)
 		return
 	}
-	g.add(arrival{source: source, services: slices.Clone(services), change: change, at: time.Now()})
+	g.add(arrival{source: source, services: slices.Clone(services), change: change, at: m.now()})
 	for _, s := range services {
 		m.update(s, func(st *Status) { st.Pending = true })
 	}

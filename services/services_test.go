@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -23,14 +25,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
-	"github.com/certkeeper/certkeeper/agent/renewal"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
-var fastBackoff = renewal.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
+var fastBackoff = backoff.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
 
 // fixture is a directory with a certificate-like file set, a config whose
 // services run small shell commands that record what they did, and a
@@ -157,13 +160,18 @@ func (r *recorder) get() []string {
 func TestBatchReloadsOnce(t *testing.T) {
 	f := newFixture(t, shell("", "nginx"))
 	f.cfg.Services[0] = shell(f.dir, "nginx")
-	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
+	// The changes come 20ms apart by the manager's clock, however slowly
+	// a loaded machine runs this loop; then the clock is real again.
+	var clk steppedClock
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Now: clk.now})
 	f.run()
+	start := time.Now()
 	for i := range 5 {
+		clk.set(start.Add(time.Duration(i) * 20 * time.Millisecond))
 		f.m.Notify("certificate web", []string{"nginx"}, f.write(strconv.Itoa(i)))
 		f.m.Notify("trust_bundle clients", []string{"nginx"}, f.write("x"+strconv.Itoa(i)))
-		time.Sleep(20 * time.Millisecond)
 	}
+	clk.set(time.Time{})
 	waitFor(t, "a reload", func() bool { return f.lines("nginx.reloads") >= 1 })
 	time.Sleep(400 * time.Millisecond) // more than a settle window
 	if n := f.lines("nginx.reloads"); n != 1 {
@@ -237,7 +245,7 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 		saved, err := ReadStatus(f.cfg)
 		return err == nil && len(saved) == 1 && saved[0].State == StateOK && saved[0].Reloads == 1
 	})
-	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statePath(f.cfg.StateDir): 0o600} {
+	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statedir.Dir(f.cfg.StateDir).ServicesState(): 0o600} {
 		info, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -481,7 +489,7 @@ func TestVerify(t *testing.T) {
 			if out := f.m.Flush(t.Context()); out[0].Err != nil {
 				t.Fatalf("server serves the file on disk, yet: %v", out[0].Err)
 			}
-			if st := f.status("web"); st.State != StateOK || st.Served != Serial(oldCert.Leaf) {
+			if st := f.status("web"); st.State != StateOK || st.Served != pki.Serial(oldCert.Leaf) {
 				t.Errorf("status = %+v", st)
 			}
 
@@ -489,16 +497,16 @@ func TestVerify(t *testing.T) {
 			f.m.Changed(f.cfg.Certificates[0], write(newPEM))
 			waitFor(t, "written but not served", func() bool { return f.status("web").State == StateNotServed })
 			st := f.status("web")
-			if !strings.Contains(st.LastError, "written but not served") || !strings.Contains(st.LastError, Serial(newCert.Leaf)) || st.Served != Serial(oldCert.Leaf) {
+			if !strings.Contains(st.LastError, "written but not served") || !strings.Contains(st.LastError, pki.Serial(newCert.Leaf)) || st.Served != pki.Serial(oldCert.Leaf) {
 				t.Errorf("status = %+v", st)
 			}
 			srv.serve(newCert) // what a successful reload does
 			waitFor(t, "served after a new reload", func() bool { return f.status("web").State == StateOK })
-			if f.status("web").Served != Serial(newCert.Leaf) {
+			if f.status("web").Served != pki.Serial(newCert.Leaf) {
 				t.Errorf("status = %+v", f.status("web"))
 			}
 			// The log says which failure it was and what is served now.
-			for _, want := range []string{`does not serve the certificate on disk \(written but not served\)`, `msg="service reloaded" .*served_serial=` + Serial(newCert.Leaf)} {
+			for _, want := range []string{`does not serve the certificate on disk \(written but not served\)`, `msg="service reloaded" .*served_serial=` + pki.Serial(newCert.Leaf)} {
 				if !regexp.MustCompile(want).MatchString(logs.String()) {
 					t.Errorf("logs lack %q:\n%s", want, logs)
 				}
@@ -649,10 +657,10 @@ func TestChangesDuringACheck(t *testing.T) {
 			"; while [ ! -e " + filepath.Join(dir, "release") + " ]; do sleep 0.01; done; test ! -e " + filepath.Join(dir, "broken")}
 		return svc
 	}
-	start := func(f *fixture, backoff renewal.Backoff, log *slog.Logger) (stop func()) {
+	start := func(f *fixture, bo backoff.Backoff, log *slog.Logger) (stop func()) {
 		f.cfg.Services = []config.Service{blocking(f.dir)}
 		f.cfg.Certificates[0].Notify = []string{"nginx"}
-		f.m = New(Options{Config: f.cfg, Backoff: backoff, Log: log})
+		f.m = New(Options{Config: f.cfg, Backoff: bo, Log: log})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -675,7 +683,7 @@ func TestChangesDuringACheck(t *testing.T) {
 		f.write("0")
 		os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
 		// No retry by itself during the test: Flush does it below.
-		stop := start(f, renewal.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}, nil)
+		stop := start(f, backoff.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}, nil)
 		arriveDuringCheck(f)
 		waitFor(t, "the check to fail", func() bool { return f.status("nginx").State == StateCheckFailed })
 		if got := f.onDisk(); got != "KEY0/CERT0" {
@@ -738,7 +746,7 @@ func TestFlushRetriesAFailedReload(t *testing.T) {
 	svc.Reload = []string{"sh", "-c", "echo >> " + attempts + "; test -e " + filepath.Join(f.dir, "ok")}
 	f.cfg.Services = []config.Service{svc}
 	f.cfg.Certificates[0].Notify = []string{"apache"}
-	f.m = New(Options{Config: f.cfg, Backoff: renewal.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}})
+	f.m = New(Options{Config: f.cfg, Backoff: backoff.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}})
 	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
 	out := f.m.Flush(t.Context())
 	if len(out) != 1 || out[0].Result != ResultReloadFailed {
@@ -762,27 +770,17 @@ func TestFlushRetriesAFailedReload(t *testing.T) {
 // n-th consecutive failure waits the backoff of attempt n-1.
 func TestManagerDefaults(t *testing.T) {
 	m := New(Options{Config: &config.Config{}})
-	if m.interval != 200*time.Millisecond || m.backoff != renewal.DefaultBackoff || m.rand == nil || m.log == nil {
-		t.Errorf("defaults: interval %v, backoff %+v", m.interval, m.backoff)
+	if m.interval != 200*time.Millisecond || m.backoff != backoff.Default || m.rand == nil || m.log == nil || m.now == nil || m.files != FileSets(sinks.Sets{}) {
+		t.Errorf("defaults: interval %v, backoff %+v, files %T", m.interval, m.backoff, m.files)
 	}
 	if m := New(Options{Config: &config.Config{}, VerifyInterval: 20 * time.Millisecond}); m.interval != 20*time.Millisecond {
 		t.Errorf("VerifyInterval 20ms became %v", m.interval)
 	}
-	b := renewal.Backoff{Base: time.Second, Max: time.Minute}
+	b := backoff.Backoff{Base: time.Second, Max: time.Minute}
 	m = New(Options{Config: &config.Config{}, Backoff: b, Rand: func() float64 { return 0.5 }})
 	for failures, want := range map[int]time.Duration{1: 500 * time.Millisecond, 2: time.Second, 3: 2 * time.Second} {
 		if got := m.retryDelay(failures); got != want {
 			t.Errorf("after %d failures: wait %v, want %v", failures, got, want)
-		}
-	}
-}
-
-// TestSerial: the served serial is printed the way Vault prints serials,
-// so a user can compare `status` with `vault list`.
-func TestSerial(t *testing.T) {
-	for n, want := range map[int64]string{1: "01", 0x0abc: "0a:bc", 0x010203: "01:02:03"} {
-		if got := Serial(&x509.Certificate{SerialNumber: big.NewInt(n)}); got != want {
-			t.Errorf("Serial(%#x) = %q, want %q", n, got, want)
 		}
 	}
 }
@@ -830,4 +828,62 @@ func TestVerifyWaitsForTheReload(t *testing.T) {
 	if n := f.lines("reloaded"); n != 1 {
 		t.Errorf("%d reloads, want 1: the first one took hold", n)
 	}
+}
+
+// refusingSets is a file-set owner that cannot roll back.
+type refusingSets struct {
+	sinks.Sets
+	rollbacks int
+}
+
+var _ FileSets = (*refusingSets)(nil)
+
+func (r *refusingSets) Rollback(*sinks.Change) error {
+	r.rollbacks++
+	return errors.New("disk is read-only")
+}
+
+// TestRollbackGoesThroughTheOwner: a failed check asks the file sets'
+// owner to roll the batch back, never rewrites the files itself, and a
+// rollback the owner cannot do is part of the error.
+func TestRollbackGoesThroughTheOwner(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Services = []config.Service{shell(f.dir, "nginx")}
+	f.cfg.Certificates[0].Notify = []string{"nginx"}
+	owner := &refusingSets{}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Files: owner})
+	f.write("1")
+	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o600)
+	f.m.Notify("certificate web", []string{"nginx"}, f.write("2"))
+	out := f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultCheckFailed || !strings.Contains(fmt.Sprint(out[0].Err), "and rolling back failed, files may hold the new set: disk is read-only") {
+		t.Fatalf("Flush = %+v, want a failed check whose rollback failed", out)
+	}
+	if owner.rollbacks != 1 {
+		t.Errorf("%d rollbacks asked of the owner, want 1", owner.rollbacks)
+	}
+	if got := f.onDisk(); !strings.Contains(got, "2") {
+		t.Errorf("files on disk %q: the owner refused, so the new set must still be there", got)
+	}
+}
+
+// steppedClock reads a set time, or the real clock while none is set.
+type steppedClock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *steppedClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = t
+}
+
+func (c *steppedClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() {
+		return time.Now()
+	}
+	return c.at
 }

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -55,9 +55,6 @@ type stateFile struct {
 
 const stateVersion = 1
 
-func statePath(stateDir string) string   { return filepath.Join(stateDir, "services.json") }
-func journalPath(stateDir string) string { return filepath.Join(stateDir, "services.journal") }
-
 // update changes one service's status and saves all of them.
 func (m *Manager) update(name string, f func(*Status)) {
 	m.mu.Lock()
@@ -67,7 +64,7 @@ func (m *Manager) update(name string, f func(*Status)) {
 		return
 	}
 	f(st)
-	st.UpdatedAt = time.Now()
+	st.UpdatedAt = m.now()
 	m.mu.Unlock()
 	m.save()
 }
@@ -89,13 +86,14 @@ func (m *Manager) save() {
 	}
 	m.saveMu.Lock()
 	defer m.saveMu.Unlock()
+	dir := statedir.Dir(m.cfg.StateDir)
 	data, err := json.MarshalIndent(stateFile{Version: stateVersion, Services: m.Statuses()}, "", "  ")
 	if err == nil {
-		err = os.MkdirAll(m.cfg.StateDir, 0o700)
+		err = dir.Ensure()
 	}
 	if err == nil {
-		_, err = sinks.WriteSet(journalPath(m.cfg.StateDir), []sinks.File{{
-			Path: statePath(m.cfg.StateDir), Data: append(data, '\n'), Mode: 0o600, UID: -1, GID: -1,
+		_, err = sinks.WriteSet(dir.ServicesJournal(), []sinks.File{{
+			Path: dir.ServicesState(), Data: append(data, '\n'), Mode: 0o600, UID: -1, GID: -1,
 		}})
 	}
 	if err != nil {
@@ -107,14 +105,15 @@ func (m *Manager) save() {
 // in config order; services it never saw are idle.
 func ReadStatus(cfg *config.Config) ([]Status, error) {
 	var file stateFile
-	data, err := os.ReadFile(statePath(cfg.StateDir))
+	path := statedir.Dir(cfg.StateDir).ServicesState()
+	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("reading service states: %w", err)
 	default:
 		if err := json.Unmarshal(data, &file); err != nil || file.Version != stateVersion {
-			return nil, fmt.Errorf("service state file %s is unreadable or from another version", statePath(cfg.StateDir))
+			return nil, fmt.Errorf("service state file %s is unreadable or from another version", path)
 		}
 	}
 	var out []Status
@@ -149,7 +148,7 @@ func (m *Manager) Reconcile(ctx context.Context) {
 			case errors.As(err, &mismatch):
 				m.log.Warn("service does not serve the certificate on disk; reloading it", "service", s.cfg.Name, "error", err)
 				g.mu.Lock()
-				g.pending = append(g.pending, arrival{source: "startup check", services: []string{s.cfg.Name}, change: &sinks.Change{}, at: time.Now()})
+				g.pending = append(g.pending, arrival{source: "startup check", services: []string{s.cfg.Name}, change: &sinks.Change{}, at: m.now()})
 				g.mu.Unlock()
 				g.poke()
 			default:

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -21,10 +21,10 @@ import (
 // it saw last. A newer certificate written while this runs belongs to the
 // next batch and must not make this one look unserved.
 func (m *Manager) verify(ctx context.Context, s config.Service, loaded []expected) (served string, err error) {
-	deadline := time.Now().Add(s.Verify.Timeout)
+	deadline := m.now().Add(s.Verify.Timeout)
 	for {
 		served, err = m.verifyOnce(ctx, s, loaded...)
-		if err == nil || !time.Now().Before(deadline) {
+		if err == nil || !m.now().Before(deadline) {
 			return served, err
 		}
 		select {
@@ -49,13 +49,13 @@ func (m *Manager) verifyOnce(ctx context.Context, s config.Service, loaded ...ex
 	if err != nil {
 		return "", fmt.Errorf("connecting to %s: %w", s.Verify.Address, err)
 	}
-	served = Serial(leaf)
+	served = pki.Serial(leaf)
 	var expected []string
 	for _, w := range want {
 		if leaf.Equal(w.leaf) {
 			return served, nil
 		}
-		expected = append(expected, fmt.Sprintf("%s (certificate %q)", Serial(w.leaf), w.name))
+		expected = append(expected, fmt.Sprintf("%s (certificate %q)", pki.Serial(w.leaf), w.name))
 	}
 	return served, &mismatchError{msg: fmt.Sprintf("%s serves serial %s, but the files on disk hold %s", s.Verify.Address, served, strings.Join(expected, " or "))}
 }
@@ -124,17 +124,4 @@ func servedLeaf(ctx context.Context, address, serverName string, timeout time.Du
 		err = errors.New("the server presented no certificate")
 	}
 	return nil, err
-}
-
-// Serial formats a certificate's serial the way Vault prints it.
-func Serial(c *x509.Certificate) string {
-	hex := fmt.Sprintf("%x", c.SerialNumber)
-	if len(hex)%2 == 1 {
-		hex = "0" + hex
-	}
-	var parts []string
-	for i := 0; i < len(hex); i += 2 {
-		parts = append(parts, hex[i:i+2])
-	}
-	return strings.Join(parts, ":")
 }

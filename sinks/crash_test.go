@@ -747,7 +747,7 @@ var crashScenarios = []crashScenario{
 			if err != nil {
 				t.Fatal(err)
 			}
-			return change.Rollback
+			return func() error { return Sets{}.Rollback(change) }
 		},
 	},
 	{
@@ -761,7 +761,43 @@ var crashScenarios = []crashScenario{
 			if err != nil {
 				t.Fatal(err)
 			}
-			return change.Rollback
+			return func() error { return Sets{}.Rollback(change) }
+		},
+	},
+	{
+		// A state_dir owner replacing root's 0600 key (left by a root run
+		// before the owner took over): the write never reads it, and the
+		// rollback that would need its bytes is refused, so the set is
+		// whole at every point, and new once the write has returned.
+		name: "a write over a previous key this process may not read, then the rollback it refuses",
+		sets: func(root string) []crashSet {
+			return []crashSet{{journal: crashJournal(root, "web"), old: contents(crashSetFiles(root, "tls", "web", "1")...), new: contents(crashSetFiles(root, "tls", "web", "2")...)}}
+		},
+		setup: func(t *testing.T, root string) func() error {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root, to take away root's right to read any file; TestWriteReplacesUnreadable covers this path without crashes as any user")
+			}
+			if err := withoutReadOverride(func() error { return nil }); err != nil {
+				t.Skipf("cannot drop the capability to read any file: %v", err)
+			}
+			old := crashSetFiles(root, "tls", "web", "1")
+			writeOld(t, old...)
+			// Another user's key: without CAP_DAC_OVERRIDE, unreadable.
+			if err := os.Chown(old[0].Path, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			return func() error {
+				return withoutReadOverride(func() error {
+					change, err := WriteSet(crashJournal(root, "web"), crashSetFiles(root, "tls", "web", "2"))
+					if err != nil {
+						return err
+					}
+					if err := (Sets{}).Rollback(change); err == nil || !strings.Contains(err.Error(), "could not be read") {
+						return fmt.Errorf("rollback over an unreadable previous key: %v, want a refusal that keeps the new set", err)
+					}
+					return nil
+				})
+			}
 		},
 	},
 }

@@ -42,13 +42,17 @@ type Change struct {
 	journal string
 	prev    []previous
 	// next is what the change wrote, so it can be written again after a
-	// rollback (see Reapply).
+	// rollback (see Sets.Reapply).
 	next []File
 }
 
 type previous struct {
 	file    File
 	existed bool
+	// unreadable: a file was there that this process may not read (left
+	// by root before the state_dir owner took over, say). It is replaced
+	// all the same, but its bytes cannot be put back.
+	unreadable bool
 }
 
 // Changed reports whether anything on disk was changed.
@@ -149,15 +153,31 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 	return change, nil
 }
 
+// Sets is the owner of written file sets for everyone who did not write
+// them: a service whose check failed asks it to put a set back, and to
+// write it again for the next check, instead of rewriting the files
+// itself. Every write, rollback and re-apply of one set (named by its
+// journal) is serialised, whoever asks.
+type Sets struct{}
+
 // Rollback puts back what the files held before the change and removes
-// files the change created, all as one set.
-func (c *Change) Rollback() error {
+// files the change created, all as one set. When a file the change
+// replaced could not be read, nothing is put back (the new set stays
+// whole) and the error says so.
+func (Sets) Rollback(c *Change) error {
 	if !c.Changed() {
 		return nil
 	}
 	defer lockSet(c.journal)()
 	var restore []File
 	var created []string
+	for _, p := range c.prev {
+		if p.unreadable {
+			// Putting back the rest would leave a key of one set beside
+			// a certificate of the other: keep the new set whole instead.
+			return fmt.Errorf("cannot roll back: the previous %s could not be read, so the new files stay in place as a whole set", p.file.Path)
+		}
+	}
 	for _, p := range c.prev {
 		if p.existed {
 			restore = append(restore, p.file)
@@ -189,11 +209,18 @@ func inspect(f File) (prev previous, same bool, err error) {
 	if !info.Mode().IsRegular() {
 		return prev, false, fmt.Errorf("refusing to write %s: it is not a regular file", f.Path)
 	}
+	prev.existed = true
 	data, err := readNoFollow(f.Path)
+	if errors.Is(err, fs.ErrPermission) {
+		// A write never fails only because the old file cannot be read:
+		// replacing it needs only the directory, and refusing would keep
+		// it until it expires.
+		prev.unreadable = true
+		return prev, false, nil
+	}
 	if err != nil {
 		return prev, false, err
 	}
-	prev.existed = true
 	prev.file.Data = data
 	prev.file.Mode = info.Mode().Perm()
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {

@@ -123,7 +123,7 @@ func TestRollback(t *testing.T) {
 	if got := mustRead(t, filepath.Join(dir, "web.key")); got != "KEY2" {
 		t.Fatalf("key = %q after write", got)
 	}
-	if err := change.Rollback(); err != nil {
+	if err := (Sets{}).Rollback(change); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustRead(t, filepath.Join(dir, "web.key")); got != "KEY1" {

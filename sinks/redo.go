@@ -22,7 +22,7 @@ func lockSet(journal string) (unlock func()) {
 // Reapply writes again what the change wrote, as one set, after a
 // Rollback undid it. The change keeps what was there before it, so it can
 // still be rolled back afterwards.
-func (c *Change) Reapply() error {
+func (Sets) Reapply(c *Change) error {
 	if !c.Changed() {
 		return nil
 	}

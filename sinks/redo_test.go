@@ -47,13 +47,13 @@ func TestMergeRollbackAndReapply(t *testing.T) {
 		return key + "/" + cert
 	}
 	for round := range 2 {
-		if err := m.Rollback(); err != nil {
+		if err := (Sets{}).Rollback(m); err != nil {
 			t.Fatal(err)
 		}
 		if got := state(); got != "KEY0/CERT0" {
 			t.Fatalf("round %d: after rollback %s, want KEY0/CERT0 and no chain file", round, got)
 		}
-		if err := m.Reapply(); err != nil {
+		if err := (Sets{}).Reapply(m); err != nil {
 			t.Fatal(err)
 		}
 		if got := state(); got != "KEY3/CERT3/CHAIN2" {
@@ -77,7 +77,7 @@ func TestMergeKeepsSetsApart(t *testing.T) {
 	if len(merged) != 2 {
 		t.Fatalf("%d merged changes, want 2", len(merged))
 	}
-	if err := merged[1].Rollback(); err != nil {
+	if err := (Sets{}).Rollback(merged[1]); err != nil {
 		t.Fatal(err)
 	}
 	if mustRead(t, filepath.Join(a, "web.key")) != "A1" || mustRead(t, filepath.Join(b, "web.key")) != "B0" {
@@ -103,7 +103,7 @@ func TestConcurrentWritesStayWhole(t *testing.T) {
 					return
 				}
 				if j%3 == 0 {
-					if err := c.Rollback(); err != nil {
+					if err := (Sets{}).Rollback(c); err != nil {
 						t.Error(err)
 					}
 				}

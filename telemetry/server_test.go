@@ -3,13 +3,11 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -183,42 +181,5 @@ func TestServeRetriesUntilTheAddressIsFree(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve after shutdown: %v", err)
-	}
-}
-
-func TestStatusURL(t *testing.T) {
-	for listen, want := range map[string]string{
-		"127.0.0.1:9847": "http://127.0.0.1:9847/v1/status",
-		"0.0.0.0:9847":   "http://127.0.0.1:9847/v1/status",
-		":9847":          "http://127.0.0.1:9847/v1/status",
-		"[::]:9847":      "http://[::1]:9847/v1/status",
-		"10.1.2.3:9100":  "http://10.1.2.3:9100/v1/status",
-	} {
-		if got, err := StatusURL(listen); err != nil || got != want {
-			t.Errorf("StatusURL(%q) = %q, %v; want %q", listen, got, err, want)
-		}
-	}
-}
-
-// status must not show another agent's certificates as its own.
-func TestFetchStatusChecksTheConfig(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "certkeeper.hcl")
-	fa := &fakeAgent{statuses: []agent.Status{{Name: "web"}}}
-	srv := httptest.NewServer(Handler(HandlerOptions{Gatherer: NewRegistry(), Status: fa, ConfigPath: cfgPath}))
-	defer srv.Close()
-
-	sts, err := FetchStatus(t.Context(), srv.URL+"/v1/status", filepath.Join(dir, ".", "certkeeper.hcl"))
-	if err != nil || len(sts) != 1 || sts[0].Name != "web" {
-		t.Errorf("own agent: %+v, %v", sts, err)
-	}
-	_, err = FetchStatus(t.Context(), srv.URL+"/v1/status", "/etc/other.hcl")
-	var other *OtherAgentError
-	if !errors.As(err, &other) || other.Config != cfgPath || !strings.Contains(err.Error(), "runs "+cfgPath+", not /etc/other.hcl") {
-		t.Errorf("another agent's status was accepted: %v", err)
-	}
-	srv.Close()
-	if _, err := FetchStatus(t.Context(), srv.URL+"/v1/status", cfgPath); err == nil {
-		t.Error("no agent, yet no error")
 	}
 }

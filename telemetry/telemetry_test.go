@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/telemetry/filewatch"
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 // fakeAgent is the agent's read side, as a test sets it.
@@ -63,68 +63,6 @@ func caCert(t *testing.T, cn string, notAfter time.Time) *x509.Certificate {
 	return c
 }
 
-// sample is one gathered series: name, labels, value.
-type sample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-func gather(t *testing.T, g prometheus.Gatherer) []sample {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	var out []sample
-	for _, mf := range mfs {
-		for _, m := range mf.Metric {
-			s := sample{name: mf.GetName(), labels: map[string]string{}}
-			for _, l := range m.Label {
-				s.labels[l.GetName()] = l.GetValue()
-			}
-			switch mf.GetType() {
-			case dto.MetricType_GAUGE:
-				s.value = m.Gauge.GetValue()
-			case dto.MetricType_COUNTER:
-				s.value = m.Counter.GetValue()
-			case dto.MetricType_HISTOGRAM:
-				s.value = float64(m.Histogram.GetSampleCount())
-			}
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// find returns the value of the series with exactly these labels.
-func find(samples []sample, name string, labels ...string) (float64, bool) {
-	for _, s := range samples {
-		if s.name != name || len(s.labels) != len(labels)/2 {
-			continue
-		}
-		match := true
-		for i := 0; i < len(labels); i += 2 {
-			if s.labels[labels[i]] != labels[i+1] {
-				match = false
-			}
-		}
-		if match {
-			return s.value, true
-		}
-	}
-	return 0, false
-}
-
-func mustFind(t *testing.T, samples []sample, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := find(samples, name, labels...)
-	if !ok {
-		t.Fatalf("no series %s%v", name, labels)
-	}
-	return v
-}
-
 func newTestMetrics(t *testing.T) (*Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -160,7 +98,7 @@ func TestStateFollowsTheAgent(t *testing.T) {
 	m.ObservePass(web, &agent.Result{Name: "web", Action: agent.Kept}, nil)
 	m.ObservePass(api, nil, errors.New("vault answered 503"))
 
-	s := gather(t, reg)
+	s := cktest.Gather(t, reg)
 	checks := []struct {
 		name   string
 		labels []string
@@ -186,19 +124,19 @@ func TestStateFollowsTheAgent(t *testing.T) {
 		{"certkeeper_file_read_errors_total", []string{"path", "/etc/ssl/bad.pem"}, 2},
 	}
 	for _, c := range checks {
-		if got := mustFind(t, s, c.name, c.labels...); got != c.want {
+		if got := cktest.MustFind(t, s, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
 	// A certificate with nothing held has no expiry series, rather than a
 	// zero that reads as "expired in 1970".
-	if _, ok := find(s, "certkeeper_certificate_not_after_timestamp_seconds", "name", "api"); ok {
+	if _, ok := cktest.Find(s, "certkeeper_certificate_not_after_timestamp_seconds", "name", "api"); ok {
 		t.Error("api has no certificate but exports a not_after")
 	}
 	// The serial is only in certkeeper_certificate_info.
 	for _, x := range s {
-		if _, ok := x.labels["serial"]; ok && x.name != "certkeeper_certificate_info" {
-			t.Errorf("%s carries the serial", x.name)
+		if _, ok := x.Labels["serial"]; ok && x.Name != "certkeeper_certificate_info" {
+			t.Errorf("%s carries the serial", x.Name)
 		}
 	}
 
@@ -206,11 +144,11 @@ func TestStateFollowsTheAgent(t *testing.T) {
 	fa.mu.Lock()
 	fa.statuses[1].Serial, fa.statuses[1].NotAfter = "0c:0d", now.Add(143*time.Hour)
 	fa.mu.Unlock()
-	s = gather(t, reg)
-	if got := mustFind(t, s, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != float64(now.Add(143*time.Hour).Unix()) {
+	s = cktest.Gather(t, reg)
+	if got := cktest.MustFind(t, s, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != float64(now.Add(143*time.Hour).Unix()) {
 		t.Errorf("after renewal not_after = %v", got)
 	}
-	if _, ok := find(s, "certkeeper_certificate_info", "name", "web", "common_name", "web.example.internal", "serial", "0a:0b", "issuer", "Example Intermediate"); ok {
+	if _, ok := cktest.Find(s, "certkeeper_certificate_info", "name", "web", "common_name", "web.example.internal", "serial", "0a:0b", "issuer", "Example Intermediate"); ok {
 		t.Error("the old serial's info series is still exported")
 	}
 
@@ -218,9 +156,9 @@ func TestStateFollowsTheAgent(t *testing.T) {
 	fa.mu.Lock()
 	fa.statuses = fa.statuses[:1]
 	fa.mu.Unlock()
-	for _, x := range gather(t, reg) {
-		if x.labels["name"] == "web" {
-			t.Errorf("web left the config but %s%v is still exported", x.name, x.labels)
+	for _, x := range cktest.Gather(t, reg) {
+		if x.Labels["name"] == "web" {
+			t.Errorf("web left the config but %s%v is still exported", x.Name, x.Labels)
 		}
 	}
 }
@@ -231,7 +169,7 @@ func TestNoTokenNoSeries(t *testing.T) {
 	if err := m.ExposeState(Sources{Token: fakeToken{}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := find(gather(t, reg), "certkeeper_vault_token_expiry_timestamp_seconds"); ok {
+	if _, ok := cktest.Find(cktest.Gather(t, reg), "certkeeper_vault_token_expiry_timestamp_seconds"); ok {
 		t.Error("a zero token expiry was exported")
 	}
 }
@@ -247,7 +185,7 @@ func TestCrossSignedCAsDoNotBreakTheScrape(t *testing.T) {
 	if err := m.ExposeState(Sources{Certificates: fa}); err != nil {
 		t.Fatal(err)
 	}
-	got := mustFind(t, gather(t, reg), "certkeeper_ca_not_after_timestamp_seconds", "name", "web", "subject", "CN=Cross")
+	got := cktest.MustFind(t, cktest.Gather(t, reg), "certkeeper_ca_not_after_timestamp_seconds", "name", "web", "subject", "CN=Cross")
 	if got != float64(older.NotAfter.Unix()) {
 		t.Errorf("cross-signed CA expiry %v, want the earlier one", got)
 	}
@@ -260,16 +198,16 @@ func TestVaultRequests(t *testing.T) {
 	m.ObserveVaultRequest("sign", 200, 60*time.Millisecond)
 	m.ObserveVaultRequest("sign", 503, time.Second)
 	m.ObserveVaultRequest("sign", 0, 30*time.Second)
-	s := gather(t, reg)
+	s := cktest.Gather(t, reg)
 	for _, c := range []struct {
 		op, code string
 		want     float64
 	}{{"login", "200", 1}, {"sign", "200", 2}, {"sign", "503", 1}, {"sign", "unreachable", 1}} {
-		if got := mustFind(t, s, "certkeeper_vault_requests_total", "operation", c.op, "code", c.code); got != c.want {
+		if got := cktest.MustFind(t, s, "certkeeper_vault_requests_total", "operation", c.op, "code", c.code); got != c.want {
 			t.Errorf("requests{%s,%s} = %v, want %v", c.op, c.code, got, c.want)
 		}
 	}
-	if got := mustFind(t, s, "certkeeper_vault_request_duration_seconds", "operation", "sign"); got != 4 {
+	if got := cktest.MustFind(t, s, "certkeeper_vault_request_duration_seconds", "operation", "sign"); got != 4 {
 		t.Errorf("sign duration count = %v, want 4", got)
 	}
 }
@@ -279,9 +217,9 @@ func TestVaultRequests(t *testing.T) {
 func TestServiceAndTrustBundleRecorders(t *testing.T) {
 	m, reg := newTestMetrics(t)
 	m.ServiceConfigured("nginx")
-	s := gather(t, reg)
+	s := cktest.Gather(t, reg)
 	for _, r := range []string{"success", "failure"} {
-		if got := mustFind(t, s, "certkeeper_service_reloads_total", "service", "nginx", "result", r); got != 0 {
+		if got := cktest.MustFind(t, s, "certkeeper_service_reloads_total", "service", "nginx", "result", r); got != 0 {
 			t.Errorf("configured service starts with %s=%v, want 0", r, got)
 		}
 	}
@@ -293,28 +231,28 @@ func TestServiceAndTrustBundleRecorders(t *testing.T) {
 	next := time.Unix(1_900_000_000, 0)
 	m.CRLNextUpdate("clients", "CN=Example Root", next)
 	m.CRLNextUpdate("clients", "CN=Example Intermediate", next.Add(time.Hour))
-	s = gather(t, reg)
-	if got := mustFind(t, s, "certkeeper_service_reloads_total", "service", "nginx", "result", "success"); got != 2 {
+	s = cktest.Gather(t, reg)
+	if got := cktest.MustFind(t, s, "certkeeper_service_reloads_total", "service", "nginx", "result", "success"); got != 2 {
 		t.Errorf("successful reloads = %v, want 2", got)
 	}
-	if got := mustFind(t, s, "certkeeper_service_reloads_total", "service", "nginx", "result", "failure"); got != 1 {
+	if got := cktest.MustFind(t, s, "certkeeper_service_reloads_total", "service", "nginx", "result", "failure"); got != 1 {
 		t.Errorf("failed reloads = %v, want 1", got)
 	}
-	if got := mustFind(t, s, "certkeeper_service_served_matches", "service", "nginx"); got != 1 {
+	if got := cktest.MustFind(t, s, "certkeeper_service_served_matches", "service", "nginx"); got != 1 {
 		t.Errorf("nginx served_matches = %v", got)
 	}
-	if got := mustFind(t, s, "certkeeper_service_served_matches", "service", "apache"); got != 0 {
+	if got := cktest.MustFind(t, s, "certkeeper_service_served_matches", "service", "apache"); got != 0 {
 		t.Errorf("apache served_matches = %v", got)
 	}
-	if got := mustFind(t, s, "certkeeper_trust_bundle_crl_next_update_timestamp_seconds", "name", "clients", "issuer", "CN=Example Root"); got != float64(next.Unix()) {
+	if got := cktest.MustFind(t, s, "certkeeper_trust_bundle_crl_next_update_timestamp_seconds", "name", "clients", "issuer", "CN=Example Root"); got != float64(next.Unix()) {
 		t.Errorf("crl next update = %v", got)
 	}
 
 	m.ForgetService("nginx")
 	m.ForgetTrustBundle("clients")
-	for _, x := range gather(t, reg) {
-		if x.labels["service"] == "nginx" || x.labels["name"] == "clients" {
-			t.Errorf("forgotten series still exported: %s%v", x.name, x.labels)
+	for _, x := range cktest.Gather(t, reg) {
+		if x.Labels["service"] == "nginx" || x.Labels["name"] == "clients" {
+			t.Errorf("forgotten series still exported: %s%v", x.Name, x.Labels)
 		}
 	}
 }

@@ -4,11 +4,10 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"fmt"
 	"strings"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/internal/pki"
 )
 
 // Certificate is the value of the `certificate` template function. PEM
@@ -63,7 +62,7 @@ func NewCertificate(name string, b *pki.Bundle) (Certificate, error) {
 		DNSNames:          nonNil(leaf.DNSNames),
 		IPSANs:            []string{},
 		URISANs:           []string{},
-		Serial:            serialHex(leaf),
+		Serial:            pki.Serial(leaf),
 		NotBefore:         leaf.NotBefore.UTC(),
 		NotAfter:          leaf.NotAfter.UTC(),
 		Issuer:            leaf.Issuer.CommonName,
@@ -93,31 +92,17 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// serialHex formats a serial the way Vault prints it: "1a:2b:...".
-func serialHex(c *x509.Certificate) string {
-	h := fmt.Sprintf("%x", c.SerialNumber)
-	if len(h)%2 == 1 {
-		h = "0" + h
-	}
-	var parts []string
-	for i := 0; i < len(h); i += 2 {
-		parts = append(parts, h[i:i+2])
-	}
-	return strings.Join(parts, ":")
-}
-
-// sampleKeyMarker is the body of the placeholder key; a dry run whose
-// output contains it includes the key.
+// sampleKeyMarker is the body of the placeholder key the dry run renders.
 const sampleKeyMarker = "certkeeper-validate-sample-private-key"
 
 // withPlaceholders fills what a config cannot know before issuance with
 // values of the right shape, so a dry run exercises the same code paths as
 // a real render.
-func (c Certificate) withPlaceholders() Certificate {
+func (c Certificate) withPlaceholders(now time.Time) Certificate {
 	pemOf := func(typ, body string) string {
 		return "-----BEGIN " + typ + "-----\n" + body + "\n-----END " + typ + "-----\n"
 	}
-	now := time.Now().UTC().Truncate(time.Second)
+	now = now.UTC().Truncate(time.Second)
 	c.DNSNames, c.IPSANs, c.URISANs = nonNil(c.DNSNames), nonNil(c.IPSANs), nonNil(c.URISANs)
 	if c.Serial == "" {
 		c.Serial = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33"

@@ -17,6 +17,11 @@ const (
 	whyFile    = "templates must not read local files: that would let a template copy any file certkeeper can read (another key, a token) into its output"
 	whyWrite   = "templates must not write files: certkeeper writes each template's output itself, atomically and in one set with the key"
 	whyProcess = "templates must not run programs; use the notify/service settings to run commands after a change"
+	// go-sockaddr finds the default interface by running `ip route`,
+	// looked up in $PATH, and validate renders every template as whoever
+	// runs it, root included.
+	whyStdout   = "it prints to certkeeper's own output, which is its log (the journal): the data a template sees, key included, must not go there; spew_sdump and spew_sprintf return the text instead"
+	whySockaddr = "it runs a program (ip route, found through $PATH) to find the host's addresses, and templates must not run programs; a certificate's output needs no host address"
 )
 
 // denied maps every disabled function of consul-template v0.41 to the
@@ -49,6 +54,9 @@ var denied = []struct{ pattern, why string }{
 	{"file", whyFile},
 	{"writeToFile", whyWrite},
 	{"plugin", whyProcess},
+	{"sockaddr", whySockaddr},
+	{"spew_dump", whyStdout},
+	{"spew_printf", whyStdout},
 }
 
 // deniedNames are the exact names consul-template v0.41 defines, which get
@@ -60,7 +68,7 @@ var deniedNames = []string{
 	"service", "services", "connect", "node", "nodes", "datacenters",
 	"exportedServices", "partitions", "peerings", "caRoots", "caLeaf",
 	"nomadServices", "nomadService", "nomadVarList", "nomadVarListSafe", "nomadVar", "nomadVarExists",
-	"file", "writeToFile", "plugin",
+	"file", "writeToFile", "plugin", "sockaddr", "spew_dump", "spew_printf",
 }
 
 func deniedReason(name string) (string, bool) {

@@ -13,13 +13,13 @@
 package templates
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"text/template/parse"
+	"time"
 
 	ctemplate "github.com/hashicorp/consul-template/template"
 )
@@ -48,9 +48,19 @@ func (e *Error) Error() string {
 }
 
 // Render executes the template with cert as the value of `certificate`.
-// Errors carry the template's line (as *Error) and never the certificate's
-// key: text/template quotes the failing expression, not the data.
+// Errors carry the template's line and expression (as *Error) and never
+// the data being rendered: see renderError.
 func Render(in Input, cert Certificate) ([]byte, error) {
+	out, err := execute(in, cert)
+	if err != nil {
+		return nil, renderError(in, cert, err)
+	}
+	return out, nil
+}
+
+// execute runs the engine; its errors are the engine's own, which may
+// quote the data.
+func execute(in Input, cert Certificate) ([]byte, error) {
 	if strings.TrimSpace(in.Text) == "" {
 		return nil, &Error{Msg: "template is empty"}
 	}
@@ -61,20 +71,68 @@ func Render(in Input, cert Certificate) ([]byte, error) {
 		ExtFuncMap: funcs(cert),
 	})
 	if err != nil {
+		// A parse error quotes the template, never data.
 		return nil, fmt.Errorf("loading template: %w", err)
 	}
 	// A fresh, empty brain: no function that could fill it is enabled.
 	res, err := t.Execute(&ctemplate.ExecuteInput{Brain: ctemplate.NewBrain()})
 	if err != nil {
-		return nil, engineError(err)
+		return nil, errExecute{err}
 	}
 	return res.Output, nil
 }
 
-// CheckResult is what Check learnt from a dry run.
+// errExecute marks an engine error raised while running the template,
+// which may quote the data being rendered.
+type errExecute struct{ err error }
+
+func (e errExecute) Error() string { return e.err.Error() }
+
+// renderError makes an error from a failed render safe to log and to show
+// in status. The engine's message for a failure at run time can quote the
+// data: a function that fails quotes its argument (parseInt, timestamp,
+// sprig_fail, ...), and so do range and with ("range can't iterate over
+// <value>"), in any encoding the template applied first. So the message of
+// a run-time failure is never passed on. The template is run again
+// against the sample certificate validate uses, whose PEM fields are
+// placeholders: if it fails at the same line and expression, that message
+// (which can only quote the sample) explains the failure; if not, the
+// failure depends on the real data and only its place is told.
+func renderError(in Input, cert Certificate, err error) error {
+	var ee errExecute
+	if !errors.As(err, &ee) {
+		return err
+	}
+	got := engineError(ee.err).(*Error)
+	line, expr, ok := engineWhere(ee.err)
+	if !ok {
+		return &Error{Line: got.Line, Msg: "rendering failed; the engine's message is withheld because it may quote the certificate or its key"}
+	}
+	sample := Certificate{Name: cert.Name, CommonName: cert.CommonName, DNSNames: cert.DNSNames, IPSANs: cert.IPSANs,
+		URISANs: cert.URISANs, KeyType: cert.KeyType, KeyBits: cert.KeyBits,
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter}.withPlaceholders(cert.NotBefore)
+	if _, serr := execute(in, sample); serr != nil && errors.As(serr, &ee) {
+		if sline, sexpr, ok := engineWhere(ee.err); ok && sline == line && sexpr == expr {
+			msg := engineError(ee.err).(*Error).Msg
+			if msg != got.Msg {
+				// It quotes the sample where the real one quoted data.
+				msg += " (as rendered against validate's sample certificate)"
+			}
+			return &Error{Line: line, Msg: msg}
+		}
+	}
+	msg := "failed on this certificate's data; the engine's message is withheld because it may quote the certificate or its key"
+	if expr != "" {
+		msg = "at " + expr + ": " + msg
+	}
+	return &Error{Line: line, Msg: msg}
+}
+
+// CheckResult is what Check learnt from the template.
 type CheckResult struct {
-	// IncludesKey is true when the output holds the private key, so the
-	// file must not be readable by every user.
+	// IncludesKey is true when the output may hold the private key, in
+	// any encoding, so the file must not be readable by every user. It
+	// comes from the syntax tree (UsesKey), not from the dry run's output.
 	IncludesKey bool
 }
 
@@ -84,6 +142,11 @@ type CheckResult struct {
 // renders the template once against sample, a certificate shaped like the
 // one the config asks for, whose PEM fields are placeholders.
 func Check(in Input, sample Certificate) (CheckResult, error) {
+	return check(in, sample, time.Now())
+}
+
+// check is Check with the clock that dates the placeholders.
+func check(in Input, sample Certificate, now time.Time) (CheckResult, error) {
 	if strings.TrimSpace(in.Text) == "" {
 		return CheckResult{}, &Error{Msg: "template is empty"}
 	}
@@ -106,12 +169,10 @@ func Check(in Input, sample Certificate) (CheckResult, error) {
 	if len(errs) > 0 {
 		return CheckResult{}, errors.Join(errs...)
 	}
-	sample = sample.withPlaceholders()
-	out, err := Render(in, sample)
-	if err != nil {
+	if _, err := Render(in, sample.withPlaceholders(now)); err != nil {
 		return CheckResult{}, err
 	}
-	return CheckResult{IncludesKey: bytes.Contains(out, []byte(sampleKeyMarker))}, nil
+	return CheckResult{IncludesKey: usesKey(trees)}, nil
 }
 
 // parseTrees parses without checking function names: the engine knows the
@@ -191,6 +252,17 @@ func lineOf(t *parse.Tree, n parse.Node) int {
 // wraps in "parse: " or "execute: ": "template: NAME:LINE[:COL]: [executing
 // "NAME" at <EXPR>: ]MESSAGE".
 var engineRx = regexp.MustCompile(`(?s)^(?:parse: |execute: )?template: [^:]*:(\d+)(?::\d+)?: (?:executing "[^"]*" at (<.*?>): )?(.*)$`)
+
+// engineWhere is the line and expression (as the template spells it, so
+// without data) an engine error names.
+func engineWhere(err error) (line int, expr string, ok bool) {
+	m := engineRx.FindStringSubmatch(err.Error())
+	if m == nil {
+		return 0, "", false
+	}
+	line, _ = strconv.Atoi(m[1])
+	return line, m[2], true
+}
 
 // engineError rewords an engine error as an *Error with the template's
 // own line, without the template's internal name.

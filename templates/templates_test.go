@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/internal/pki"
 )
 
 // testBundle is a leaf issued by an intermediate under a root, the shape
@@ -418,7 +418,7 @@ func TestCheckLooksInElseBranches(t *testing.T) {
 // caller knows is kept.
 func TestCheckSampleLooksIssued(t *testing.T) {
 	before := time.Now()
-	s := Certificate{Name: "web"}.withPlaceholders()
+	s := Certificate{Name: "web"}.withPlaceholders(before)
 	if parts := strings.Split(s.Serial, ":"); len(parts) < 16 {
 		t.Errorf("sample serial %q", s.Serial)
 	}
@@ -428,7 +428,7 @@ func TestCheckSampleLooksIssued(t *testing.T) {
 	if s.Issuer == "" || len(s.FingerprintSHA256) != 64 {
 		t.Errorf("sample issuer %q, fingerprint %q", s.Issuer, s.FingerprintSHA256)
 	}
-	known := Certificate{Serial: "0a:0b", NotBefore: before.Add(-time.Hour), NotAfter: before.Add(time.Hour), Issuer: "Real CA", FingerprintSHA256: "ab"}.withPlaceholders()
+	known := Certificate{Serial: "0a:0b", NotBefore: before.Add(-time.Hour), NotAfter: before.Add(time.Hour), Issuer: "Real CA", FingerprintSHA256: "ab"}.withPlaceholders(before)
 	if known.Serial != "0a:0b" || !known.NotBefore.Equal(before.Add(-time.Hour)) || known.Issuer != "Real CA" || known.FingerprintSHA256 != "ab" {
 		t.Errorf("known values replaced: %+v", known)
 	}

@@ -3,15 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/certkeeper/certkeeper/agent"
-	"github.com/certkeeper/certkeeper/agent/vault"
-	"github.com/certkeeper/certkeeper/internal/sdnotify"
+	"github.com/certkeeper/certkeeper/control"
+	"github.com/certkeeper/certkeeper/daemon"
+	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 func cmdValidate(_ context.Context, e *env) int {
+	// Warnings do not fail validate: the config works, unsafely.
+	for _, w := range e.cfg.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
+	}
+	if n := len(e.cfg.TrustBundles); n > 0 {
+		fmt.Fprintf(e.stdout, "%s: ok (%d certificates, %d trust bundles)\n", e.cfg.Path, len(e.cfg.Certificates), n)
+		return 0
+	}
 	fmt.Fprintf(e.stdout, "%s: ok (%d certificates)\n", e.cfg.Path, len(e.cfg.Certificates))
 	return 0
 }
@@ -21,132 +33,151 @@ func cmdPolicy(_ context.Context, e *env) int {
 	return 0
 }
 
-func newAgent(e *env) (*agent.Agent, func(), error) {
-	vc, err := newVault(e, e.cfg.Vault)
+// newDaemon builds the daemon's parts for a command; run wants telemetry
+// and profiles, the one-shot commands do not.
+func newDaemon(e *env, run bool) (*daemon.Daemon, bool) {
+	o := daemon.Options{Log: e.log, Version: version}
+	if run {
+		o.Telemetry, o.Pprof = true, e.pprof
+	}
+	d, err := daemon.New(e.cfg, o)
 	if err != nil {
-		return nil, nil, err
+		e.log.Error("cannot start", "error", err)
+		return nil, false
 	}
-	prepareVault(e, vc)
-	e.vaultClient = vc
-	e.serving = newServing(e, vc)
-	opts := agent.Options{Config: e.cfg, Issuer: vc, Log: e.log, Notifier: e.serving.services}
-	if e.metrics != nil {
-		opts.Observer = e.metrics
-	}
-	return agent.New(opts), vc.Close, nil
+	return d, true
 }
 
 func cmdRun(ctx context.Context, e *env) int {
-	a, closeVault, stopTelemetry, err := newRunAgent(ctx, e)
-	if err != nil {
-		e.log.Error("cannot start", "error", err)
+	d, ok := newDaemon(e, true)
+	if !ok {
 		return 1
 	}
-	defer stopTelemetry()
-	// live closes the Vault client in force, which a reload may replace.
-	live := follow(ctx, e, a, closeVault)
-	defer live.stop()
-	stopPprof, err := startPprof(e.pprof, e.log)
-	if err != nil {
-		e.log.Error("cannot start", "error", err)
-		return 1
+	if d.Run(ctx) != nil {
+		return 1 // Run logged why
 	}
-	defer stopPprof()
-	e.log.Info("certkeeper starting", "version", version, "config", e.cfg.Path, "certificates", len(e.cfg.Certificates))
-	stopServing, err := e.serving.start(ctx, e, a)
-	if err != nil {
-		e.log.Error("cannot start", "error", err)
-		return 1
-	}
-	defer stopServing()
-	sd := sdnotify.FromEnv()
-	// The servers may start once certificates and trust bundles are in
-	// place: that is when systemd hears READY=1.
-	ready := e.serving.ready(ctx, func() {
-		e.log.Info("initial pass complete")
-		releaseStartupMemory()
-		live.ready()
-		// systemd starts units ordered After=certkeeper.service (nginx)
-		// only now.
-		if err := sd.Send("READY=1"); err != nil {
-			e.log.Warn("cannot tell systemd we are ready", "error", err)
-		}
-	})
-	// A deadlocked agent cannot answer Statuses, so the watchdog goes
-	// quiet and systemd restarts it.
-	go sd.Watchdog(ctx, sdnotify.WatchdogInterval(), func() bool { a.Statuses(); return true })
-	err = a.Run(ctx, ready)
-	sd.Send("STOPPING=1")
-	if err != nil {
-		e.log.Error("stopped", "error", err)
-		return 1
-	}
-	stopServing()
-	e.log.Info("certkeeper stopped")
 	return 0
 }
 
 func cmdOnce(ctx context.Context, e *env) int {
-	a, closeVault, err := newAgent(e)
-	if err != nil {
-		e.log.Error("cannot start", "error", err)
+	d, ok := newDaemon(e, false)
+	if !ok {
 		return 1
 	}
-	defer closeVault()
+	r := d.Once(ctx)
 	code := 0
-	for _, o := range a.Once(ctx) {
+	for _, o := range r.Certificates {
 		st := o.Status
 		if o.Err != nil {
 			code = 1
 			fmt.Fprintf(e.stdout, "%s: FAILED: %s\n", st.Name, st.LastError)
 			continue
 		}
-		r := o.Result
-		switch r.Action {
+		res := o.Result
+		switch res.Action {
 		case agent.Issued:
-			fmt.Fprintf(e.stdout, "%s: issued serial=%s not_after=%s renew_at=%s (%s)\n", st.Name, r.Serial, st.NotAfter.Format(time.RFC3339), r.RenewAt.Format(time.RFC3339), r.Reason)
+			fmt.Fprintf(e.stdout, "%s: issued serial=%s not_after=%s renew_at=%s (%s)\n", st.Name, res.Serial, st.NotAfter.Format(time.RFC3339), res.RenewAt.Format(time.RFC3339), res.Reason)
 		case agent.Restored:
-			fmt.Fprintf(e.stdout, "%s: ok, restored %d files serial=%s not_after=%s renew_at=%s\n", st.Name, len(r.Written), r.Serial, st.NotAfter.Format(time.RFC3339), r.RenewAt.Format(time.RFC3339))
+			fmt.Fprintf(e.stdout, "%s: ok, restored %d files serial=%s not_after=%s renew_at=%s\n", st.Name, len(res.Written), res.Serial, st.NotAfter.Format(time.RFC3339), res.RenewAt.Format(time.RFC3339))
 		default:
-			fmt.Fprintf(e.stdout, "%s: ok serial=%s not_after=%s renew_at=%s\n", st.Name, r.Serial, st.NotAfter.Format(time.RFC3339), r.RenewAt.Format(time.RFC3339))
+			fmt.Fprintf(e.stdout, "%s: ok serial=%s not_after=%s renew_at=%s\n", st.Name, res.Serial, st.NotAfter.Format(time.RFC3339), res.RenewAt.Format(time.RFC3339))
 		}
 	}
-	return max(code, e.serving.once(ctx, e))
+	for _, o := range r.Bundles {
+		if o.Err != nil {
+			code = 1
+			fmt.Fprintf(e.stdout, "trust_bundle %s: FAILED: %s\n", o.Name, strings.ReplaceAll(o.Err.Error(), "\n", "; "))
+			continue
+		}
+		crls := 0
+		for _, ca := range o.Result.CAs {
+			if ca.CRLNumber != "" {
+				crls++
+			}
+		}
+		what := "ok"
+		if len(o.Result.Written) > 0 {
+			what = "written"
+		}
+		fmt.Fprintf(e.stdout, "trust_bundle %s: %s cas=%d crls=%d\n", o.Name, what, len(o.Result.CAs), crls)
+	}
+	return max(code, printReloads(e, r.Services))
 }
 
-func cmdStatus(ctx context.Context, e *env) int {
-	now := time.Now()
-	statuses, source := currentStatus(ctx, e, now)
-	if e.json {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(statuses); err != nil {
-			return 1
-		}
-	} else {
-		printStatus(e, statuses, now)
-		fmt.Fprintf(e.stdout, "(%s)\n", source)
-	}
-	code := printServingStatus(e, now)
-	for _, st := range statuses {
-		if st.State == agent.StateMissing || st.State == agent.StateExpired {
-			return 1
+// printReloads prints one line per service reloaded and returns 1 when
+// any failed.
+func printReloads(e *env, outs []services.Outcome) int {
+	code := 0
+	for _, o := range outs {
+		switch {
+		case o.Err != nil:
+			code = 1
+			fmt.Fprintf(e.stdout, "service %s: FAILED (%s): %s\n", o.Service, o.Result, strings.ReplaceAll(o.Err.Error(), "\n", "; "))
+		case o.Result == services.ResultNotRunning:
+			fmt.Fprintf(e.stdout, "service %s: not running, nothing to reload\n", o.Service)
+		default:
+			fmt.Fprintf(e.stdout, "service %s: reloaded\n", o.Service)
 		}
 	}
 	return code
 }
 
-// until renders a time relative to now the way an operator reads it.
-func until(now, t time.Time) string {
-	d := t.Sub(now)
-	if d <= 0 {
-		return "now"
-	}
+func cmdRotate(ctx context.Context, e *env) int {
+	req := control.RotateRequest{Names: e.names, Spread: control.Duration(e.spread)}
+	resp, err := control.Rotate(ctx, e.cfg.StateDir, req)
 	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
-	case d >= time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	case err == nil:
+		for _, sc := range resp.Scheduled {
+			fmt.Fprintf(e.stdout, "%s: rotation scheduled by the running daemon at %s\n", sc.Name, sc.At.Format(time.RFC3339))
+		}
+		return 0
+	case !errors.Is(err, control.ErrNoDaemon):
+		fmt.Fprintf(e.stderr, "certkeeper rotate: %v\n", err)
+		return 1
 	}
-	return d.Round(time.Second).String()
+	d, ok := newDaemon(e, false)
+	if !ok {
+		return 1
+	}
+	r, err := d.Rotate(ctx, e.names, e.spread)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "certkeeper rotate: %v\n", err)
+		return 1
+	}
+	code := 0
+	for _, o := range r.Certificates {
+		st := o.Status
+		if o.Err != nil {
+			code = 1
+			fmt.Fprintf(e.stdout, "%s: FAILED: %s\n", st.Name, st.LastError)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "%s: rotated serial=%s not_after=%s renew_at=%s\n", st.Name, o.Result.Serial, st.NotAfter.Format(time.RFC3339), o.Result.RenewAt.Format(time.RFC3339))
+	}
+	return max(code, printReloads(e, r.Services))
+}
+
+func cmdStatus(ctx context.Context, e *env) int {
+	now := time.Now()
+	r := daemon.Status(ctx, e.cfg, e.log, now)
+	if e.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r.Certificates); err != nil {
+			return 1
+		}
+	} else if len(e.cfg.Certificates) == 0 {
+		// A host that only keeps trust bundles: no empty table.
+		fmt.Fprintln(e.stdout, "(no certificate blocks: this host keeps trust bundles only)")
+	} else {
+		printStatus(e, r, now)
+		fmt.Fprintf(e.stdout, "(%s)\n", r.Source)
+	}
+	code := printServingStatus(e, r, now)
+	for _, st := range r.Certificates {
+		if st.State == agent.StateMissing || st.State == agent.StateExpired {
+			return 1
+		}
+	}
+	return code
 }

@@ -1,8 +1,8 @@
 // Command certkeeper keeps mutual-TLS certificates from Vault fresh on disk.
 //
-// main only parses the command line, builds the logger, loads the config
-// and hands over to the agent; it returns an exit code from run so that
-// deferred cleanups happen before the process exits.
+// main only parses the command line, builds the logger, loads the config,
+// hands over to the daemon package and prints what it did; run returns an
+// exit code so that deferred cleanups happen before the process exits.
 package main
 
 import (
@@ -18,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/vault"
 	"github.com/certkeeper/certkeeper/config"
-	"github.com/certkeeper/certkeeper/telemetry"
+	"github.com/certkeeper/certkeeper/daemon"
+	"github.com/certkeeper/certkeeper/internal/runas"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -143,10 +143,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Libraries that log through the standard log package (consul-template)
 	// then go through the same handler.
 	slog.SetDefault(log)
-	cfg, err := config.Load(g.config)
+	cfg, err := daemon.LoadConfig(g.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)
 		return 1
+	}
+	// The commands that read or write state run as the owner of state_dir,
+	// before any of it (or Vault, or an output) is touched.
+	if cmd == "run" || cmd == "once" || cmd == "rotate" || cmd == "status" {
+		if err := runas.StateOwner(cfg.StateDir, log); err != nil {
+			fmt.Fprintf(stderr, "certkeeper %s: %v\n", cmd, err)
+			return 1
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -161,18 +169,10 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	json   bool
-	// vaultObserver, when set, gets every Vault request (metrics).
-	vaultObserver vault.Observer
-	// metrics, set by run, also hears the agent, services and trust
-	// bundles; vaultClient is the client newAgent built.
-	metrics     *telemetry.Metrics
-	vaultClient *vault.Client
 	// names and spread are rotate's certificates and -spread.
 	names  []string
 	spread time.Duration
-	// serving reloads services and keeps trust bundles (set by newAgent).
-	serving *serving
-	pprof   string // run only: loopback address for net/http/pprof
+	pprof  string // run only: loopback address for net/http/pprof
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

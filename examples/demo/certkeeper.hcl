@@ -1,6 +1,8 @@
 # The config `make demo` runs: a dev Vault on loopback (its address comes
-# from VAULT_ADDR, which the demo sets), AppRole credentials the demo wrote,
-# and two certificates written under run/tls/.
+# from VAULT_ADDR, which the demo sets) set up by examples/vault/setup-pki.sh
+# as it is (pki_servers with role web, pki_clients with role client), the
+# credentials of the script's AppRole web-host, and two certificates
+# written under run/tls/.
 #
 # Relative paths are relative to this file.
 
@@ -18,8 +20,8 @@ vault {
 # leaves this machine: Vault only sees a CSR. Its lifetime is short so you
 # can watch certkeeper renew it (about a minute after it is issued).
 certificate "web" {
-  mount          = "pki_int"
-  role           = "ec"
+  mount          = "pki_servers"
+  role           = "web"
   common_name    = "web1.example.internal"
   alt_names      = ["web1.example.internal", "localhost"]
   ip_sans        = ["127.0.0.1"]
@@ -33,8 +35,8 @@ certificate "web" {
 
 # A client certificate for a caller of the mTLS server, RSA this time.
 certificate "client" {
-  mount          = "pki_int"
-  role           = "rsa"
+  mount          = "pki_clients"
+  role           = "client"
   common_name    = "client1.example.internal"
   key_type       = "rsa"
   ttl            = "24h"

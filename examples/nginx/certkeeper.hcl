@@ -1,11 +1,16 @@
 # certkeeper for an nginx mTLS server (examples/nginx/mtls.conf) and a
 # caller on the same host that talks to mTLS services with a client
-# certificate. Vault has a root CA in the mount "pki" and an intermediate
-# in "pki_int", with a role "server" (server_flag only) and a role
-# "client" (client_flag only).
+# certificate. The Vault side is examples/vault/setup-pki.sh, as it is:
+# server certificates from pki_servers (role web), client certificates
+# from pki_clients (role client), both under the root CA in pki_root, and
+# the AppRole web-host whose policy reaches exactly this.
 #
-# test/e2e runs this very file, with paths, ports and the nginx command
-# line swapped for a temporary directory.
+# Everything is written to /etc/ssl/certkeeper, which the package creates
+# for the user certkeeper (the unit's ReadWritePaths).
+#
+# test/e2e runs this very file with paths, ports and the nginx command
+# lines swapped for a temporary directory; test/packaging runs it on
+# Debian's own nginx with only the addresses changed.
 
 state_dir = "/var/lib/certkeeper"
 
@@ -20,12 +25,14 @@ vault {
 
 # nginx is reloaded once for every batch of changed files: `nginx -t`
 # first (a failure puts the previous files back and nginx keeps serving
-# them), then `nginx -s reload`, then certkeeper connects and checks that
-# nginx serves the new certificate.
+# them), then SIGHUP to the master (root's; certkeeper has CAP_KILL for
+# it), then certkeeper connects and checks that nginx serves the new
+# certificate. On Debian `nginx -t` needs root (it opens /run/nginx.pid),
+# hence sudo, which /etc/sudoers.d/certkeeper allows for exactly this line.
 service "nginx" {
-  check    = ["nginx", "-t", "-q"]
-  reload   = ["nginx", "-s", "reload"]
+  check    = ["sudo", "-n", "/usr/sbin/nginx", "-t", "-q"]
   pid_file = "/run/nginx.pid" # no nginx running: nothing to reload
+  signal   = "HUP"
   timeout  = "30s"
   verify {
     address     = "127.0.0.1:8443"
@@ -36,42 +43,42 @@ service "nginx" {
 # The server certificates nginx presents. Keys are made here; Vault only
 # signs CSRs.
 certificate "web" {
-  mount          = "pki_int"
-  role           = "server"
+  mount          = "pki_servers"
+  role           = "web"
   common_name    = "web1.example.internal"
   alt_names      = ["web1.example.internal"]
   ip_sans        = ["127.0.0.1"]
   ttl            = "72h"
   key_type       = "ec"
-  cert_file      = "/etc/nginx/tls/web.crt"
-  key_file       = "/etc/nginx/tls/web.key"
-  fullchain_file = "/etc/nginx/tls/web.fullchain.pem"
+  cert_file      = "/etc/ssl/certkeeper/web.crt"
+  key_file       = "/etc/ssl/certkeeper/web.key"
+  fullchain_file = "/etc/ssl/certkeeper/web.fullchain.pem"
   notify         = ["nginx"]
 }
 
 certificate "web-rsa" {
-  mount          = "pki_int"
-  role           = "server"
+  mount          = "pki_servers"
+  role           = "web"
   common_name    = "web1.example.internal"
   alt_names      = ["web1.example.internal"]
   ip_sans        = ["127.0.0.1"]
   ttl            = "72h"
   key_type       = "rsa"
   key_bits       = 2048
-  cert_file      = "/etc/nginx/tls/web-rsa.crt"
-  key_file       = "/etc/nginx/tls/web-rsa.key"
-  fullchain_file = "/etc/nginx/tls/web-rsa.fullchain.pem"
+  cert_file      = "/etc/ssl/certkeeper/web-rsa.crt"
+  key_file       = "/etc/ssl/certkeeper/web-rsa.key"
+  fullchain_file = "/etc/ssl/certkeeper/web-rsa.fullchain.pem"
   notify         = ["nginx"]
 }
 
 # The CAs (and their CRLs) nginx verifies clients against: every usable
-# issuer of pki_int (intermediates, old and new during a rotation) and of
-# pki (the root), and a CRL for each, taken from the mount that holds the
+# issuer of pki_clients (intermediates, old and new during a rotation)
+# and of pki_root, and a CRL for each, taken from the mount that holds the
 # CA's key. A revoked client is rejected after the next refresh.
 trust_bundle "clients" {
-  mounts      = ["pki_int", "pki"]
-  ca_file     = "/etc/nginx/tls/clients-ca.pem"
-  crl_file    = "/etc/nginx/tls/clients.crl.pem"
+  mounts      = ["pki_clients", "pki_root"]
+  ca_file     = "/etc/ssl/certkeeper/clients-ca.pem"
+  crl_file    = "/etc/ssl/certkeeper/clients.crl.pem"
   crl_refresh = "5m"
   notify      = ["nginx"]
 }
@@ -79,14 +86,15 @@ trust_bundle "clients" {
 # A client certificate for a caller on this host: an application that
 # calls mTLS services presents caller.fullchain.pem and caller.key, and
 # verifies servers against caller.ca.pem. It notifies nothing here; add
-# a service for the caller if it must be told.
+# a service for the caller if it must be told (and group/key_mode so the
+# application can read the key).
 certificate "caller" {
-  mount          = "pki_int"
+  mount          = "pki_clients"
   role           = "client"
   common_name    = "caller.example.internal"
   ttl            = "24h"
-  cert_file      = "/etc/caller/tls/caller.crt"
-  key_file       = "/etc/caller/tls/caller.key"
-  fullchain_file = "/etc/caller/tls/caller.fullchain.pem"
-  ca_file        = "/etc/caller/tls/caller.ca.pem"
+  cert_file      = "/etc/ssl/certkeeper/caller.crt"
+  key_file       = "/etc/ssl/certkeeper/caller.key"
+  fullchain_file = "/etc/ssl/certkeeper/caller.fullchain.pem"
+  ca_file        = "/etc/ssl/certkeeper/caller.ca.pem"
 }

@@ -118,8 +118,10 @@ say "roles: $SERVER_MOUNT/roles/web, $CLIENT_MOUNT/roles/client, $CLIENT_MOUNT/r
 
 # --- hosts ------------------------------------------------------------------
 # One AppRole per host class. Its policy is what `certkeeper policy` prints
-# for a web host's config: sign with the two roles, read issuers and CRLs
-# for trust bundles, and renew its own token. Nothing else.
+# for a web host's config (the package's /etc/certkeeper/certkeeper.hcl and
+# examples/nginx, examples/apache): sign with the two roles, read the
+# issuers and CRLs of the client CA and the root for the client trust
+# bundle, and renew its own token. Nothing else.
 cat >"$OUT/policy-web-host.hcl" <<POLICY
 path "$SERVER_MOUNT/sign/web"        { capabilities = ["update"] }
 path "$CLIENT_MOUNT/sign/client"     { capabilities = ["update"] }
@@ -127,6 +129,8 @@ path "$SERVER_MOUNT/issuers"         { capabilities = ["list"] }
 path "$CLIENT_MOUNT/issuers"         { capabilities = ["list"] }
 path "$SERVER_MOUNT/issuer/+/json"   { capabilities = ["read"] }
 path "$CLIENT_MOUNT/issuer/+/json"   { capabilities = ["read"] }
+path "$ROOT_MOUNT/issuers"           { capabilities = ["list"] }
+path "$ROOT_MOUNT/issuer/+/json"     { capabilities = ["read"] }
 path "$CLIENT_MOUNT/issuer/+/crl/pem" { capabilities = ["read"] }
 path "$ROOT_MOUNT/issuer/+/crl/pem"  { capabilities = ["read"] }
 path "auth/token/lookup-self"        { capabilities = ["read"] }

@@ -1,9 +1,13 @@
-// Package fswatch reports changes to a set of files. It watches the
-// directories that hold them, not the files: editors and config management
-// tools replace a file by renaming a new one over it, and a watch on the
-// file itself is lost at the first such replace. Events are batched until
-// the directory has been quiet for a moment, so a tool that writes in
-// several steps produces one report.
+// Package fswatch is certkeeper's one wrapper of fsnotify: it reports
+// changes to a set of files, and to whole directories. It watches the
+// directories that hold the files, not the files: editors and config
+// management tools replace a file by renaming a new one over it, and a
+// watch on the file itself is lost at the first such replace. Events are
+// batched until the directory has been quiet for a moment, so a tool that
+// writes in several steps produces one report.
+//
+// Live config reload, the watch of output files and the watch of
+// unmanaged certificate files (telemetry/filewatch) all use it.
 package fswatch
 
 import (
@@ -11,6 +15,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,17 +30,27 @@ import (
 type Options struct {
 	// Quiet is how long events must stop before a batch is reported.
 	Quiet time.Duration
+	// MaxWait caps how long a burst that never goes quiet (a busy
+	// directory) postpones its report, counted from its first event;
+	// zero means no cap.
+	MaxWait time.Duration
 	// Chmod reports mode and owner changes too. A config file's mode is
 	// of no interest; an output key made world-readable is.
 	Chmod bool
-	Log   *slog.Logger
+	// Lost reports a watch error (an overflow: events were lost) as an
+	// Event with What "lost" and no Path, for watchers that then read
+	// everything again; without it the error is only logged.
+	Lost bool
+	Log  *slog.Logger
+	// Now is the clock bursts are timed by; nil means time.Now.
+	Now func() time.Time
 }
 
 // Event says what happened to one watched file during a batch.
 type Event struct {
 	Path string
 	// What is "deleted", "replaced" (created, or renamed over),
-	// "modified" or "mode changed".
+	// "modified", "mode changed", or "lost" (see Options.Lost).
 	What string
 }
 
@@ -44,10 +59,12 @@ type Watcher struct {
 	opts Options
 	fsw  *fsnotify.Watcher
 
-	mu    sync.Mutex
-	files map[string]bool   // the files of interest
-	alias map[string]string // symlink target -> the watched link
-	dirs  map[string]bool   // directories fsw watches
+	mu      sync.Mutex
+	files   map[string]bool   // the files of interest
+	alias   map[string]string // symlink target -> the watched link
+	whole   map[string]bool   // directories every entry of which is of interest
+	dirs    map[string]bool   // directories fsw watches
+	fileDir map[string]bool   // directories the files (and aliases) need
 }
 
 // New makes a watcher with nothing to watch yet.
@@ -62,7 +79,11 @@ func New(opts Options) (*Watcher, error) {
 	if opts.Quiet <= 0 {
 		opts.Quiet = 500 * time.Millisecond
 	}
-	return &Watcher{opts: opts, fsw: fsw, files: map[string]bool{}, alias: map[string]string{}, dirs: map[string]bool{}}, nil
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Watcher{opts: opts, fsw: fsw, files: map[string]bool{}, alias: map[string]string{}, whole: map[string]bool{},
+		dirs: map[string]bool{}, fileDir: map[string]bool{}}, nil
 }
 
 // Set replaces the files watched. A directory that does not exist yet is
@@ -73,17 +94,40 @@ func (w *Watcher) Set(files []string) {
 	defer w.mu.Unlock()
 	w.files = map[string]bool{}
 	w.alias = map[string]string{}
-	want := map[string]bool{}
+	w.fileDir = map[string]bool{}
 	for _, f := range files {
 		f = filepath.Clean(f)
 		w.files[f] = true
-		want[filepath.Dir(f)] = true
+		w.fileDir[filepath.Dir(f)] = true
 		// A file that is a symlink (a Kubernetes-style ..data link, a
 		// config kept in a repository checkout) changes where it points.
 		if real, err := filepath.EvalSymlinks(f); err == nil && real != f {
 			w.alias[real] = f
-			want[filepath.Dir(real)] = true
+			w.fileDir[filepath.Dir(real)] = true
 		}
+	}
+	w.update()
+}
+
+// SetDirs replaces the directories watched whole: an event for any entry
+// in one is reported with the entry's path. Like Set, it picks up a
+// directory that did not exist at the previous call.
+func (w *Watcher) SetDirs(dirs []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.whole = map[string]bool{}
+	for _, d := range dirs {
+		w.whole[filepath.Clean(d)] = true
+	}
+	w.update()
+}
+
+// update makes fsnotify watch exactly the directories Set and SetDirs
+// need; w.mu is held.
+func (w *Watcher) update() {
+	want := maps.Clone(w.fileDir)
+	for d := range w.whole {
+		want[d] = true
 	}
 	for dir := range w.dirs {
 		if !want[dir] {
@@ -110,8 +154,18 @@ func (w *Watcher) Set(files []string) {
 func (w *Watcher) Run(ctx context.Context, fn func([]Event)) {
 	defer w.fsw.Close()
 	pending := map[string]fsnotify.Op{}
+	lost := false
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	// burst is when the first event of the pending batch came.
+	var burst time.Time
+	poke := func() {
+		now := w.opts.Now()
+		if burst.IsZero() {
+			burst = now
+		}
+		timer.Reset(batchWait(burst, now, w.opts.Quiet, w.opts.MaxWait))
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -129,7 +183,7 @@ func (w *Watcher) Run(ctx context.Context, fn func([]Event)) {
 				pending[p] |= ev.Op
 			}
 			if len(hit) > 0 {
-				timer.Reset(w.opts.Quiet)
+				poke()
 			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
@@ -138,13 +192,21 @@ func (w *Watcher) Run(ctx context.Context, fn func([]Event)) {
 			// An overflow loses events; the agent's own passes still
 			// converge, so this is worth a warning, not more.
 			w.opts.Log.Warn("file watch error", "error", err)
+			if w.opts.Lost {
+				lost = true
+				poke()
+			}
 		case <-timer.C:
-			batch := make([]Event, 0, len(pending))
+			batch := make([]Event, 0, len(pending)+1)
+			if lost {
+				batch = append(batch, Event{What: "lost"})
+			}
 			for p, op := range pending {
 				batch = append(batch, Event{Path: p, What: describe(p, op)})
 			}
 			slices.SortFunc(batch, func(a, b Event) int { return strings.Compare(a.Path, b.Path) })
 			clear(pending)
+			lost, burst = false, time.Time{}
 			fn(batch)
 		}
 	}
@@ -170,11 +232,21 @@ func (w *Watcher) match(ev fsnotify.Event) []string {
 		// so forget it for the next Set to add again.
 		w.fsw.Remove(name)
 		delete(w.dirs, name)
-		return w.filesIn(name)
+		out := w.filesIn(name)
+		if w.whole[name] {
+			out = append(out, name)
+		}
+		return out
 	case strings.HasPrefix(filepath.Base(name), ".."):
 		// Kubernetes swaps a "..data" symlink to update every file of a
 		// ConfigMap at once; the event names the link, not the files.
-		return w.filesIn(filepath.Dir(name))
+		out := w.filesIn(filepath.Dir(name))
+		if w.whole[filepath.Dir(name)] {
+			out = append(out, name)
+		}
+		return out
+	case w.whole[filepath.Dir(name)]:
+		return []string{name}
 	}
 	return nil
 }
@@ -203,4 +275,14 @@ func describe(path string, op fsnotify.Op) string {
 		return "modified"
 	}
 	return "mode changed"
+}
+
+// batchWait is how long after an event at now to report the batch whose
+// first event came at first: quiet, or less when maxWait (if not zero)
+// since first runs out sooner.
+func batchWait(first, now time.Time, quiet, maxWait time.Duration) time.Duration {
+	if maxWait <= 0 {
+		return quiet
+	}
+	return min(quiet, max(first.Add(maxWait).Sub(now), 0))
 }

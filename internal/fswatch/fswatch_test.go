@@ -151,3 +151,23 @@ func TestKubernetesDataSwap(t *testing.T) {
 		t.Fatalf("swap did not happen: %q", data)
 	}
 }
+
+// TestBatchWait: a burst is reported a quiet window after its last event,
+// but never later than MaxWait after its first.
+func TestBatchWait(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	q, m := 100*time.Millisecond, time.Second
+	for _, tt := range []struct {
+		since, maxWait, want time.Duration
+	}{
+		{0, m, q},                      // a fresh burst waits the quiet window
+		{850 * time.Millisecond, m, q}, // still room for a whole window
+		{950 * time.Millisecond, m, 50 * time.Millisecond}, // the cap comes first
+		{2 * time.Second, m, 0},                            // past the cap: at once
+		{2 * time.Second, 0, q},                            // no cap: always the window
+	} {
+		if got := batchWait(t0, t0.Add(tt.since), q, tt.maxWait); got != tt.want {
+			t.Errorf("%v into a burst (max %v): wait %v, want %v", tt.since, tt.maxWait, got, tt.want)
+		}
+	}
+}

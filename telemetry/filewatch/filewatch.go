@@ -3,9 +3,9 @@
 // renews), so their expiry can be exported next to certkeeper's own. It
 // only reads: it never writes, moves or locks a watched file.
 //
-// Files are re-read when their parent directory reports a change (fsnotify
-// watches directories, because a file replaced by rename loses a watch on
-// the file itself) and on a slow periodic rescan for file systems that send
+// Files are re-read when their parent directory reports a change (through
+// internal/fswatch, which watches directories, because a file replaced by
+// rename loses a watch on the file itself) and on a slow periodic rescan for file systems that send
 // no events. A file is read again only when its identity, size or mtime
 // changed, so a rescan costs a stat per file.
 package filewatch
@@ -26,7 +26,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/certkeeper/certkeeper/internal/fswatch"
 )
 
 // maxFileSize keeps a wrong pattern (a log directory) from being slurped.
@@ -43,6 +43,8 @@ type Options struct {
 	// Settle is how long events must pause before a rescan, so a burst
 	// (an editor's save, a package upgrade) is read once; default 200ms.
 	Settle time.Duration
+	// Now times bursts of events; nil means time.Now.
+	Now func() time.Time
 }
 
 // Certificate is one certificate found in a watched file.
@@ -114,100 +116,58 @@ func (w *Watcher) Files() []File {
 
 // Run scans once, then keeps the files current until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	var fsw *fsnotify.Watcher
+	var fw *fswatch.Watcher
 	if !w.noEvents {
 		var err error
-		fsw, err = fsnotify.NewWatcher()
+		// Any event in a watched directory but a chmod (which changes
+		// nothing exported) may matter: create, write, remove, and
+		// rename, which is how files are usually replaced. A directory
+		// that never goes quiet (a busy one beside the files) must not
+		// postpone the scan forever: it runs at most MaxWait after the
+		// first event of a burst. Lost events mean: read everything again.
+		fw, err = fswatch.New(fswatch.Options{Quiet: w.opts.Settle, MaxWait: 10 * w.opts.Settle, Lost: true, Log: w.log, Now: w.opts.Now})
 		if err != nil {
 			// Out of inotify instances, say: rescans still work.
 			w.log.Warn("cannot watch files for changes; relying on periodic rescans", "error", err, "rescan", w.opts.Rescan.String())
-		} else {
-			defer fsw.Close()
-			events, errs = fsw.Events, fsw.Errors
+			fw = nil
 		}
 	}
-	watched := map[string]bool{}
 	scan := func() {
 		dirs := w.Scan()
-		if fsw != nil {
-			w.updateWatches(fsw, watched, dirs)
+		if fw != nil {
+			fw.SetDirs(dirs)
 		}
 	}
 	scan()
+	var changed chan struct{}
+	if fw != nil {
+		changed = make(chan struct{}, 1)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() {
+			fw.Run(ctx, func([]fswatch.Event) {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			})
+		})
+	}
+	return w.loop(ctx, changed, scan)
+}
 
+// loop scans again when changed says so and at every rescan interval.
+func (w *Watcher) loop(ctx context.Context, changed <-chan struct{}, scan func()) error {
 	rescan := time.NewTicker(w.opts.Rescan)
 	defer rescan.Stop()
-	settle := time.NewTimer(time.Hour)
-	settle.Stop()
-	// A directory that never goes quiet (a busy one beside the files)
-	// must not postpone the scan forever: it runs at most maxWait after
-	// the first event of a burst.
-	maxWait := 10 * w.opts.Settle
-	var burst time.Time
-	poke := func() {
-		now := time.Now()
-		if burst.IsZero() {
-			burst = now
-		}
-		if d := burst.Add(maxWait).Sub(now); d < w.opts.Settle {
-			settle.Reset(max(d, 0))
-			return
-		}
-		settle.Reset(w.opts.Settle)
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			// A chmod changes nothing we export; every other event may
-			// (create, write, remove, and rename, which is how files are
-			// usually replaced).
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
-			poke()
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			// An overflow means events were lost: read everything again.
-			w.log.Warn("file watch error; rescanning", "error", err)
-			poke()
-		case <-settle.C:
-			burst = time.Time{}
+		case <-changed:
 			scan()
 		case <-rescan.C:
 			scan()
-		}
-	}
-}
-
-func (w *Watcher) updateWatches(fsw *fsnotify.Watcher, watched map[string]bool, dirs []string) {
-	want := map[string]bool{}
-	for _, d := range dirs {
-		want[d] = true
-		if watched[d] {
-			continue
-		}
-		if err := fsw.Add(d); err != nil {
-			// Not there yet, or no permission: the rescan covers it.
-			w.log.Debug("cannot watch directory; relying on periodic rescans", "dir", d, "error", err)
-			continue
-		}
-		watched[d] = true
-	}
-	for d := range watched {
-		if !want[d] {
-			_ = fsw.Remove(d)
-			delete(watched, d)
 		}
 	}
 }

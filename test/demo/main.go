@@ -60,10 +60,8 @@ func run() error {
 		return err
 	}
 	defer v.Stop()
-	if _, err := vaulttest.Bootstrap(ctx, v.Client, v.Addr); err != nil {
-		return err
-	}
-	roleID, secretID, err := vaulttest.CreateAppRole(ctx, v.Client, vaulttest.AppRoleOptions{Name: "certkeeper-demo"})
+	say("setting it up with examples/vault/setup-pki.sh, as you would a real one...")
+	roleID, secretID, err := vaulttest.SetupScript(ctx, v, filepath.Join(runDir, "pki"))
 	if err != nil {
 		return err
 	}
@@ -72,8 +70,9 @@ func run() error {
 			return err
 		}
 	}
-	say("Vault is at %s with a root CA (mount pki), an intermediate (pki_int),", v.Addr)
-	say("roles ec, rsa, any, ed25519, and an AppRole whose policy reaches only those mounts.")
+	say("Vault is at %s with a root CA (mount pki_root), an intermediate for servers", v.Addr)
+	say("(pki_servers, role web) and one for clients (pki_clients, role client), and")
+	say("the AppRole web-host, whose policy reaches only what a web host needs.")
 
 	say("running: VAULT_ADDR=%s %s run -config %s", v.Addr, certkeeper, configPath)
 	cmd := exec.Command(certkeeper, "run", "-config", configPath)

@@ -53,9 +53,9 @@ func isExecutable(p string) bool {
 	return err == nil && info.Mode()&0o111 != 0
 }
 
-// stack is a real Vault with the PKI the examples expect (root in pki,
-// intermediate in pki_int, roles "server" and "client"), an AppRole for
-// certkeeper, and a directory for everything else.
+// stack is a real Vault set up by examples/vault/setup-pki.sh, as it is
+// (the PKI and the AppRole every example expects), the AppRole's
+// credentials, and a directory for everything else.
 type stack struct {
 	t            *testing.T
 	vault        *vaulttest.Server
@@ -67,25 +67,8 @@ type stack struct {
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	v := vaulttest.New(t, vaulttest.Options{})
-	v.PKI(t)
-	for name, flags := range map[string][2]bool{"server": {true, false}, "client": {false, true}} {
-		_, err := v.Client.Logical().WriteWithContext(t.Context(), "pki_int/roles/"+name, map[string]any{
-			"allowed_domains":    vaulttest.Domain,
-			"allow_subdomains":   true,
-			"allow_bare_domains": true,
-			"allow_ip_sans":      true,
-			"key_type":           "any",
-			"max_ttl":            "72h",
-			"ttl":                "24h",
-			"server_flag":        flags[0],
-			"client_flag":        flags[1],
-		})
-		if err != nil {
-			t.Fatalf("writing role %s: %v", name, err)
-		}
-	}
 	dir := shortTempDir(t)
-	roleID, secretID := v.AppRole(t, vaulttest.AppRoleOptions{Name: "certkeeper"})
+	roleID, secretID := v.SetupScript(t, filepath.Join(dir, "pki"))
 	rf, sf := vaulttest.WriteCreds(t, dir, roleID, secretID)
 	return &stack{t: t, vault: v, dir: dir, roleIDFile: rf, secretIDFile: sf}
 }
@@ -172,24 +155,6 @@ func startDaemon(t *testing.T, cfg string) *cktest.Daemon {
 	})
 }
 
-// readLeaf parses the first certificate of a PEM file.
-func readLeaf(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatalf("%s holds no PEM", path)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // otherCA makes a client certificate from a CA nobody trusts.
 func otherCA(t *testing.T) tls.Certificate {
 	t.Helper()
@@ -217,8 +182,8 @@ func otherCA(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}
 }
 
-// vaultClient signs a client certificate in pki_int with the "client"
-// role, as another caller's certkeeper would, and returns it as a pair.
+// vaultClient signs a client certificate with the script's client role,
+// as another caller's certkeeper would, and returns it as a pair.
 func vaultClient(t *testing.T, s *stack, cn string) tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -226,7 +191,7 @@ func vaultClient(t *testing.T, s *stack, cn string) tls.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := s.vault.Client.Logical().WriteWithContext(t.Context(), "pki_int/sign/client", map[string]any{
+	sec, err := s.vault.Client.Logical().WriteWithContext(t.Context(), vaulttest.ScriptClientMount+"/sign/"+vaulttest.ScriptClientRole, map[string]any{
 		"common_name": cn,
 		"csr":         string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})),
 	})

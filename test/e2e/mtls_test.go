@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
-	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/test/cktest"
+	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
 // zeroDowntimeRotations is how many forced rotations the request loop
@@ -42,15 +43,15 @@ func TestApacheMTLS(t *testing.T) {
 // serve, verify clients, rotate (once per batch, with no failed request),
 // survive a broken server config, and revoke a client.
 func runMTLS(t *testing.T, s *stack, w *webServer) {
-	callerDir := filepath.Join(s.dir, "caller")
+	// The caller's files sit beside the server's, as in the example.
+	callerDir := w.tlsDir
 	cfg := filepath.Join(s.dir, "certkeeper.hcl")
 	subs := append([][2]string{
 		{"/var/lib/certkeeper", filepath.Join(s.dir, "state")},
 		{"https://vault.example.internal:8200", s.vault.Addr},
 		{"/etc/certkeeper/role-id", s.roleIDFile},
 		{"/etc/certkeeper/secret-id", s.secretIDFile},
-		{"127.0.0.1:8443", w.addr()},
-		{"/etc/caller/tls", callerDir},
+		{w.exampleAddr, w.addr()},
 		// Refresh CRLs every 2s rather than 5m, so a revocation shows
 		// within the test's patience.
 		{`crl_refresh = "5m"`, `crl_refresh = "2s"`},
@@ -187,19 +188,19 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	if !t.Run("broken server config rolls back", func(t *testing.T) {
 		w.breakConfig(t)
 		fails, reloads := d.Count(`msg="check failed`), w.reloads(t)
-		old := readLeaf(t, tlsFile("web.crt"))
-		if got := served(t, w, roots, caller, false); got != services.Serial(old) {
-			t.Fatalf("serves %s before the test, files hold %s", got, services.Serial(old))
+		old := cktest.ReadLeaf(t, tlsFile("web.crt"))
+		if got := served(t, w, roots, caller, false); got != pki.Serial(old) {
+			t.Fatalf("serves %s before the test, files hold %s", got, pki.Serial(old))
 		}
 		if out, errOut, code := ck(t, "rotate", "-config", cfg, "web"); code != 0 {
 			t.Fatalf("rotate exited %d:\n%s\n%s", code, out, errOut)
 		}
 		d.WaitLog(`msg="check failed`, fails+1, 60*time.Second)
-		if got := readLeaf(t, tlsFile("web.crt")); !got.Equal(old) {
-			t.Errorf("after the failed check web.crt holds serial %s, want the previous %s (rolled back)", services.Serial(got), services.Serial(old))
+		if got := cktest.ReadLeaf(t, tlsFile("web.crt")); !got.Equal(old) {
+			t.Errorf("after the failed check web.crt holds serial %s, want the previous %s (rolled back)", pki.Serial(got), pki.Serial(old))
 		}
-		if got := served(t, w, roots, caller, false); got != services.Serial(old) {
-			t.Errorf("serves %s after the failed check, want the old %s", got, services.Serial(old))
+		if got := served(t, w, roots, caller, false); got != pki.Serial(old) {
+			t.Errorf("serves %s after the failed check, want the old %s", got, pki.Serial(old))
 		}
 		if !w.running() {
 			t.Fatalf("%s stopped: the broken config reached it", w.service)
@@ -217,7 +218,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		// certificate from Vault), checks, reloads.
 		issued := d.Count(`msg="certificate issued and written" cert=web `)
 		w.writeConf(t, "")
-		waitServes(t, w, roots, caller, false, tlsFile("web.crt"), services.Serial(old))
+		waitServes(t, w, roots, caller, false, tlsFile("web.crt"), pki.Serial(old))
 		if got := d.Count(`msg="certificate issued and written" cert=web `); got != issued {
 			t.Errorf("the retry issued %d new certificates; it must reuse the rolled-back one", got-issued)
 		}
@@ -240,8 +241,19 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		}
 		accepted(t, "the caller's current certificate", &caller)
 		leaf, _ := x509.ParseCertificate(caller.Certificate[0])
-		s.vault.Revoke(t, "pki_int", services.Serial(leaf))
+		s.vault.Revoke(t, vaulttest.ScriptClientMount, pki.Serial(leaf))
 		revoked := time.Now()
+		// setup-pki.sh turns auto_rebuild on, with which Vault leaves a
+		// revocation out of the full CRL until its periodic rebuild (days;
+		// a known problem of the script, fixed on its own): rebuild it now,
+		// so what is measured is certkeeper's part. Once the script no
+		// longer defers it, this does nothing.
+		if crl, err := s.vault.Client.Logical().Read(vaulttest.ScriptClientMount + "/config/crl"); err == nil && crl != nil && crl.Data["auto_rebuild"] == true {
+			t.Logf("%s/config/crl has auto_rebuild on: rotating the CRL by hand after the revocation", vaulttest.ScriptClientMount)
+			if _, err := s.vault.Client.Logical().Read(vaulttest.ScriptClientMount + "/crl/rotate"); err != nil {
+				t.Fatalf("rotating the CRL: %v", err)
+			}
+		}
 		cktest.WaitFor(t, "the caller to be refused", 60*time.Second, func() bool {
 			resp, body, err := get(&caller)
 			ok, _ := w.rejected(resp, body, err)
@@ -308,7 +320,7 @@ func servedSerial(w *webServer, roots *x509.CertPool, cert tls.Certificate, rsa 
 		return "", err
 	}
 	defer c.Close()
-	return services.Serial(c.ConnectionState().PeerCertificates[0]), nil
+	return pki.Serial(c.ConnectionState().PeerCertificates[0]), nil
 }
 
 // waitServes waits until the server presents the certificate in file, and
@@ -318,7 +330,7 @@ func waitServes(t *testing.T, w *webServer, roots *x509.CertPool, cert tls.Certi
 	var got, want string
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		want = services.Serial(readLeaf(t, file))
+		want = pki.Serial(cktest.ReadLeaf(t, file))
 		got, _ = servedSerial(w, roots, cert, rsa)
 		if got == want && want != prev {
 			return
@@ -355,7 +367,7 @@ func (st *loopStats) loop(ctx context.Context, w *webServer, roots *x509.CertPoo
 			st.failures++
 			st.errs = append(st.errs, fmt.Sprintf("%s: %q", resp.Status, body))
 		default:
-			serial := services.Serial(resp.TLS.PeerCertificates[0])
+			serial := pki.Serial(resp.TLS.PeerCertificates[0])
 			if _, seen := st.firstSeen[serial]; !seen {
 				st.firstSeen[serial] = at
 			}

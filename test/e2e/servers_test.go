@@ -23,14 +23,17 @@ import (
 // webServer is nginx or Apache running one of the examples on a loopback
 // port, with its config, pid file and logs in a temporary directory.
 type webServer struct {
-	service  string // the service name in the example config
-	example  string // directory under examples/
-	port     int
-	dir      string
-	conf     string // the main config file, written by the test
-	errorLog string
-	pidFile  string
-	tlsDir   string
+	service string // the service name in the example config
+	example string // directory under examples/
+	// exampleAddr is where the example listens; the test takes a free
+	// port instead.
+	exampleAddr string
+	port        int
+	dir         string
+	conf        string // the main config file, written by the test
+	errorLog    string
+	pidFile     string
+	tlsDir      string
 	// mainConf is the main config with %s where a broken directive goes.
 	mainConf string
 	startCmd []string
@@ -53,14 +56,14 @@ func newNginx(t *testing.T, s *stack) *webServer {
 	bin := need(t, "nginx", "nginx")
 	dir := filepath.Join(s.dir, "nginx")
 	w := &webServer{
-		service: "nginx", example: "nginx", port: freePort(t), dir: dir,
+		service: "nginx", example: "nginx", exampleAddr: "127.0.0.1:8443", port: freePort(t), dir: dir,
 		conf: filepath.Join(dir, "nginx.conf"), errorLog: filepath.Join(dir, "error.log"),
 		pidFile: filepath.Join(dir, "nginx.pid"), tlsDir: filepath.Join(dir, "tls"),
 		reloadLine: `signal 1 \(SIGHUP\) received`,
 	}
 	site := render(t, "nginx/mtls.conf", [][2]string{
-		{"127.0.0.1:8443", w.addr()},
-		{"/etc/nginx/tls", w.tlsDir},
+		{w.exampleAddr, w.addr()},
+		{"/etc/ssl/certkeeper", w.tlsDir},
 	})
 	writeFile(t, filepath.Join(dir, "mtls.conf"), site)
 	// The main config is the test's: everything nginx writes goes to dir.
@@ -81,11 +84,12 @@ http {
 }
 `, dir)
 	w.startCmd = []string{bin, "-c", w.conf}
+	// Root runs these tests against an nginx of their own: its check
+	// needs no sudo, only this config.
 	w.subs = [][2]string{
-		{`"nginx", "-t", "-q"`, fmt.Sprintf(`"nginx", "-t", "-q", "-c", %q`, w.conf)},
-		{`"nginx", "-s", "reload"`, fmt.Sprintf(`"nginx", "-s", "reload", "-c", %q`, w.conf)},
+		{`"sudo", "-n", "/usr/sbin/nginx", "-t", "-q"`, fmt.Sprintf(`%q, "-t", "-q", "-c", %q`, bin, w.conf)},
 		{"/run/nginx.pid", w.pidFile},
-		{"/etc/nginx/tls", w.tlsDir},
+		{"/etc/ssl/certkeeper", w.tlsDir},
 	}
 	// nginx completes the handshake and refuses at the HTTP layer, with a
 	// 400 page, when the client certificate is missing or does not verify.
@@ -113,7 +117,7 @@ func newApache(t *testing.T, s *stack) *webServer {
 	}
 	dir := filepath.Join(s.dir, "apache")
 	w := &webServer{
-		service: "apache2", example: "apache", port: freePort(t), dir: dir,
+		service: "apache2", example: "apache", exampleAddr: "127.0.0.1:8444", port: freePort(t), dir: dir,
 		conf: filepath.Join(dir, "httpd.conf"), errorLog: filepath.Join(dir, "error.log"),
 		pidFile: filepath.Join(dir, "apache2.pid"), tlsDir: filepath.Join(dir, "tls"),
 		reloadLine: `SIGUSR1 received`,
@@ -127,9 +131,9 @@ func newApache(t *testing.T, s *stack) *webServer {
 		os.Chmod(d, 0o755)
 	}
 	site := render(t, "apache/mtls.conf", [][2]string{
-		{"127.0.0.1:8443", w.addr()},
-		{"/etc/apache2/tls", w.tlsDir},
-		{"/var/www/mtls", docroot},
+		{w.exampleAddr, w.addr()},
+		{"/etc/ssl/certkeeper", w.tlsDir},
+		{"/var/www/html", docroot},
 	})
 	writeFile(t, filepath.Join(dir, "mtls.conf"), site)
 	// Apache refuses to run its children as root: as root, they run as
@@ -160,9 +164,9 @@ Include %[1]s/mtls.conf
 `, dir, modules, userLines)
 	w.startCmd = []string{bin, "-f", w.conf, "-d", dir, "-DFOREGROUND"}
 	w.subs = [][2]string{
-		{`"apache2ctl", "-t"`, fmt.Sprintf(`%q, "-t", "-f", %q, "-d", %q`, bin, w.conf, dir)},
+		{`"sudo", "-n", "/usr/sbin/apache2ctl", "-t"`, fmt.Sprintf(`%q, "-t", "-f", %q, "-d", %q`, bin, w.conf, dir)},
 		{"/var/run/apache2/apache2.pid", w.pidFile},
-		{"/etc/apache2/tls", w.tlsDir},
+		{"/etc/ssl/certkeeper", w.tlsDir},
 	}
 	// Apache refuses in the TLS handshake itself.
 	w.rejected = func(resp *http.Response, body string, err error) (bool, string) {

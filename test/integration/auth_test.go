@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -122,7 +123,7 @@ func TestCertAuthRenewsItself(t *testing.T) {
 	os.WriteFile(idKey, []byte(boot.Data["private_key"].(string)), 0o600)
 	os.WriteFile(idChain, []byte(boot.Data["issuing_ca"].(string)), 0o644)
 	bootSerial := certSerial(idCrt)
-	bootExpiry := readCert(t, idCrt).NotAfter
+	bootExpiry := cktest.ReadLeaf(t, idCrt).NotAfter
 
 	cfg := fmt.Sprintf(`
 state_dir = %[1]q

@@ -50,7 +50,7 @@ certificate %q {
 		{"two certificates, one path", []byte(head + cert("web", "") + strings.ReplaceAll(cert("api", ""), out+"/api.key", out+"/web.key")),
 			[]string{fmt.Sprintf(`:15:1: certificate "api" writes %s/web.key, which certificate "web" also writes`, out)}},
 		{"output over a credential", []byte(fmt.Sprintf("state_dir = %q\nvault {\n  address = \"http://127.0.0.1:1\"\n  auth \"token\" {\n    token_file = %q\n  }\n}\n", state, out+"/web.key") + cert("web", "")),
-			[]string{fmt.Sprintf(`:9:1: certificate "web" writes %s/web.key, which is the auth token_file certkeeper reads to reach Vault`, out)}},
+			[]string{fmt.Sprintf(`:14:17: certificate "web" key_file %s/web.key is the auth token_file (line 5), which certkeeper reads: an output must never overwrite an input`, out)}},
 		{"binary", append([]byte(head), 0x00, 0xff, 0xfe, 0x01, '\n'),
 			[]string{`:5:1: Invalid character`}},
 		{"huge", append([]byte(head+cert("web", "")), bytes.Repeat([]byte("# padding\n"), 1_700_000)...),

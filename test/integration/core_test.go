@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -51,7 +52,7 @@ func TestOnceWritesValidSets(t *testing.T) {
 			if certPub != keyPub {
 				t.Errorf("key does not match certificate")
 			}
-			leaf := readCert(t, p(".crt"))
+			leaf := cktest.ReadLeaf(t, p(".crt"))
 			switch {
 			case strings.HasSuffix(name, "-ec"):
 				if _, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok {
@@ -133,7 +134,7 @@ func TestConfigChangeReissues(t *testing.T) {
 	if got := e.vault.CountCerts(t, "pki_int"); got != before+1 {
 		t.Errorf("Vault issued %d certificates, want 1", got-before)
 	}
-	leaf := readCert(t, filepath.Join(e.dir, "web.crt"))
+	leaf := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt"))
 	if !sameSet(leaf.DNSNames, []string{"web.example.internal", "localhost", "www.example.internal"}) {
 		t.Errorf("DNS names after re-issue: %v", leaf.DNSNames)
 	}
@@ -142,7 +143,7 @@ func TestConfigChangeReissues(t *testing.T) {
 	if out, _, code := once(t, cfg); code != 0 || !strings.Contains(out, "web: issued") {
 		t.Fatalf("changing key_type did not re-issue (exit %d):\n%s", code, out)
 	}
-	if _, ok := readCert(t, filepath.Join(e.dir, "web.crt")).PublicKey.(*rsa.PublicKey); !ok {
+	if _, ok := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt")).PublicKey.(*rsa.PublicKey); !ok {
 		t.Error("key type change did not give an RSA certificate")
 	}
 }
@@ -176,12 +177,12 @@ func TestRunRenewsShortLivedCertificate(t *testing.T) {
 	cfg := e.writeConfig(e.cert("short", vaulttest.RoleEC, `ttl = "1m"`))
 	d := startDaemon(t, cfg)
 	d.WaitLog(`certificate issued and written.*cert=short`, 1, 30*time.Second)
-	first := readCert(t, filepath.Join(e.dir, "short.crt"))
+	first := cktest.ReadLeaf(t, filepath.Join(e.dir, "short.crt"))
 
 	// Vault backdates NotBefore by 30s, so the life is 90s and renewal is
 	// due 50-60s after NotBefore: within about 30s of issuance.
 	d.WaitLog(`certificate issued and written.*cert=short`, 2, 90*time.Second)
-	second := readCert(t, filepath.Join(e.dir, "short.crt"))
+	second := cktest.ReadLeaf(t, filepath.Join(e.dir, "short.crt"))
 	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatal("log says renewed but the certificate on disk is the same")
 	}

@@ -19,7 +19,8 @@ import (
 
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/certkeeper/certkeeper/agent/pki"
+	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -142,7 +143,7 @@ func TestTemplatesAndPKCS12(t *testing.T) {
 		if err := json.Unmarshal([]byte(fileSum(t, e.path("web.json"))), &doc); err != nil {
 			t.Fatal(err)
 		}
-		leaf := readCert(t, e.path("web.crt"))
+		leaf := cktest.ReadLeaf(t, e.path("web.crt"))
 		if doc["common_name"] != "web.example.internal" || doc["not_after"] != leaf.NotAfter.UTC().Format(time.RFC3339) {
 			t.Errorf("json metadata: common_name=%v not_after=%v", doc["common_name"], doc["not_after"])
 		}
@@ -156,7 +157,7 @@ func TestTemplatesAndPKCS12(t *testing.T) {
 	})
 	t.Run("source", func(t *testing.T) {
 		got := fileSum(t, e.path("web.custom"))
-		want := "# web.example.internal " + serialOf(readCert(t, e.path("web.crt"))) + "\n" + fileSum(t, e.path("web.fullchain.pem"))
+		want := "# web.example.internal " + serialOf(cktest.ReadLeaf(t, e.path("web.crt"))) + "\n" + fileSum(t, e.path("web.fullchain.pem"))
 		if got != want {
 			t.Errorf("custom template output:\n%s\nwant:\n%s", got, want)
 		}

@@ -5,8 +5,6 @@
 package integration
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -118,24 +116,6 @@ func startDaemon(t *testing.T, cfg string, extraEnv ...string) *daemon {
 		Args: []string{"run", "-config", cfg, "-log-level", "debug"},
 		Env:  cleanEnv(extraEnv...),
 	})}
-}
-
-// readCert parses the first certificate in a PEM file.
-func readCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatalf("%s holds no PEM", path)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return c
 }
 
 func countPEM(t *testing.T, path string) int {

@@ -54,7 +54,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 	s := scrape(t, addr)
 
 	for _, name := range []string{"web", "api"} {
-		leaf := readCert(t, filepath.Join(e.dir, name+".crt"))
+		leaf := cktest.ReadLeaf(t, filepath.Join(e.dir, name+".crt"))
 		checks := []struct {
 			metric string
 			want   float64
@@ -64,27 +64,27 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 			{"certkeeper_certificate_consecutive_failures", 0},
 		}
 		for _, c := range checks {
-			if got := mustValue(t, s, c.metric, "name", name); got != c.want {
+			if got := cktest.MustFind(t, s, c.metric, "name", name); got != c.want {
 				t.Errorf("%s{name=%q} = %v, want %v (from %s.crt)", c.metric, name, got, c.want, name)
 			}
 		}
-		info := mustValue(t, s, "certkeeper_certificate_info", "name", name, "common_name", name+".example.internal",
+		info := cktest.MustFind(t, s, "certkeeper_certificate_info", "name", name, "common_name", name+".example.internal",
 			"serial", serialOf(leaf), "issuer", leaf.Issuer.CommonName)
 		if info != 1 {
 			t.Errorf("%s info = %v", name, info)
 		}
-		renew := mustValue(t, s, "certkeeper_certificate_renewal_timestamp_seconds", "name", name)
+		renew := cktest.MustFind(t, s, "certkeeper_certificate_renewal_timestamp_seconds", "name", name)
 		life := leaf.NotAfter.Sub(leaf.NotBefore).Seconds()
 		if lo, hi := unix(leaf.NotBefore)+0.5*life, unix(leaf.NotBefore)+0.67*life; renew < lo || renew > hi {
 			t.Errorf("%s renewal point %v is outside 56-66%% of its life [%v, %v]", name, renew, lo, hi)
 		}
-		if got := mustValue(t, s, "certkeeper_certificate_renewals_total", "name", name, "result", "success"); got != 1 {
+		if got := cktest.MustFind(t, s, "certkeeper_certificate_renewals_total", "name", name, "result", "success"); got != 1 {
 			t.Errorf("%s successful renewals = %v, want 1", name, got)
 		}
-		if got := mustValue(t, s, "certkeeper_certificate_renewals_total", "name", name, "result", "failure"); got != 0 {
+		if got := cktest.MustFind(t, s, "certkeeper_certificate_renewals_total", "name", name, "result", "failure"); got != 0 {
 			t.Errorf("%s failed renewals = %v, want 0", name, got)
 		}
-		if got := mustValue(t, s, "certkeeper_certificate_last_success_timestamp_seconds", "name", name); got < unix(leaf.NotBefore) || got > unix(time.Now())+1 {
+		if got := cktest.MustFind(t, s, "certkeeper_certificate_last_success_timestamp_seconds", "name", name); got < unix(leaf.NotBefore) || got > unix(time.Now())+1 {
 			t.Errorf("%s last success %v is not around its issuance", name, got)
 		}
 		// Each CA in the chain the agent wrote, by subject.
@@ -93,7 +93,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 			t.Fatalf("%s.ca.pem holds %d certificates", name, len(cas))
 		}
 		for _, ca := range cas {
-			if got := mustValue(t, s, "certkeeper_ca_not_after_timestamp_seconds", "name", name, "subject", ca.Subject.String()); got != unix(ca.NotAfter) {
+			if got := cktest.MustFind(t, s, "certkeeper_ca_not_after_timestamp_seconds", "name", name, "subject", ca.Subject.String()); got != unix(ca.NotAfter) {
 				t.Errorf("CA %s of %s: %v, want %v", ca.Subject, name, got, unix(ca.NotAfter))
 			}
 		}
@@ -103,22 +103,22 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 		op   string
 		want float64
 	}{{"login", 1}, {"sign", 2}} {
-		if got := mustValue(t, s, "certkeeper_vault_requests_total", "operation", c.op, "code", "200"); got != c.want {
+		if got := cktest.MustFind(t, s, "certkeeper_vault_requests_total", "operation", c.op, "code", "200"); got != c.want {
 			t.Errorf("vault %s requests = %v, want %v", c.op, got, c.want)
 		}
-		if got := mustValue(t, s, "certkeeper_vault_request_duration_seconds", "operation", c.op); got != c.want {
+		if got := cktest.MustFind(t, s, "certkeeper_vault_request_duration_seconds", "operation", c.op); got != c.want {
 			t.Errorf("vault %s latency samples = %v, want %v", c.op, got, c.want)
 		}
 	}
 	// The AppRole's tokens live 1h.
-	tokenExp := mustValue(t, s, "certkeeper_vault_token_expiry_timestamp_seconds")
+	tokenExp := cktest.MustFind(t, s, "certkeeper_vault_token_expiry_timestamp_seconds")
 	if want := unix(loginAt.Add(time.Hour)); tokenExp < want-120 || tokenExp > want+60 {
 		t.Errorf("token expiry %v, want about %v (login + 1h)", tokenExp, want)
 	}
-	if got := mustValue(t, s, "certkeeper_file_certificate_not_after_timestamp_seconds", "path", legacy, "subject", "CN=legacy.example.internal"); got != unix(legacyNotAfter) {
+	if got := cktest.MustFind(t, s, "certkeeper_file_certificate_not_after_timestamp_seconds", "path", legacy, "subject", "CN=legacy.example.internal"); got != unix(legacyNotAfter) {
 		t.Errorf("watched file expiry %v, want %v", got, unix(legacyNotAfter))
 	}
-	if got := mustValue(t, s, "certkeeper_file_read_errors_total", "path", legacy); got != 0 {
+	if got := cktest.MustFind(t, s, "certkeeper_file_read_errors_total", "path", legacy); got != 0 {
 		t.Errorf("read errors for a good file: %v", got)
 	}
 	if code, body := httpGet(t, "http://"+addr+"/readyz"); code != 200 {
@@ -132,8 +132,8 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 		replaceFile(t, legacy, string(selfSigned(t, "legacy.example.internal", renewed)))
 		waitFor(t, "the broken file to be counted and the replaced one re-read", 30*time.Second, func() bool {
 			s := scrape(t, addr)
-			errs, _ := value(s, "certkeeper_file_read_errors_total", "path", broken)
-			na, _ := value(s, "certkeeper_file_certificate_not_after_timestamp_seconds", "path", legacy, "subject", "CN=legacy.example.internal")
+			errs, _ := cktest.Find(s, "certkeeper_file_read_errors_total", "path", broken)
+			na, _ := cktest.Find(s, "certkeeper_file_certificate_not_after_timestamp_seconds", "path", legacy, "subject", "CN=legacy.example.internal")
 			return errs == 1 && na == unix(renewed)
 		})
 		d.WaitLog(`watched file cannot be read as PEM certificates.*broken\.pem`, 1, 5*time.Second)
@@ -144,7 +144,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 
 	t.Run("status from the running agent", func(t *testing.T) {
 		out, errOut := runStatus(t, cfg)
-		if !strings.Contains(out, "(from the running agent at http://"+addr+"/v1/status)") {
+		if !strings.Contains(out, "(from the running agent on "+filepath.Join(e.dir, "state", "control.sock")+")") {
 			t.Errorf("status did not read the running agent:\n%s\n%s", out, errOut)
 		}
 		for _, name := range []string{"web", "api"} {
@@ -158,7 +158,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 			t.Fatalf("status -json: %v\n%s", err, jsonOut)
 		}
 		for _, st := range sts {
-			leaf := readCert(t, filepath.Join(e.dir, st.Name+".crt"))
+			leaf := cktest.ReadLeaf(t, filepath.Join(e.dir, st.Name+".crt"))
 			if !st.NotAfter.Equal(leaf.NotAfter) || st.Serial != serialOf(leaf) || st.LastResult != "issued" {
 				t.Errorf("status -json for %s: %+v, want the certificate on disk, issued", st.Name, st)
 			}
@@ -168,7 +168,7 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 	d.Stop()
 	t.Run("status from disk when the agent is gone", func(t *testing.T) {
 		out, _ := runStatus(t, cfg)
-		if !strings.Contains(out, "(read from disk (no running agent answered at "+addr+"))") {
+		if !strings.Contains(out, "(read from disk (no running agent answered on "+filepath.Join(e.dir, "state", "control.sock")+"))") {
 			t.Errorf("status without an agent:\n%s", out)
 		}
 		if !regexp.MustCompile(`(?m)^web +web\.example\.internal +valid `).MatchString(out) {
@@ -200,10 +200,10 @@ func TestSeriesLeaveWithTheirCertificate(t *testing.T) {
 	cfg := e.writeConfigWith(telemetryBlock(addr), e.cert("web", vaulttest.RoleEC), e.cert("api", vaulttest.RoleEC))
 	d := metricsDaemon(t, cfg, addr, "web", "api")
 	before := scrape(t, addr)
-	if _, ok := value(before, "certkeeper_certificate_not_after_timestamp_seconds", "name", "api"); !ok {
+	if _, ok := cktest.Find(before, "certkeeper_certificate_not_after_timestamp_seconds", "name", "api"); !ok {
 		t.Fatal("api has no expiry series to begin with")
 	}
-	webNotAfter := mustValue(t, before, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web")
+	webNotAfter := cktest.MustFind(t, before, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web")
 	d.Stop()
 
 	cfg = e.writeConfigWith(telemetryBlock(addr), e.cert("web", vaulttest.RoleEC))
@@ -212,15 +212,15 @@ func TestSeriesLeaveWithTheirCertificate(t *testing.T) {
 	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
 	after := scrape(t, addr)
 	for _, s := range after {
-		if s.labels["name"] == "api" {
-			t.Errorf("api left the config but %s%v is still exported", s.name, s.labels)
+		if s.Labels["name"] == "api" {
+			t.Errorf("api left the config but %s%v is still exported", s.Name, s.Labels)
 		}
 	}
-	if got := mustValue(t, after, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != webNotAfter {
+	if got := cktest.MustFind(t, after, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != webNotAfter {
 		t.Errorf("web's expiry changed across the restart: %v, was %v", got, webNotAfter)
 	}
 	// Restarted with a good certificate on disk: nothing asked of Vault.
-	if _, ok := value(after, "certkeeper_vault_requests_total", "operation", "sign", "code", "200"); ok {
+	if _, ok := cktest.Find(after, "certkeeper_vault_requests_total", "operation", "sign", "code", "200"); ok {
 		t.Error("the restart signed a certificate")
 	}
 	d.Stop()
@@ -237,7 +237,7 @@ func TestReadyzFollowsRenewals(t *testing.T) {
 	// 150s of life (Vault backdates 30s); renewal due 22-30s after issue.
 	cfg := e.writeConfigWith(telemetryBlock(addr), e.cert("web", vaulttest.RoleEC, `ttl = "2m"`, `renew_fraction = 0.4`, `renew_jitter = 0.05`))
 	d := metricsDaemon(t, cfg, addr, "web")
-	first := readCert(t, filepath.Join(e.dir, "web.crt"))
+	first := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt"))
 	if code, body := httpGet(t, "http://"+addr+"/readyz"); code != 200 {
 		t.Fatalf("/readyz after issue = %d %s", code, body)
 	}
@@ -267,16 +267,16 @@ func TestReadyzFollowsRenewals(t *testing.T) {
 		t.Error("/healthz failed while only renewals fail")
 	}
 	s := scrape(t, addr)
-	if got := mustValue(t, s, "certkeeper_certificate_consecutive_failures", "name", "web"); got < 1 {
+	if got := cktest.MustFind(t, s, "certkeeper_certificate_consecutive_failures", "name", "web"); got < 1 {
 		t.Errorf("consecutive failures = %v", got)
 	}
-	if got := mustValue(t, s, "certkeeper_certificate_renewals_total", "name", "web", "result", "failure"); got < 1 {
+	if got := cktest.MustFind(t, s, "certkeeper_certificate_renewals_total", "name", "web", "result", "failure"); got < 1 {
 		t.Errorf("failed renewals = %v", got)
 	}
-	if got := mustValue(t, s, "certkeeper_vault_requests_total", "operation", "sign", "code", "unreachable"); got < 1 {
+	if got := cktest.MustFind(t, s, "certkeeper_vault_requests_total", "operation", "sign", "code", "unreachable"); got < 1 {
 		t.Errorf("unreachable sign requests = %v", got)
 	}
-	if got := mustValue(t, s, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != unix(first.NotAfter) {
+	if got := cktest.MustFind(t, s, "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != unix(first.NotAfter) {
 		t.Errorf("expiry while failing = %v, want the certificate still on disk (%v)", got, unix(first.NotAfter))
 	}
 
@@ -287,11 +287,11 @@ func TestReadyzFollowsRenewals(t *testing.T) {
 		code, _ := httpGet(t, "http://"+addr+"/readyz")
 		return code == 200
 	})
-	second := readCert(t, filepath.Join(e.dir, "web.crt"))
+	second := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt"))
 	if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Error("ready again without a new certificate")
 	}
-	if got := mustValue(t, scrape(t, addr), "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != unix(second.NotAfter) {
+	if got := cktest.MustFind(t, scrape(t, addr), "certkeeper_certificate_not_after_timestamp_seconds", "name", "web"); got != unix(second.NotAfter) {
 		t.Errorf("expiry after renewal = %v, want %v", got, unix(second.NotAfter))
 	}
 	d.Stop()
@@ -359,8 +359,8 @@ func TestDashboardQueriesLiveMetrics(t *testing.T) {
 	_, body := httpGet(t, "http://"+addr+"/metrics")
 	d.Stop()
 	present := map[string]bool{}
-	for _, s := range parseScrape(t, body) {
-		present[s.name] = true
+	for _, s := range cktest.ParseMetrics(t, body) {
+		present[s.Name] = true
 	}
 	for _, m := range queried {
 		// histogram_quantile over _bucket: the scrape has the family.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certkeeper/certkeeper/agent/renewal"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/test/faultproxy"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
@@ -79,9 +79,9 @@ func TestVaultDownOrHangingDuringRenewal(t *testing.T) {
 				t.Errorf("%d requests to Vault in one minute of outage: backoff is not holding them back", peak)
 			}
 			for i, g := range intervals {
-				ceiling := renewal.DefaultBackoff.Delay(i, 1) + 5*time.Second // + timeout and scheduling slack
-				if g < renewal.DefaultBackoff.Min-200*time.Millisecond || g > ceiling {
-					t.Errorf("interval %d between attempts is %v, want within [%v, %v]", i+1, g, renewal.DefaultBackoff.Min, ceiling)
+				ceiling := backoff.Default.Delay(i, 1) + 5*time.Second // + timeout and scheduling slack
+				if g < backoff.Default.Min-200*time.Millisecond || g > ceiling {
+					t.Errorf("interval %d between attempts is %v, want within [%v, %v]", i+1, g, backoff.Default.Min, ceiling)
 				}
 			}
 			if len(intervals) >= 3 && intervals[0] == intervals[1] && intervals[1] == intervals[2] {

@@ -155,7 +155,7 @@ func TestRealPrometheus(t *testing.T) {
 	prom := startPrometheus(t, addr)
 
 	prom.waitValue(`up{job="certkeeper"}`, 1, 60*time.Second)
-	api := readCert(t, filepath.Join(e.dir, "api.crt"))
+	api := cktest.ReadLeaf(t, filepath.Join(e.dir, "api.crt"))
 	prom.waitValue(`certkeeper_certificate_not_after_timestamp_seconds{job="certkeeper",name="api"}`, unix(api.NotAfter), 30*time.Second)
 	prom.waitValue(`certkeeper_certificate_not_before_timestamp_seconds{name="api"}`, unix(api.NotBefore), 30*time.Second)
 	for _, ca := range readCerts(t, filepath.Join(e.dir, "api.ca.pem")) {
@@ -169,10 +169,10 @@ func TestRealPrometheus(t *testing.T) {
 
 	// web lives 90s and renews about a minute in: Prometheus must then
 	// hold the new certificate's expiry, on the same single series.
-	first := readCert(t, filepath.Join(e.dir, "web.crt"))
+	first := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt"))
 	prom.waitValue(`certkeeper_certificate_not_after_timestamp_seconds{name="web"}`, unix(first.NotAfter), 30*time.Second)
 	d.WaitLog(`certificate issued and written.*cert=web `, 2, 90*time.Second)
-	second := readCert(t, filepath.Join(e.dir, "web.crt"))
+	second := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt"))
 	prom.waitValue(`certkeeper_certificate_not_after_timestamp_seconds{name="web"}`, unix(second.NotAfter), 30*time.Second)
 	prom.waitValue(`count(count_over_time(certkeeper_certificate_not_after_timestamp_seconds{name="web"}[10m]))`, 1, 5*time.Second)
 	prom.waitValue(`certkeeper_certificate_renewals_total{name="web",result="success"}`, 2, 30*time.Second)

@@ -30,7 +30,7 @@ func TestRotateWithoutDaemon(t *testing.T) {
 	if out, errOut, code := once(t, cfg); code != 0 {
 		t.Fatalf("once exited %d: %s %s", code, out, errOut)
 	}
-	web, api := readCert(t, filepath.Join(e.dir, "web.crt")), readCert(t, filepath.Join(e.dir, "api.crt"))
+	web, api := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt")), cktest.ReadLeaf(t, filepath.Join(e.dir, "api.crt"))
 	before := e.vault.CountCerts(t, "pki_int")
 
 	start := time.Now()
@@ -45,10 +45,10 @@ func TestRotateWithoutDaemon(t *testing.T) {
 	if took > 30*time.Second {
 		t.Errorf("rotate with -spread 3s took %v", took)
 	}
-	if got := readCert(t, filepath.Join(e.dir, "web.crt")); got.SerialNumber.Cmp(web.SerialNumber) == 0 {
+	if got := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt")); got.SerialNumber.Cmp(web.SerialNumber) == 0 {
 		t.Error("web.crt still holds the old certificate")
 	}
-	if got := readCert(t, filepath.Join(e.dir, "api.crt")); got.SerialNumber.Cmp(api.SerialNumber) != 0 {
+	if got := cktest.ReadLeaf(t, filepath.Join(e.dir, "api.crt")); got.SerialNumber.Cmp(api.SerialNumber) != 0 {
 		t.Error("api was rotated although not named")
 	}
 	if n := e.vault.CountCerts(t, "pki_int") - before; n != 1 {
@@ -70,7 +70,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC), e.cert("api", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
 	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
-	web := readCert(t, filepath.Join(e.dir, "web.crt"))
+	web := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt"))
 
 	out, errOut, code := ckRun(t, "rotate", "-config", cfg)
 	if code != 0 || strings.Count(out, "rotation scheduled by the running daemon") != 2 {
@@ -81,7 +81,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 	}
 	d.WaitLog(`msg="certificate issued and written" cert=web .*reason="rotation requested"`, 1, 30*time.Second)
 	d.WaitLog(`msg="certificate issued and written" cert=api .*reason="rotation requested"`, 1, 30*time.Second)
-	if got := readCert(t, filepath.Join(e.dir, "web.crt")); got.SerialNumber.Cmp(web.SerialNumber) == 0 {
+	if got := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt")); got.SerialNumber.Cmp(web.SerialNumber) == 0 {
 		t.Error("web.crt was not rotated")
 	}
 
@@ -133,7 +133,7 @@ trust_bundle "clients" {
 	openssl(t, "verify", "-crl_check_all", "-CAfile", ca, "-CRLfile", crl, "-untrusted", filepath.Join(e.dir, "client.chain.pem"), filepath.Join(e.dir, "client.crt"))
 
 	// Revoked in Vault: the next refresh brings the CRL that says so.
-	e.vault.Revoke(t, "pki_int", serialOf(readCert(t, filepath.Join(e.dir, "client.crt"))))
+	e.vault.Revoke(t, "pki_int", serialOf(cktest.ReadLeaf(t, filepath.Join(e.dir, "client.crt"))))
 	out, errOut, code = once(t, cfg)
 	if code != 0 || !strings.Contains(out, "trust_bundle clients: written") {
 		t.Fatalf("refresh after revocation: exit %d\n%s", code, out)

@@ -19,11 +19,7 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/certkeeper/certkeeper/test/cktest"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // freeAddr returns a loopback address with a port nothing listens on.
@@ -71,79 +67,14 @@ func httpGet(t *testing.T, url string, header ...string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// series is one sample of a scrape.
-type series struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
 // scrape reads /metrics the way Prometheus' text parser does.
-func scrape(t *testing.T, addr string) []series {
+func scrape(t *testing.T, addr string) []cktest.Sample {
 	t.Helper()
 	code, body := httpGet(t, "http://"+addr+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics answered %d: %s", code, body)
 	}
-	return parseScrape(t, body)
-}
-
-func parseScrape(t *testing.T, body string) []series {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	var out []series
-	for name, mf := range mfs {
-		for _, m := range mf.Metric {
-			s := series{name: name, labels: map[string]string{}}
-			for _, l := range m.Label {
-				s.labels[l.GetName()] = l.GetValue()
-			}
-			switch mf.GetType() {
-			case dto.MetricType_GAUGE:
-				s.value = m.Gauge.GetValue()
-			case dto.MetricType_COUNTER:
-				s.value = m.Counter.GetValue()
-			case dto.MetricType_HISTOGRAM:
-				s.value = float64(m.Histogram.GetSampleCount())
-			case dto.MetricType_UNTYPED:
-				s.value = m.Untyped.GetValue()
-			}
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// value finds the series with exactly these labels.
-func value(ss []series, name string, labels ...string) (float64, bool) {
-	for _, s := range ss {
-		if s.name != name || len(s.labels) != len(labels)/2 {
-			continue
-		}
-		ok := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			if s.labels[labels[i]] != labels[i+1] {
-				ok = false
-			}
-		}
-		if ok {
-			return s.value, true
-		}
-	}
-	return 0, false
-}
-
-func mustValue(t *testing.T, ss []series, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := value(ss, name, labels...)
-	if !ok {
-		t.Fatalf("no series %s%v in the scrape", name, labels)
-	}
-	return v
+	return cktest.ParseMetrics(t, body)
 }
 
 // waitFor polls cond until it holds or the timeout passes.

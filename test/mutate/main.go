@@ -147,7 +147,7 @@ func run(root, out, knownPath string, floor float64, workers, coefficient int, p
 		fmt.Println("  none")
 	}
 	// The floor is on the whole: a small package with a few equivalent
-	// mutants (agent/renewal: 4 of 20) would fail any per-package floor
+	// mutants (internal/renewal: 2 of 14) would fail any per-package floor
 	// worth having. Unexplained survivors fail it too.
 	if floor > 0 && total.efficacy() < floor {
 		return fmt.Errorf("efficacy %.1f%% is below the floor of %.1f%%", total.efficacy(), floor)

@@ -9,119 +9,158 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
 // TestAnsibleRole applies examples/ansible/roles/certkeeper to this machine
-// (ansible-playbook -c local) with a dev Vault: it installs the .deb,
-// writes the config and credentials, and runs `certkeeper once`, so the
-// certificates are on disk when the play ends. A second run changes nothing.
+// the way the README says to try it (ansible-playbook -c local -i
+// localhost,), against the Vault that setup-pki.sh makes: it installs the
+// .deb, writes the config and credentials, creates the directory of every
+// kind of output file (each in its own, none existing before), and runs
+// `certkeeper once` as root, which works as certkeeper. Then the packaged
+// daemon runs as its unit would, and a second run of the play changes
+// nothing and issues nothing.
 func TestAnsibleRole(t *testing.T) {
-	if _, err := exec.LookPath("ansible-playbook"); err != nil {
-		t.Skip("ansible-playbook is not installed (Debian package ansible)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("not root: the role installs a package and creates a user (CI runs as root)")
-	}
-	if out, err := exec.Command("dpkg", "-s", "certkeeper").CombinedOutput(); err == nil && strings.Contains(string(out), "Status: install ok installed") {
-		t.Skip("a certkeeper package is already installed on this machine; not touching it")
-	}
+	needHost(t)
+	needTool(t, "ansible-playbook", "ansible")
+	needTool(t, "setpriv", "util-linux")
 	deb := buildDeb(t)
 	v := vaulttest.New(t, vaulttest.Options{})
-	v.PKI(t)
-	roleID, secretID := v.AppRole(t, vaulttest.AppRoleOptions{Name: "ansible-host"})
-	t.Cleanup(func() {
-		if out, err := exec.Command("dpkg", "--purge", "certkeeper").CombinedOutput(); err != nil {
-			t.Errorf("dpkg --purge: %v\n%s", err, out)
-		}
-	})
+	work := tempDir(t)
+	roleID, secretID := v.SetupScript(t, filepath.Join(work, "pki"))
+	t.Cleanup(func() { purge(t) })
 
-	// Output directories must be reachable by the unprivileged agent.
-	work := t.TempDir()
-	os.Chmod(work, 0o755)
-	os.Chmod(filepath.Dir(work), 0o755) // t.TempDir's parent is 0700
-	tls := filepath.Join(work, "tls")
-	etc := filepath.Join(work, "etc")
+	out := filepath.Join(work, "out")
+	file := map[string]string{
+		"cert_file":      filepath.Join(out, "cert", "web.crt"),
+		"key_file":       filepath.Join(out, "key", "web.key"),
+		"chain_file":     filepath.Join(out, "chain", "web.chain.pem"),
+		"fullchain_file": filepath.Join(out, "fullchain", "web.fullchain.pem"),
+		"ca_file":        filepath.Join(out, "ca", "web.ca.pem"),
+		"pkcs12_file":    filepath.Join(out, "pkcs12", "web.p12"),
+		"template":       filepath.Join(out, "haproxy", "web.pem"),
+		"bundle_ca":      filepath.Join(out, "bundle-ca", "clients-ca.pem"),
+		"bundle_crl":     filepath.Join(out, "bundle-crl", "clients.crl.pem"),
+	}
 	playbook := filepath.Join(work, "site.yml")
 	os.WriteFile(playbook, []byte(fmt.Sprintf(`---
 - hosts: localhost
-  gather_facts: true
+  become: true
   roles:
     - role: certkeeper
       vars:
         certkeeper_deb: %q
-        certkeeper_config_path: %q
         certkeeper_vault_address: %q
         certkeeper_role_id: %q
         certkeeper_secret_id: %q
         certkeeper_manage_service: false
         certkeeper_certificates:
           - name: web
-            mount: pki_int
-            role: ec
+            mount: %s
+            role: %s
             common_name: web1.example.internal
-            alt_names: [web1.example.internal, localhost]
+            alt_names: [web1.example.internal]
             ttl: 24h
             cert_file: %q
             key_file: %q
+            chain_file: %q
             fullchain_file: %q
-`, deb, filepath.Join(etc, "certkeeper.hcl"), v.Addr, roleID, secretID,
-		filepath.Join(tls, "web.crt"), filepath.Join(tls, "web.key"), filepath.Join(tls, "web.fullchain.pem"))), 0o644)
+            ca_file: %q
+            pkcs12_file: %q
+            template:
+              - stock: haproxy
+                destination: %q
+        certkeeper_trust_bundles:
+          - name: clients
+            mounts: [%s, %s]
+            ca_file: %q
+            crl_file: %q
+`, deb, v.Addr, roleID, secretID, vaulttest.ScriptServerMount, vaulttest.ScriptServerRole,
+		file["cert_file"], file["key_file"], file["chain_file"], file["fullchain_file"], file["ca_file"], file["pkcs12_file"],
+		file["template"], vaulttest.ScriptClientMount, vaulttest.ScriptRootMount, file["bundle_ca"], file["bundle_crl"])), 0o644)
 
 	root := repoRoot(t)
 	play := func() (changed int, output string) {
 		t.Helper()
-		cmd := exec.Command("ansible-playbook", "-c", "local", "-i", "localhost,", playbook)
-		cmd.Env = append(os.Environ(), "ANSIBLE_ROLES_PATH="+filepath.Join(root, "examples", "ansible", "roles"),
-			"ANSIBLE_NOCOLOR=1", "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_LOCAL_TEMP="+filepath.Join(work, "ansible-tmp"),
-			"HOME="+work)
-		out, err := cmd.CombinedOutput()
+		// The README's way to try the role on one machine.
+		cmd := exec.Command("ansible-playbook", "-c", "local", "-i", "localhost,", "site.yml")
+		cmd.Dir = work
+		cmd.Env = append(cleanRootEnv("ANSIBLE_ROLES_PATH="+filepath.Join(root, "examples", "ansible", "roles"),
+			"ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP="+filepath.Join(work, "ansible-tmp")), "HOME="+work)
+		b, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("ansible-playbook: %v\n%s", err, out)
+			t.Fatalf("ansible-playbook: %v\n%s", err, b)
 		}
-		m := regexp.MustCompile(`localhost\s+:\s+ok=\d+\s+changed=(\d+)`).FindSubmatch(out)
+		m := regexp.MustCompile(`localhost\s+:\s+ok=\d+\s+changed=(\d+)`).FindSubmatch(b)
 		if m == nil {
-			t.Fatalf("no PLAY RECAP in:\n%s", out)
+			t.Fatalf("no PLAY RECAP in:\n%s", b)
 		}
 		fmt.Sscan(string(m[1]), &changed)
-		return changed, string(out)
+		return changed, string(b)
 	}
 
-	changed, out := play()
+	changed, output := play()
 	if changed == 0 {
-		t.Errorf("first run changed nothing:\n%s", out)
+		t.Errorf("first run changed nothing:\n%s", output)
 	}
-	for _, f := range []string{"web.crt", "web.key", "web.fullchain.pem"} {
-		info, err := os.Stat(filepath.Join(tls, f))
+	if strings.Contains(output, secretID) {
+		t.Error("the play's output shows the secret_id")
+	}
+	uid := lookupUID(t, "certkeeper")
+	for kind, f := range file {
+		info, err := os.Stat(f)
 		if err != nil {
-			t.Fatalf("%s not on disk after the play: %v", f, err)
+			t.Errorf("%s: %v", kind, err)
+			continue
 		}
-		if f == "web.key" && info.Mode().Perm() != 0o600 {
-			t.Errorf("key mode %o", info.Mode().Perm())
+		if st := info.Sys().(*syscall.Stat_t); int(st.Uid) != uid {
+			t.Errorf("%s %s is owned by uid %d, want certkeeper (%d)", kind, f, st.Uid, uid)
+		}
+		dir, _ := os.Stat(filepath.Dir(f))
+		if st := dir.Sys().(*syscall.Stat_t); int(st.Uid) != uid || dir.Mode().Perm() != 0o755 {
+			t.Errorf("%s's directory: uid %d mode %o, want certkeeper's, 0755 (made by the role)", kind, st.Uid, dir.Mode().Perm())
 		}
 	}
-	cmd := exec.Command("openssl", "verify", "-partial_chain", "-CAfile", filepath.Join(tls, "web.fullchain.pem"), filepath.Join(tls, "web.crt"))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("openssl verify: %v %s", err, b)
+	// Everything under the output directories (out itself is made by
+	// install -d as a missing parent, root's) and the state.
+	kinds, _ := os.ReadDir(out)
+	for _, k := range kinds {
+		ownedBy(t, uid, filepath.Join(out, k.Name()))
 	}
+	ownedBy(t, uid, "/var/lib/certkeeper")
 	for _, f := range []string{"role-id", "secret-id", "certkeeper.hcl"} {
-		info, err := os.Stat(filepath.Join(etc, f))
+		info, err := os.Stat(filepath.Join("/etc/certkeeper", f))
 		if err != nil || info.Mode().Perm() != 0o640 {
 			t.Errorf("%s: mode %v, err %v; want 0640", f, info.Mode().Perm(), err)
 		}
 	}
-	if strings.Contains(out, secretID) {
-		t.Error("the play's output shows the secret_id")
-	}
 
-	before := v.CountCerts(t, "pki_int")
-	changed, out = play()
+	// The daemon, as the packaged unit runs it, between the two runs.
+	d, notify, _ := startUnit(t, "/lib/systemd/system/certkeeper.service", work)
+	notify.waitFor(t, "READY=1", d, 2*time.Minute)
+	issued := d.Count(`certificate issued`)
+	servers, clients := v.CountCerts(t, vaulttest.ScriptServerMount), v.CountCerts(t, vaulttest.ScriptClientMount)
+
+	changed, output = play()
 	if changed != 0 {
-		t.Errorf("second run changed %d tasks, want 0 (idempotence):\n%s", changed, out)
+		t.Errorf("second run, with the daemon running, changed %d tasks, want 0 (idempotence):\n%s", changed, output)
 	}
-	if after := v.CountCerts(t, "pki_int"); after != before {
-		t.Errorf("second run issued %d certificates", after-before)
+	if a, b := v.CountCerts(t, vaulttest.ScriptServerMount), v.CountCerts(t, vaulttest.ScriptClientMount); a != servers || b != clients {
+		t.Errorf("the second run issued %d certificates", a-servers+b-clients)
+	}
+	if n := d.Count(`certificate issued`); n != issued {
+		t.Errorf("the daemon issued %d certificates during the second run", n-issued)
+	}
+	select {
+	case <-d.Done():
+		t.Fatalf("the daemon exited during the second run: %v", d.Err())
+	default:
+	}
+	if code := d.Stop(); code != 0 {
+		t.Errorf("certkeeper exited %d after SIGTERM", code)
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -57,10 +59,21 @@ func buildDeb(t *testing.T) string {
 func TestDebContents(t *testing.T) {
 	deb := buildDeb(t)
 	listing := run(t, "dpkg-deb", "-c", deb)
-	for _, want := range []string{"./usr/bin/certkeeper", "./lib/systemd/system/certkeeper.service", "./etc/certkeeper/certkeeper.hcl", "./usr/share/man/man1/certkeeper.1.gz"} {
+	for _, want := range []string{"./usr/bin/certkeeper", "./lib/systemd/system/certkeeper.service", "./etc/certkeeper/certkeeper.hcl",
+		"./usr/share/man/man1/certkeeper.1.gz", "./usr/share/doc/certkeeper/README.md",
+		"./usr/share/doc/certkeeper/examples/nginx/mtls.conf", "./usr/share/doc/certkeeper/examples/nginx/certkeeper.hcl",
+		"./usr/share/doc/certkeeper/examples/apache/mtls.conf", "./usr/share/doc/certkeeper/examples/apache/certkeeper.hcl",
+		"./usr/share/doc/certkeeper/examples/vault/setup-pki.sh", "./usr/share/doc/certkeeper/examples/ansible/roles/certkeeper/tasks/main.yml"} {
 		if !strings.Contains(listing, want) {
 			t.Errorf("package lacks %s:\n%s", want, listing)
 		}
+	}
+	// The sudoers drop-in: root's, 0440, or sudo ignores it.
+	if !regexp.MustCompile(`(?m)^-r--r----- root/root .* \./etc/sudoers\.d/certkeeper$`).MatchString(listing) {
+		t.Errorf("package lacks ./etc/sudoers.d/certkeeper as -r--r----- root/root:\n%s", listing)
+	}
+	if got := strings.TrimSpace(run(t, "dpkg-deb", "-f", deb, "Recommends")); got != "sudo" {
+		t.Errorf("Recommends: %q, want sudo (the shipped checks go through it)", got)
 	}
 	if conffiles := run(t, "dpkg-deb", "-f", deb, "Package"); strings.TrimSpace(conffiles) != "certkeeper" {
 		t.Errorf("package name %q", conffiles)
@@ -68,8 +81,8 @@ func TestDebContents(t *testing.T) {
 	dir := t.TempDir()
 	run(t, "dpkg-deb", "-e", deb, dir)
 	cf, err := os.ReadFile(filepath.Join(dir, "conffiles"))
-	if err != nil || strings.TrimSpace(string(cf)) != "/etc/certkeeper/certkeeper.hcl" {
-		t.Errorf("conffiles = %q, %v; the config must survive upgrades", cf, err)
+	if err != nil || strings.TrimSpace(string(cf)) != "/etc/certkeeper/certkeeper.hcl\n/etc/sudoers.d/certkeeper" {
+		t.Errorf("conffiles = %q, %v; the config and the sudoers drop-in must survive upgrades", cf, err)
 	}
 	// The binary is static: it runs on any glibc or none. Read from the
 	// ELF headers themselves, so no tool (file(1)) can be missing: a
@@ -80,6 +93,11 @@ func TestDebContents(t *testing.T) {
 		t.Errorf("binary is not static: interpreter %q, needs %v", interp, libs)
 	}
 	man := run(t, "sh", "-c", "gzip -dc "+filepath.Join(x, "usr/share/man/man1/certkeeper.1.gz"))
+	for _, want := range []string{".SH CONFIGURATION", ".SH WHO RUNS WHAT", `\fBrenew_before = "DURATION"\fR`, "/etc/sudoers.d/certkeeper"} {
+		if !strings.Contains(man, want) {
+			t.Errorf("man page lacks %q", want)
+		}
+	}
 	usage := run(t, filepath.Join(x, "usr/bin/certkeeper"), "help")
 	for _, line := range strings.Split(strings.TrimSpace(usage), "\n") {
 		if line = strings.TrimSpace(line); line != "" && !strings.Contains(man, strings.ReplaceAll(line, `\`, `\e`)) {
@@ -117,6 +135,19 @@ func TestDebInstall(t *testing.T) {
 		t.Errorf("validate on the shipped config: %q", out)
 	}
 	run(t, "id", "certkeeper") // the system user exists
+	// What the documented first run needs before systemd ever started
+	// the unit: certkeeper's own state and output directories.
+	uid := lookupUID(t, "certkeeper")
+	for dir, mode := range map[string]os.FileMode{"/var/lib/certkeeper": 0o700, "/etc/ssl/certkeeper": 0o755} {
+		info, err := os.Stat(dir)
+		if err != nil {
+			t.Errorf("%s: %v", dir, err)
+			continue
+		}
+		if st := info.Sys().(*syscall.Stat_t); int(st.Uid) != uid || info.Mode().Perm() != mode {
+			t.Errorf("%s: uid %d mode %o, want certkeeper (%d) %o", dir, st.Uid, info.Mode().Perm(), uid, mode)
+		}
+	}
 	if info, err := os.Stat("/etc/certkeeper/certkeeper.hcl"); err != nil || info.Mode().Perm() != 0o640 {
 		t.Errorf("config mode: %v %v", info.Mode(), err)
 	}

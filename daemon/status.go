@@ -1,0 +1,60 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/control"
+	"github.com/certkeeper/certkeeper/internal/statedir"
+	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/trust"
+)
+
+// StatusReport is what `certkeeper status` shows.
+type StatusReport struct {
+	Certificates []agent.Status
+	// Source says where Certificates came from: the running daemon, or
+	// the files on disk and why.
+	Source string
+	// Services are the states the daemon last saved; ServicesErr says
+	// why they could not be read.
+	Services    []services.Status
+	ServicesErr error
+	// Bundles are read from the bundle files on disk.
+	Bundles []trust.Status
+}
+
+// statusTimeout bounds the wait for the running daemon's answer.
+const statusTimeout = 3 * time.Second
+
+// Status asks the daemon running cfg over the control socket, which knows
+// the last result and the next attempt, and falls back to reading the
+// files on disk when none answers (or one runs another config file).
+// Neither needs Vault.
+func Status(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) StatusReport {
+	var r StatusReport
+	r.Certificates, r.Source = certificateStatus(ctx, cfg, log, now)
+	r.Services, r.ServicesErr = services.ReadStatus(cfg)
+	r.Bundles = trust.DiskStatus(cfg, now)
+	return r
+}
+
+func certificateStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) ([]agent.Status, string) {
+	sock := statedir.Dir(cfg.StateDir).ControlSocket()
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := control.Status(ctx, cfg.StateDir, cfg.Path)
+	if err == nil {
+		return resp.Certificates, "from the running agent on " + sock
+	}
+	log.Debug("no running agent answered; reading the files on disk", "error", err)
+	var other *control.OtherConfigError
+	if errors.As(err, &other) {
+		return agent.DiskStatus(cfg, now), "read from disk: " + other.Error()
+	}
+	return agent.DiskStatus(cfg, now), "read from disk (no running agent answered on " + sock + ")"
+}

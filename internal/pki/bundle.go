@@ -1,0 +1,268 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Bundle is a certificate with its key and the CA chain that issued it.
+type Bundle struct {
+	Leaf *x509.Certificate
+	Key  crypto.Signer
+	// Intermediates are the issuing CAs below the root, nearest first.
+	Intermediates []*x509.Certificate
+	// Roots are the trust anchors the chain ends at: self-signed CAs, or,
+	// when Vault does not know the root, the topmost CA it returned.
+	Roots []*x509.Certificate
+}
+
+// ParseCertificates reads every CERTIFICATE block in PEM data, and fails on
+// data that holds none.
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
+	return ParseCertificatesWith(data, x509.ParseCertificate)
+}
+
+// ParseCertificatesWith is ParseCertificates with the DER parser given, so
+// a cache can hand back a certificate it parsed before.
+func ParseCertificatesWith(data []byte, parse func(der []byte) (*x509.Certificate, error)) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := parse(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return certs, nil
+}
+
+// NewBundle assembles a bundle from a leaf, its key, and the CA
+// certificates Vault returned (in any order, duplicates allowed).
+func NewBundle(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificate) *Bundle {
+	b := &Bundle{Leaf: leaf, Key: key}
+	var uniq []*x509.Certificate
+	for _, c := range cas {
+		if c.Equal(leaf) || slices.ContainsFunc(uniq, c.Equal) {
+			continue
+		}
+		uniq = append(uniq, c)
+	}
+	for _, c := range uniq {
+		if selfSigned(c) {
+			b.Roots = append(b.Roots, c)
+		}
+	}
+	// Walk up from the leaf so intermediates come out nearest first, which
+	// is the order TLS servers must send them in.
+	cur := leaf
+	for range uniq {
+		parent := issuerOf(cur, uniq)
+		if parent == nil || selfSigned(parent) {
+			break
+		}
+		b.Intermediates = append(b.Intermediates, parent)
+		cur = parent
+	}
+	if len(b.Roots) == 0 && len(b.Intermediates) > 0 {
+		// Vault's chain stops below the root: trust its top as the anchor.
+		b.Roots = b.Intermediates[len(b.Intermediates)-1:]
+		b.Intermediates = b.Intermediates[:len(b.Intermediates)-1]
+	}
+	return b
+}
+
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && signedBy(c, c)
+}
+
+func issuerOf(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
+	for _, p := range pool {
+		if bytes.Equal(c.RawIssuer, p.RawSubject) && signedBy(c, p) {
+			return p
+		}
+	}
+	return nil
+}
+
+// Want is what a certificate must be for the config to be satisfied.
+type Want struct {
+	Names
+	KeyType string
+	KeyBits int
+}
+
+// Check decides whether b may be served at time now: its key is the
+// bundle's, it names exactly what was asked, it is valid now, and it chains
+// to the bundle's roots. Nothing is written unless this passes.
+func Check(b *Bundle, want Want, now time.Time) error {
+	var errs []error
+	if err := KeyMatches(b.Leaf, b.Key); err != nil {
+		errs = append(errs, err)
+	}
+	if err := CheckNames(b.Leaf, want.Names); err != nil {
+		errs = append(errs, err)
+	}
+	if t, bits := KeyInfo(b.Leaf.PublicKey); t != want.KeyType || (want.KeyBits != 0 && bits != want.KeyBits) {
+		errs = append(errs, fmt.Errorf("key is %s %d, config asks for %s %d", t, bits, want.KeyType, want.KeyBits))
+	}
+	if err := CheckValidity(b.Leaf, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.VerifyChain(now); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// KeyMatches fails when cert was not issued for key.
+func KeyMatches(cert *x509.Certificate, key crypto.Signer) error {
+	if key == nil {
+		return errors.New("no private key")
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	pub, ok := key.Public().(equaler)
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return errors.New("certificate public key does not match the private key")
+	}
+	return nil
+}
+
+// CheckValidity fails when cert is not yet or no longer valid at now.
+func CheckValidity(cert *x509.Certificate, now time.Time) error {
+	if now.Before(cert.NotBefore) {
+		return fmt.Errorf("certificate is not valid until %s", cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if !now.Before(cert.NotAfter) {
+		return fmt.Errorf("certificate expired at %s", cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// VerifyChain fails unless the leaf chains to one of the bundle's roots.
+func (b *Bundle) VerifyChain(now time.Time) error {
+	if len(b.Roots) == 0 {
+		return errors.New("no CA certificate to verify the chain against")
+	}
+	opts := x509.VerifyOptions{
+		Roots:         x509.NewCertPool(),
+		Intermediates: x509.NewCertPool(),
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}
+	for _, r := range b.Roots {
+		opts.Roots.AddCert(r)
+	}
+	for _, c := range b.Intermediates {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := b.Leaf.Verify(opts); err != nil {
+		return fmt.Errorf("certificate does not chain to the issuing CA: %w", err)
+	}
+	return nil
+}
+
+// CheckNames fails unless cert is for exactly the names asked. Vault copies
+// a hostname or IP common name into the SANs, so that one extra is allowed.
+func CheckNames(cert *x509.Certificate, want Names) error {
+	var errs []error
+	if cert.Subject.CommonName != want.CommonName {
+		errs = append(errs, fmt.Errorf("common name is %q, want %q", cert.Subject.CommonName, want.CommonName))
+	}
+	dns := lowerAll(cert.DNSNames)
+	wantDNS := lowerAll(want.DNSNames)
+	if missing := minus(wantDNS, dns); len(missing) > 0 {
+		errs = append(errs, fmt.Errorf("DNS names %v are missing", missing))
+	}
+	if extra := minus(dns, append(wantDNS, strings.ToLower(want.CommonName))); len(extra) > 0 {
+		errs = append(errs, fmt.Errorf("DNS names %v were not asked for", extra))
+	}
+	ips := ipStrings(cert.IPAddresses)
+	wantIPs := ipStrings(want.IPs)
+	if missing := minus(wantIPs, ips); len(missing) > 0 {
+		errs = append(errs, fmt.Errorf("IP SANs %v are missing", missing))
+	}
+	cnIP := ""
+	if ip := net.ParseIP(want.CommonName); ip != nil {
+		cnIP = ip.String()
+	}
+	if extra := minus(ips, append(wantIPs, cnIP)); len(extra) > 0 {
+		errs = append(errs, fmt.Errorf("IP SANs %v were not asked for", extra))
+	}
+	var uris []string
+	for _, u := range cert.URIs {
+		uris = append(uris, u.String())
+	}
+	if missing, extra := minus(want.URIs, uris), minus(uris, want.URIs); len(missing)+len(extra) > 0 {
+		errs = append(errs, fmt.Errorf("URI SANs are %v, want %v", uris, want.URIs))
+	}
+	return errors.Join(errs...)
+}
+
+func lowerAll(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// minus returns the elements of a that are not in b.
+func minus(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if !slices.Contains(b, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Serial formats a certificate's serial number the way Vault prints it:
+// colon-separated pairs of lowercase hex digits ("1a:2b:...").
+func Serial(c *x509.Certificate) string {
+	hex := fmt.Sprintf("%x", c.SerialNumber)
+	if len(hex)%2 == 1 {
+		hex = "0" + hex
+	}
+	var parts []string
+	for i := 0; i < len(hex); i += 2 {
+		parts = append(parts, hex[i:i+2])
+	}
+	return strings.Join(parts, ":")
+}
+
+// EncodeCerts encodes certificates as concatenated PEM blocks.
+func EncodeCerts(certs ...*x509.Certificate) []byte {
+	var buf bytes.Buffer
+	for _, c := range certs {
+		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return buf.Bytes()
+}

@@ -1,0 +1,264 @@
+// Package trust keeps trust bundles fresh: the CA certificates and CRLs a
+// server verifies client certificates against (nginx ssl_client_certificate
+// and ssl_crl, Apache SSLCACertificateFile and SSLCARevocationFile).
+//
+// A bundle holds every usable issuer of its PKI mounts, so clients holding
+// certificates from an old issuer keep working while a new one takes over,
+// and a CRL for every one of those CAs, because nginx (ssl_crl) and Apache
+// (SSLCARevocationCheck chain) reject every client when one level of the
+// chain has none. A CRL is written only after it parses, is signed by the
+// CA it names, and is not expired. Issuers and CRLs are fetched once per
+// mount per refresh round, however many bundles share the mount.
+//
+// The package reads from Vault through a Source and writes the bundle
+// files (and a journal per bundle under <state_dir>/trust) through sinks.
+package trust
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/schedule"
+	"github.com/certkeeper/certkeeper/internal/statedir"
+	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/vault"
+)
+
+// Source reads issuers and CRLs; *vault.Client is the real one.
+type Source interface {
+	Issuers(ctx context.Context, mount string) ([]vault.CAIssuer, error)
+	CRL(ctx context.Context, mount, ref string) ([]byte, error)
+}
+
+// Notifier hears about bundle files that changed, so the services reading
+// them can be reloaded. *services.Manager is the real one.
+type Notifier interface {
+	Notify(source string, services []string, change *sinks.Change)
+}
+
+// Observer hears about CRLs, for metrics. Nil is fine.
+type Observer interface {
+	// CRLNextUpdate reports when the CRL of issuer (its common name) in
+	// bundle must be replaced.
+	CRLNextUpdate(bundle, issuer string, t time.Time)
+}
+
+// Options build a Keeper.
+type Options struct {
+	Config   *config.Config
+	Source   Source
+	Notifier Notifier // may be nil
+	Observer Observer // may be nil
+	Log      *slog.Logger
+	// Now and Rand default to the real clock and math/rand.
+	Now  func() time.Time
+	Rand func() float64
+}
+
+// Keeper keeps the configured trust bundles fresh.
+type Keeper struct {
+	cfg      *config.Config
+	src      Source
+	notifier Notifier
+	observer Observer
+	log      *slog.Logger
+	now      func() time.Time
+	rand     func() float64
+
+	mu     sync.Mutex
+	status map[string]*Status
+}
+
+// New makes a keeper; it touches neither disk nor Vault until used.
+func New(o Options) *Keeper {
+	k := &Keeper{
+		cfg:      o.Config,
+		src:      o.Source,
+		notifier: o.Notifier,
+		observer: o.Observer,
+		log:      o.Log,
+		now:      o.Now,
+		rand:     o.Rand,
+		status:   map[string]*Status{},
+	}
+	if k.log == nil {
+		k.log = slog.Default()
+	}
+	if k.now == nil {
+		k.now = time.Now
+	}
+	if k.rand == nil {
+		k.rand = rand.Float64
+	}
+	return k
+}
+
+// roundWindow is how close together bundles must fall due to be refreshed
+// in one round, sharing what was fetched for their mounts.
+const roundWindow = time.Second
+
+// Run refreshes every bundle now, calls ready (if not nil) once each has
+// had its first attempt, then keeps them fresh until ctx ends.
+func (k *Keeper) Run(ctx context.Context, ready func()) {
+	if len(k.cfg.TrustBundles) == 0 {
+		if ready != nil {
+			ready()
+		}
+		<-ctx.Done()
+		return
+	}
+	q := schedule.New(k.now)
+	for _, tb := range k.cfg.TrustBundles {
+		q.Set(tb.Name, time.Time{})
+	}
+	seen := map[string]bool{}
+	readySent := false
+	for {
+		name, err := q.Next(ctx)
+		if err != nil {
+			return
+		}
+		due := []string{name}
+		for _, tb := range k.cfg.TrustBundles {
+			if at, ok := q.When(tb.Name); ok && at.Before(k.now().Add(roundWindow)) {
+				q.Remove(tb.Name)
+				due = append(due, tb.Name)
+			}
+		}
+		r := newRound(k.src)
+		for _, n := range due {
+			tb, ok := k.bundle(n)
+			if !ok {
+				continue
+			}
+			next := k.pass(ctx, r, tb)
+			if ctx.Err() != nil {
+				return
+			}
+			q.Set(n, next)
+			seen[n] = true
+		}
+		if !readySent && len(seen) == len(k.cfg.TrustBundles) {
+			readySent = true
+			if ready != nil {
+				ready()
+			}
+		}
+	}
+}
+
+func (k *Keeper) bundle(name string) (config.TrustBundle, bool) {
+	for _, tb := range k.cfg.TrustBundles {
+		if tb.Name == name {
+			return tb, true
+		}
+	}
+	return config.TrustBundle{}, false
+}
+
+// pass refreshes one bundle and returns when it is due again.
+func (k *Keeper) pass(ctx context.Context, r *round, tb config.TrustBundle) time.Time {
+	res, err := k.refresh(ctx, r, tb)
+	if ctx.Err() != nil {
+		return time.Time{}
+	}
+	st := k.record(tb, res, err)
+	if err != nil {
+		k.log.Error("trust bundle refresh failed; keeping the files on disk", "bundle", tb.Name, "error", err,
+			"failures", st.Failures, "retry_at", st.NextRefresh.Format(time.RFC3339))
+	}
+	return st.NextRefresh
+}
+
+// Outcome is what Once did for one bundle.
+type Outcome struct {
+	Name   string
+	Result *Result // nil on failure
+	Err    error
+}
+
+// onceRetry is the one-shot retry of certificates; a variable so tests
+// need not wait for it.
+var onceRetry = backoff.OneShot
+
+// Once refreshes every bundle and returns one outcome per bundle, in
+// config order.
+func (k *Keeper) Once(ctx context.Context) []Outcome {
+	var out []Outcome
+	for _, tb := range k.cfg.TrustBundles {
+		var res *Result
+		err := onceRetry.Do(ctx, backoff.Hooks{Rand: k.rand, Retrying: func(err error, d time.Duration) {
+			k.log.Warn("trust bundle refresh failed, retrying", "bundle", tb.Name, "error", err, "retry_in", d.String())
+		}}, func() (err error) {
+			res, err = k.refresh(ctx, newRound(k.src), tb)
+			return err
+		})
+		k.record(tb, res, err)
+		out = append(out, Outcome{Name: tb.Name, Result: res, Err: err})
+	}
+	return out
+}
+
+// Result is what one successful refresh put on disk.
+type Result struct {
+	CAs     []CAInfo
+	Written []string
+}
+
+// refresh fetches, checks and writes one bundle.
+func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (*Result, error) {
+	now := k.now()
+	existing := readCRLs(tb.CRLFile)
+	b, err := build(ctx, r, tb, existing, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range b.warnings {
+		k.log.Warn(w, "bundle", tb.Name)
+	}
+	journal := statedir.Dir(k.cfg.StateDir).TrustJournal(tb.Name)
+	dests := []string{tb.CAFile}
+	if tb.CRLFile != "" {
+		dests = append(dests, tb.CRLFile)
+	}
+	if err := sinks.Recover(journal, dests); err != nil {
+		return nil, err
+	}
+	change, err := sinks.WriteSet(journal, b.files(tb))
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{CAs: b.info(), Written: change.Written}
+	if k.observer != nil {
+		for _, ca := range res.CAs {
+			if !ca.CRLNextUpdate.IsZero() {
+				k.observer.CRLNextUpdate(tb.Name, ca.Subject, ca.CRLNextUpdate)
+			}
+		}
+	}
+	if change.Changed() {
+		k.log.Info("trust bundle written", "bundle", tb.Name, "files", change.Written, "cas", len(res.CAs), "crls", crlSummary(res.CAs))
+		if k.notifier != nil {
+			k.notifier.Notify("trust_bundle "+tb.Name, tb.Notify, change)
+		}
+	} else {
+		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)
+	}
+	return res, nil
+}
+
+func crlSummary(cas []CAInfo) []string {
+	var out []string
+	for _, ca := range cas {
+		if ca.CRLNumber != "" {
+			out = append(out, fmt.Sprintf("%s#%s(%d revoked)", ca.Subject, ca.CRLNumber, ca.Revoked))
+		}
+	}
+	return out
+}

@@ -1,0 +1,154 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// CAIssuer is one issuer of a PKI mount: a CA certificate Vault can
+// issue from, or one imported into the mount (a root, usually) to
+// complete chains.
+type CAIssuer struct {
+	Mount string
+	// Ref is the issuer's id, what /issuer/<ref>/... paths take.
+	Ref  string
+	Name string // issuer_name; often empty
+	// Certificate is the issuer's certificate, PEM.
+	Certificate string
+	// HasKey says the mount holds the issuer's key, so it signs a CRL for
+	// it. A root imported into an intermediate's mount has none: its CRL
+	// comes from the mount that holds its key.
+	HasKey bool
+}
+
+// maxCRLSize bounds a CRL download; a CRL listing a million revoked
+// certificates is about 40 MB.
+const maxCRLSize = 64 << 20
+
+// Issuers returns every issuer of mount with its certificate. PKI serves
+// these without a token; when a Vault asks for one to list them, the
+// agent logs in and asks again.
+func (c *Client) Issuers(ctx context.Context, mount string) ([]CAIssuer, error) {
+	path := mount + "/issuers"
+	sec, err := c.list(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, &Error{Err: fmt.Errorf("%s: mount has no issuers (is %q a PKI mount with a CA?)", path, mount)}
+	}
+	keys, _ := sec.Data["keys"].([]any)
+	infos, _ := sec.Data["key_info"].(map[string]any)
+	var out []CAIssuer
+	for _, k := range keys {
+		ref, ok := k.(string)
+		if !ok {
+			return nil, &Error{Err: fmt.Errorf("%s: issuer id is a %T, not a string", path, k)}
+		}
+		is := CAIssuer{Mount: mount, Ref: ref}
+		if info, ok := infos[ref].(map[string]any); ok {
+			keyID, _ := info["key_id"].(string)
+			is.HasKey = keyID != ""
+			is.Name, _ = info["issuer_name"].(string)
+		}
+		if is.Certificate, err = c.issuerCertificate(ctx, mount, ref); err != nil {
+			return nil, err
+		}
+		out = append(out, is)
+	}
+	if len(out) == 0 {
+		return nil, &Error{Err: fmt.Errorf("%s: mount has no issuers (is %q a PKI mount with a CA?)", path, mount)}
+	}
+	return out, nil
+}
+
+func (c *Client) issuerCertificate(ctx context.Context, mount, ref string) (string, error) {
+	path := fmt.Sprintf("%s/issuer/%s/json", mount, ref)
+	ctx, info := withCallInfo(ctx)
+	sec, err := c.api.Logical().ReadWithContext(ctx, path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, classify(err, info))
+	}
+	if sec == nil || sec.Data == nil {
+		return "", &Error{Status: http.StatusNotFound, Err: fmt.Errorf("%s: issuer not found", path)}
+	}
+	pem, _ := sec.Data["certificate"].(string)
+	if strings.TrimSpace(pem) == "" {
+		return "", &Error{Err: fmt.Errorf("%s: no certificate in vault's answer", path)}
+	}
+	return pem, nil
+}
+
+// CRL returns the CRL that issuer ref of mount signs, as Vault serves it
+// (PEM). It is not checked here; the caller checks it against the issuer.
+func (c *Client) CRL(ctx context.Context, mount, ref string) ([]byte, error) {
+	path := fmt.Sprintf("%s/issuer/%s/crl/pem", mount, ref)
+	ctx, cancel := context.WithTimeout(ctx, c.api.ClientTimeout())
+	defer cancel()
+	ctx, info := withCallInfo(ctx)
+	resp, err := c.api.Logical().ReadRawWithContext(ctx, path)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, classify(err, info))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCRLSize+1))
+	if err != nil {
+		return nil, &Error{Err: fmt.Errorf("%s: reading crl: %w", path, err)}
+	}
+	if len(body) > maxCRLSize {
+		return nil, &Error{Err: fmt.Errorf("%s: crl larger than %d bytes", path, maxCRLSize)}
+	}
+	if len(body) == 0 {
+		return nil, &Error{Status: resp.StatusCode, Err: fmt.Errorf("%s: vault answered %d with no crl", path, resp.StatusCode)}
+	}
+	return body, nil
+}
+
+// list sends a LIST without logging in first, and with a login when Vault
+// answers that it wants a token.
+func (c *Client) list(ctx context.Context, path string) (*api.Secret, error) {
+	lctx, info := withCallInfo(ctx)
+	sec, err := c.api.Logical().ListWithContext(lctx, path)
+	if err == nil {
+		return sec, nil
+	}
+	err = classify(err, info)
+	var ve *Error
+	if !errors.As(err, &ve) || (ve.Status != http.StatusForbidden && ve.Status != http.StatusUnauthorized) {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		gen, err := c.session.ensure(ctx)
+		if err != nil {
+			return nil, err
+		}
+		lctx, info := withCallInfo(ctx)
+		sec, err := c.api.Logical().ListWithContext(lctx, path)
+		if err == nil {
+			return sec, nil
+		}
+		err = classify(err, info)
+		if errors.As(err, &ve) && ve.Status == http.StatusForbidden {
+			// As for writes: log in again only when that may help, so a
+			// bundle whose mount does not exist does not log in at every
+			// retry.
+			if attempt == 0 && c.session.reloginMayHelp(ctx, gen) {
+				c.session.invalidate(gen)
+				continue
+			}
+			if attempt > 0 {
+				c.session.noteDenied(gen)
+			}
+			return nil, &DeniedError{Path: path, Err: err}
+		}
+		return nil, err
+	}
+}
