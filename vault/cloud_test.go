@@ -293,10 +293,16 @@ func TestJWTSources(t *testing.T) {
 		})
 	}
 
-	// A redirect is not followed, a huge answer not read whole.
+	// A redirect is not followed, a huge answer not read whole, an error
+	// page not quoted (whatever it holds).
+	leaked := iss.Mint(map[string]any{"sub": "leaked"}, time.Hour)
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/big") {
 			w.Write(bytes.Repeat([]byte("a"), maxMetadataAnswer+10))
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/leak") {
+			http.Error(w, leaked, http.StatusInternalServerError)
 			return
 		}
 		http.Redirect(w, r, gcp.URL+r.URL.RequestURI(), http.StatusFound)
@@ -306,6 +312,10 @@ func TestJWTSources(t *testing.T) {
 	ra.MetadataURL = other.URL
 	if _, err := token(ra, 5*time.Second); err == nil || !strings.Contains(err.Error(), "answered 302") {
 		t.Errorf("redirect: %v", err)
+	}
+	ra.MetadataURL = other.URL + "/leak"
+	if _, err := token(ra, 5*time.Second); err == nil || !strings.Contains(err.Error(), "answered 500") || strings.Contains(err.Error(), leaked[:20]) {
+		t.Errorf("error page: %v", err)
 	}
 	ra.MetadataURL = other.URL + "/big"
 	if _, err := token(ra, 5*time.Second); err == nil || !strings.Contains(err.Error(), "larger than") {
