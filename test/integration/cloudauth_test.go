@@ -307,3 +307,74 @@ func startDaemonEnv(t *testing.T, env []string, cfg string) *daemon {
 		Env:  env,
 	})}
 }
+
+// TestCloudAuthBadInput: what goes wrong on a host gets a clear error
+// from `once`, bounded by the request timeout, and Vault's audit log
+// shows no login where certkeeper never got that far: STS refusing the
+// signature, an instance without credentials, the Vault role bound to
+// another audience, GCP's metadata server answering garbage or hanging,
+// Azure's refusing. And an unknown method, or a method without its
+// options, is refused by `validate` with file:line.
+func TestCloudAuthBadInput(t *testing.T) {
+	t.Parallel()
+	e := newCloudEnv(t)
+	wrongAud := filepath.Join(e.dir, "wrong-aud.jwt")
+	os.WriteFile(wrongAud, []byte(e.iss.Mint(map[string]any{"iss": jwtIssuer, "aud": "someone-else", "sub": "x"}, time.Hour)), 0o600)
+	for _, tt := range []struct {
+		name  string
+		block string
+		setup func()
+		want  []string
+		// vault: whether the login reaches Vault (and its audit log).
+		vault bool
+	}{
+		{"sts refuses", e.awsBlock(), func() { e.sts.SetMode(cloudtest.Refuse) },
+			[]string{"aws login (role web-host): vault answered 400 on auth/aws/login", "received error code 403 from STS", "SignatureDoesNotMatch"}, true},
+		{"no instance profile", e.awsBlock(), func() { e.sts.SetMode(cloudtest.OK); e.imds.SetMode(cloudtest.Refuse) },
+			[]string{"no aws credentials: none from the instance metadata service at " + e.imds.URL, "and none in the environment, shared files"}, false},
+		{"wrong audience", e.jwtFileBlock(wrongAud), func() { e.imds.SetMode(cloudtest.OK) },
+			[]string{"jwt login (role web-host): vault answered 400 on auth/jwt/login", "audience claim does not match"}, true},
+		{"gcp garbage", e.gcpBlock(), func() { e.gcp.SetMode(cloudtest.Garbage) },
+			[]string{"the gcp metadata server answered something that is not a JWT"}, false},
+		{"gcp hangs", e.gcpBlock(), func() { e.gcp.SetMode(cloudtest.Hang) },
+			[]string{"the gcp metadata server at " + e.gcp.URL + " did not answer within 2s"}, false},
+		{"azure refuses", e.azureBlock(), func() { e.gcp.SetMode(cloudtest.OK); e.azure.SetMode(cloudtest.Refuse) },
+			[]string{"the azure metadata server answered 400: invalid_request: Identity not found"}, false},
+	} {
+		tt.setup()
+		before := len(e.logins())
+		name := strings.ReplaceAll(tt.name, " ", "-")
+		cfg := e.config(name, []string{tt.block}, `timeout = "2s"`, e.webCert("1h", fmt.Sprintf(`fullchain_file = "%s/%s.pem"`, e.dir, name)))
+		out, errOut, code := e.once(cfg)
+		all := out + errOut
+		if code == 0 {
+			t.Errorf("%s: once succeeded", tt.name)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("%s: output lacks %q:\n%s", tt.name, w, all)
+			}
+		}
+		logins := e.logins()[before:]
+		if tt.vault && (len(logins) == 0 || logins[0].OK) {
+			t.Errorf("%s: audit log logins %+v, want refused ones", tt.name, logins)
+		}
+		if !tt.vault && len(logins) != 0 {
+			t.Errorf("%s: %d logins reached Vault, want none", tt.name, len(logins))
+		}
+		t.Logf("%s: %s", tt.name, regexp.MustCompile(`once failed.*|(?m)^.*: (aws|jwt) login.*$|(?m)^.*metadata server.*$`).FindString(all))
+	}
+
+	for _, tt := range []struct{ block, want string }{
+		{`auth "kerberos" {}`, `:7:3: auth method "kerberos" is not supported (use "approle", "aws", "cert", "jwt" or "token")`},
+		{`auth "aws" {}`, `:7:3: auth "aws" needs role`},
+		{`auth "jwt" { role = "web-host" }`, `:7:3: auth "jwt" needs token_file (a file holding the JWT) or metadata ("gcp" or "azure", the metadata server that makes one)`},
+	} {
+		cfg := e.config("invalid", []string{"  " + tt.block}, "", e.webCert("1h"))
+		out, errOut, code := runCertkeeper(t, e.procEnv(), "validate", "-config", cfg)
+		if code == 0 || !strings.Contains(out+errOut, cfg+tt.want) {
+			b, _ := os.ReadFile(cfg)
+			t.Errorf("validate %s: exit %d, want %q:\nstdout %q\nstderr %q\n%s", tt.block, code, cfg+tt.want, out, errOut, b)
+		}
+	}
+}
