@@ -154,6 +154,10 @@ func auditExcerpt(logins []vaulttest.AuditLogin) string {
 		}
 		fmt.Fprintf(&b, "%s type=response path=%slogin mount_type=%s role=%s %s\n", l.Time.Format("15:04:05.000"), l.MountPoint, l.MountType, l.Role, result)
 	}
+	b.WriteString("the entries as Vault wrote them:\n")
+	for _, l := range logins {
+		b.WriteString(l.Line + "\n")
+	}
 	return b.String()
 }
 
