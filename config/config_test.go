@@ -36,6 +36,10 @@ testdata/invalid-auth-jwt.hcl:19:20: metadata_url "http://169.254.169.254/metada
 testdata/invalid-auth-jwt.hcl:24:16: metadata must be "gcp" or "azure", not "aws"
 testdata/invalid-auth-jwt.hcl:30:18: audience applies only with metadata; a JWT from token_file carries its own audience
 testdata/invalid-auth-jwt.hcl:31:18: region does not apply to auth "jwt"`},
+		{"invalid-overwrites-auth-chain.hcl", `testdata/invalid-overwrites-auth-chain.hcl:2:13: auth "cert" needs https:// vault addresses: a client certificate only travels over TLS, and http://127.0.0.1:8200 is not one
+testdata/invalid-overwrites-auth-chain.hcl:23:1: certificate "web" writes /etc/certkeeper/id.key, which certificate "vault-id" also writes
+testdata/invalid-overwrites-auth-chain.hcl:27:17: certificate "web" cert_file /var/run/secrets/vault/token is the auth token_file (line 8), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-auth-chain.hcl:28:17: certificate "web" key_file /etc/certkeeper/id.key is the client key of cert auth (line 11), which certkeeper reads: an output must never overwrite an input`},
 		{"invalid-auth-cert-http.hcl", `testdata/invalid-auth-cert-http.hcl:2:13: auth "cert" needs https:// vault addresses: a client certificate only travels over TLS, and http://vault-b.example.internal:8200 is not one`},
 		{"invalid-overwrites-credentials.hcl", `testdata/invalid-overwrites-credentials.hcl:15:17: certificate "web" key_file /etc/certkeeper/secret-id is the auth secret_id_file (line 6), which certkeeper reads: an output must never overwrite an input
 testdata/invalid-overwrites-credentials.hcl:16:17: certificate "web" ca_file /etc/certkeeper/vault-ca.pem is the vault ca_cert (line 3), which certkeeper reads: an output must never overwrite an input`},
