@@ -28,6 +28,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/internal/statedir"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // maxSocketPath is the longest path a unix socket can have on Linux.
@@ -56,6 +57,8 @@ type StatusResponse struct {
 	// Config is the absolute path of the config file the daemon runs.
 	Config       string         `json:"config"`
 	Certificates []agent.Status `json:"certificates"`
+	// Auth is the chain of Vault auth methods and which one is in use.
+	Auth []vault.AuthMethodStatus `json:"auth,omitempty"`
 }
 
 // Handlers are the requests a process answers. A nil one is refused,

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -110,7 +111,9 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	d.agent = agent.New(ao)
 
 	if d.metrics != nil && cfg.Telemetry.Listen != "" {
-		src := telemetry.Sources{Certificates: d.agent, Token: vc}
+		// Token and auth state are read from the client in force, which a
+		// reload of the vault block replaces.
+		src := telemetry.Sources{Certificates: d.agent, Token: currentVault{d}, Auth: currentVault{d}}
 		if len(cfg.Watch.Paths) > 0 {
 			d.watch = filewatch.New(filewatch.Options{Paths: cfg.Watch.Paths, Rescan: cfg.Watch.Rescan, Log: d.log.With("component", "watch")})
 			src.Files = d.watch
@@ -126,11 +129,33 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 // newVault builds a Vault client for a vault block; used by New and when
 // a reload changes the block.
 func (d *Daemon) newVault(v config.Vault) (*vault.Client, error) {
-	o := vault.Options{Log: d.log}
+	o := vault.Options{Log: d.log, Reissue: d.reissueCertAuth}
 	if d.metrics != nil {
 		o.Observer = d.metrics
+		o.Logins = d.metrics
 	}
 	return vault.New(v, o)
+}
+
+// reissueCertAuth has the agent renew cert auth's certificate now: another
+// auth method had to log in because Vault refused it while it is still
+// valid, and the agent would otherwise keep it until its renewal point.
+func (d *Daemon) reissueCertAuth(name string) {
+	if d.agent == nil {
+		return
+	}
+	if _, err := d.agent.Rotate([]string{name}, 0); err != nil {
+		d.log.Warn("cannot renew the cert auth certificate", "cert", name, "error", err)
+	}
+}
+
+// currentVault reads the token and auth state of the Vault client in
+// force, for metrics.
+type currentVault struct{ d *Daemon }
+
+func (c currentVault) TokenExpiration() time.Time { return c.d.currentVault().TokenExpiration() }
+func (c currentVault) AuthStatus() []vault.AuthMethodStatus {
+	return c.d.currentVault().AuthStatus()
 }
 
 // prepareVault does the auth method's start-up work (unwrapping a wrapped

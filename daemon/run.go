@@ -119,7 +119,7 @@ func (d *Daemon) handlers() control.Handlers {
 			return &control.RotateResponse{Scheduled: sched}, nil
 		},
 		Status: func(control.StatusRequest) (*control.StatusResponse, error) {
-			return &control.StatusResponse{Config: d.configPath(), Certificates: d.agent.Statuses()}, nil
+			return &control.StatusResponse{Config: d.configPath(), Certificates: d.agent.Statuses(), Auth: d.currentVault().AuthStatus()}, nil
 		},
 	}
 }

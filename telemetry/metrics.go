@@ -67,6 +67,12 @@ var (
 		"How long HTTP requests to Vault took, by operation.", "histogram", []string{"operation"}}
 	vaultTokenExpiry = def{"certkeeper_vault_token_expiry_timestamp_seconds",
 		"When the Vault token certkeeper uses expires, as last renewed; absent before the first login.", "gauge", nil}
+	vaultLogins = def{"certkeeper_vault_logins_total",
+		`Logins to Vault since certkeeper started, by auth method (the auth block's method: cert, aws, jwt, approle, token) and result ("success" or "failure").`, "counter",
+		[]string{"method", "result"}}
+	vaultAuthInUse = def{"certkeeper_vault_auth_method_in_use",
+		`1 for the auth block whose token certkeeper holds, 0 for the others; position is the block's place in the chain, "1" being the preferred one.`, "gauge",
+		[]string{"method", "mount", "position"}}
 	fileNotAfter = def{"certkeeper_file_certificate_not_after_timestamp_seconds",
 		"When each certificate in a watched file (one certkeeper does not manage) expires.", "gauge", []string{"path", "subject"}}
 	fileReadErrors = def{"certkeeper_file_read_errors_total",
@@ -77,7 +83,7 @@ var (
 var catalog = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures,
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
-	vaultRequests, vaultDuration, vaultTokenExpiry, fileNotAfter, fileReadErrors,
+	vaultRequests, vaultDuration, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
 }
 
 // MetricNames lists every metric certkeeper defines (not the Go and process
@@ -128,13 +134,17 @@ type Metrics struct {
 	// certificate dropped from the config drops out of the scrape with
 	// its other series (see stateCollector).
 	renewals map[string]*renewalCount
+	// logins by auth method, exported by the state collector for the
+	// methods configured, so both results of each exist from the start.
+	logins map[string]*renewalCount
 }
 
 type renewalCount struct{ success, failure float64 }
 
 var (
-	_ agent.Observer = (*Metrics)(nil)
-	_ vault.Observer = (*Metrics)(nil)
+	_ agent.Observer      = (*Metrics)(nil)
+	_ vault.Observer      = (*Metrics)(nil)
+	_ vault.LoginObserver = (*Metrics)(nil)
 )
 
 // New registers certkeeper's event metrics on reg.
@@ -152,6 +162,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		crlNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: crlNextUpdate.name, Help: crlNextUpdate.help}, crlNextUpdate.labels),
 		renewals: map[string]*renewalCount{},
+		logins:   map[string]*renewalCount{},
 	}
 	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext} {
 		if err := reg.Register(c); err != nil {
@@ -170,6 +181,32 @@ func (m *Metrics) ObserveVaultRequest(operation string, code int, d time.Duratio
 	}
 	m.vaultRequests.WithLabelValues(operation, c).Inc()
 	m.vaultDuration.WithLabelValues(operation).Observe(d.Seconds())
+}
+
+// ObserveLogin implements vault.LoginObserver: one login attempt with an
+// auth method.
+func (m *Metrics) ObserveLogin(method string, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.logins[method]
+	if c == nil {
+		c = &renewalCount{}
+		m.logins[method] = c
+	}
+	if ok {
+		c.success++
+	} else {
+		c.failure++
+	}
+}
+
+func (m *Metrics) loginCounts(method string) renewalCount {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.logins[method]; c != nil {
+		return *c
+	}
+	return renewalCount{}
 }
 
 // ObservePass implements agent.Observer: a pass that got a new certificate

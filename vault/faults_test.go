@@ -151,7 +151,7 @@ func newTestClient(t *testing.T, addrs []string, mutate func(*config.Vault)) (*C
 	os.WriteFile(sid, []byte("the-secret-id"), 0o600)
 	cfg := config.Vault{
 		Addresses: addrs, Timeout: 5 * time.Second, MaxParallel: 4,
-		Auth: config.Auth{Method: config.AuthAppRole, Mount: "approle", RoleIDFile: rid, SecretIDFile: sid},
+		Auth: []config.Auth{{Method: config.AuthAppRole, Mount: "approle", RoleIDFile: rid, SecretIDFile: sid}},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -378,8 +378,8 @@ func TestWrappedSecretID(t *testing.T) {
 	wrapFile := filepath.Join(dir, "wrapped")
 	os.WriteFile(wrapFile, []byte("wrap-1\n"), 0o600)
 	wrapped := func(cfg *config.Vault) {
-		cfg.Auth.SecretIDFile = wrapFile
-		cfg.Auth.SecretIDWrapped = true
+		cfg.Auth[0].SecretIDFile = wrapFile
+		cfg.Auth[0].SecretIDWrapped = true
 	}
 	c, logs := newTestClient(t, []string{srv.URL}, wrapped)
 	if err := c.Prepare(t.Context()); err != nil {
@@ -477,13 +477,18 @@ func TestTLSFailsClosed(t *testing.T) {
 }
 
 // TestClientCertSourceFollowsRotation: the pair is read at each handshake,
-// and a replaced file is noticed once.
+// and a replaced file is noticed once. Missing files make a handshake
+// without a certificate (the other auth methods still reach Vault), and
+// the check cert auth's login makes names the file.
 func TestClientCertSourceFollowsRotation(t *testing.T) {
 	dir := t.TempDir()
 	a := config.Auth{ClientCert: filepath.Join(dir, "id.crt"), ClientKey: filepath.Join(dir, "id.key")}
 	s := newClientCertSource(a)
-	if _, err := s.get(nil); err == nil || !strings.Contains(err.Error(), "id.crt") {
-		t.Fatalf("missing files: err = %v, want one naming the file", err)
+	if got, err := s.get(nil); err != nil || got == nil || len(got.Certificate) != 0 {
+		t.Fatalf("missing files: handshake gets %v, %v; want no certificate and no error", got, err)
+	}
+	if _, err := s.check(); err == nil || !strings.Contains(err.Error(), "id.crt") {
+		t.Fatalf("missing files: check = %v, want an error naming the file", err)
 	}
 	writePair(t, a, "first")
 	s.rotated()

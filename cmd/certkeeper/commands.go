@@ -173,6 +173,9 @@ func cmdStatus(ctx context.Context, e *env) int {
 		printStatus(e, r, now)
 		fmt.Fprintf(e.stdout, "(%s)\n", r.Source)
 	}
+	if !e.json {
+		printAuthStatus(e, r, now)
+	}
 	code := printServingStatus(e, r, now)
 	for _, st := range r.Certificates {
 		if st.State == agent.StateMissing || st.State == agent.StateExpired {

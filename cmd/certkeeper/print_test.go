@@ -13,6 +13,7 @@ import (
 	"github.com/certkeeper/certkeeper/daemon"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // The table is read at a glance: one line per certificate, times relative
@@ -51,6 +52,39 @@ func TestPrintStatus(t *testing.T) {
 		`^api +api\.example\.internal +failing +20h0m +now +failed +apache=idle +failed 3 times in a row, next attempt in 40s: pki_int/sign/web: vault answered 503 on pki_int/sign/web$`,
 		`^pending +p\.example\.internal +missing +- +- +pending +- *$`,
 		`^web +web\.example\.internal +valid +3d0h +47h30m +issued +nginx=reload_failed *$`,
+	}
+	for i, re := range want {
+		if !regexp.MustCompile(re).MatchString(lines[i]) {
+			t.Errorf("line %d:\n%q\ndoes not match\n%s", i, lines[i], re)
+		}
+	}
+}
+
+// The auth table says which method holds the token and why the preferred
+// one was passed over; with no daemon answering there is none.
+func TestPrintAuthStatus(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	e := &env{stdout: &out}
+	printAuthStatus(e, daemon.StatusReport{}, now)
+	if out.Len() != 0 {
+		t.Fatalf("printed without auth state: %q", out.String())
+	}
+	printAuthStatus(e, daemon.StatusReport{Auth: []vault.AuthMethodStatus{
+		{Method: "cert", Mount: "cert", Failures: 2, NextAttempt: now.Add(90 * time.Second),
+			LastError: "cert login with /etc/certkeeper/id.crt: vault answered 400 on auth/cert/login: invalid certificate"},
+		{Method: "aws", Mount: "aws", InUse: true, LoggedInAt: now.Add(-5 * time.Minute)},
+		{Method: "approle", Mount: "approle"},
+	}}, now)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		`^VAULT AUTH +MOUNT +STATE +NOTE$`,
+		`^1 cert +cert +failing +failed 2 times in a row, next attempt in 1m30s: cert login with /etc/certkeeper/id.crt: vault answered 400 on auth/cert/login: invalid certificate$`,
+		`^2 aws +aws +in use +logged in 5m0s ago$`,
+		`^3 approle +approle +- *$`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got:\n%s", out.String())
 	}
 	for i, re := range want {
 		if !regexp.MustCompile(re).MatchString(lines[i]) {
