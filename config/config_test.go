@@ -79,6 +79,13 @@ testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the 
 testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern
 testdata/invalid-telemetry.hcl:22:12: paths: an empty path watches nothing
 testdata/invalid-telemetry.hcl:23:12: rescan: "often" is not a positive duration (examples: "90m", "72h", "30d")`},
+		{"invalid-telemetry-tls.hcl", `testdata/invalid-telemetry-tls.hcl:20:29: web_config_file TESTDATA/web-config-tls.yml has a tls_server_config, and tls_certificate also sets up TLS: keep one (with tls_certificate, the file may still hold basic_auth_users)
+testdata/invalid-telemetry-tls.hcl:21:29: tls_certificate: no certificate block named "metrics" (the endpoint serves a certificate certkeeper manages)
+testdata/invalid-telemetry-tls.hcl:22:29: tls_client_trust_bundle: no trust_bundle block named "scrapers"`},
+		{"invalid-telemetry-names.hcl", `testdata/invalid-telemetry-names.hcl:19:29: tls_client_trust_bundle needs tls_certificate: client certificates are only asked for over TLS
+testdata/invalid-telemetry-names.hcl:20:29: tls_client_names: an empty name matches no certificate`},
+		{"invalid-telemetry-off.hcl", `testdata/invalid-telemetry-off.hcl:15:23: tls_certificate protects the telemetry endpoint, which listen = "" turns off
+testdata/invalid-telemetry-off.hcl:16:23: tls_client_names protects the telemetry endpoint, which listen = "" turns off`},
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
 		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint, which listen = "" turns off
 testdata/invalid-watch.hcl:18:11: paths must list at least one file, directory or glob pattern`},

@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,30 @@ type Telemetry struct {
 	// telemetry block it is DefaultTelemetryListen: loopback, so nothing
 	// is exposed to the network unless the operator says so.
 	Listen string
+	// WebConfigFile is a web configuration in the format of Prometheus'
+	// exporter toolkit (node_exporter's --web.config.file): TLS from
+	// files, basic_auth_users with bcrypt hashes, client certificate
+	// verification. It is read again at every connection and request.
+	WebConfigFile string
+	// TLSCertificate names the certificate block whose key pair the
+	// endpoint serves, taken from the agent at each handshake so a renewal
+	// needs no restart. ClientTrustBundle names the trust_bundle a client
+	// certificate must chain to (and, when the bundle has a crl_file, not
+	// be revoked in); ClientNames, when set, are the only names (DNS SAN,
+	// URI SAN or common name) a client certificate may carry.
+	TLSCertificate    string
+	ClientTrustBundle string
+	ClientNames       []string
+}
+
+// WebConfigChecker checks a web configuration file while a config loads;
+// telemetry has the real one. config does not import the exporter
+// toolkit, so reading a config never links it.
+type WebConfigChecker interface {
+	// CheckWebConfig says whether the file at path is a valid web
+	// configuration and whether it sets up TLS itself
+	// (tls_server_config).
+	CheckWebConfig(path string) (servesTLS bool, err error)
 }
 
 // Watch lists certificate files that something else manages (a package, a
@@ -38,9 +63,13 @@ const (
 
 type rawTelemetry struct {
 	// A pointer, because listen = "" (off) differs from no listen at all.
-	Listen   *string   `hcl:"listen,optional"`
-	Body     hcl.Body  `hcl:",body"`
-	DefRange hcl.Range `hcl:",def_range"`
+	Listen               *string   `hcl:"listen,optional"`
+	WebConfigFile        string    `hcl:"web_config_file,optional"`
+	TLSCertificate       string    `hcl:"tls_certificate,optional"`
+	TLSClientTrustBundle string    `hcl:"tls_client_trust_bundle,optional"`
+	TLSClientNames       []string  `hcl:"tls_client_names,optional"`
+	Body                 hcl.Body  `hcl:",body"`
+	DefRange             hcl.Range `hcl:",def_range"`
 }
 
 type rawWatch struct {
@@ -59,19 +88,100 @@ func (b *builder) telemetry(raws []rawTelemetry) Telemetry {
 		b.fail(extra.DefRange, `only one "telemetry" block is allowed (the first is at line %d)`, raws[0].DefRange.Start.Line)
 	}
 	rt := raws[0]
-	if rt.Listen == nil {
-		return t
+	at := func(name string) hcl.Range { return valueRange(rt.Body, name, rt.DefRange) }
+	if rt.Listen != nil {
+		t.Listen = *rt.Listen
 	}
-	t.Listen = *rt.Listen
-	if t.Listen == "" {
-		return t
+	if t.Listen != "" {
+		host, port, err := net.SplitHostPort(t.Listen)
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || n < 0 || n > 65535 || strings.ContainsAny(host, " /") {
+			b.fail(at("listen"), `listen must be host:port such as "127.0.0.1:9847" (or "" to turn the endpoint off), not %q`, t.Listen)
+		}
 	}
-	host, port, err := net.SplitHostPort(t.Listen)
-	n, perr := strconv.Atoi(port)
-	if err != nil || perr != nil || n < 0 || n > 65535 || strings.ContainsAny(host, " /") {
-		b.fail(valueRange(rt.Body, "listen", rt.DefRange), `listen must be host:port such as "127.0.0.1:9847" (or "" to turn the endpoint off), not %q`, t.Listen)
-	}
+	b.endpointSecurity(rt, &t)
 	return t
+}
+
+// endpointSecurity reads how the endpoint is protected: a web
+// configuration file, a certificate of this config, or both (the
+// certificate for TLS, the file for basic auth). The names are resolved
+// once every block is built (telemetryRefs).
+func (b *builder) endpointSecurity(rt rawTelemetry, t *Telemetry) {
+	at := func(name string) hcl.Range { return valueRange(rt.Body, name, rt.DefRange) }
+	t.WebConfigFile = b.path(rt.WebConfigFile)
+	t.TLSCertificate = rt.TLSCertificate
+	t.ClientTrustBundle = rt.TLSClientTrustBundle
+	t.ClientNames = rt.TLSClientNames
+	if t.Listen == "" {
+		for _, key := range []string{"web_config_file", "tls_certificate", "tls_client_trust_bundle", "tls_client_names"} {
+			if attrSet(rt, key) {
+				b.fail(at(key), `%s protects the telemetry endpoint, which listen = "" turns off`, key)
+			}
+		}
+		return
+	}
+	if t.ClientTrustBundle != "" && t.TLSCertificate == "" {
+		b.fail(at("tls_client_trust_bundle"), "tls_client_trust_bundle needs tls_certificate: client certificates are only asked for over TLS")
+	}
+	if len(t.ClientNames) > 0 && t.ClientTrustBundle == "" {
+		b.fail(at("tls_client_names"), "tls_client_names needs tls_client_trust_bundle, which client certificates are verified against")
+	}
+	for _, n := range t.ClientNames {
+		if strings.TrimSpace(n) == "" {
+			b.fail(at("tls_client_names"), "tls_client_names: an empty name matches no certificate")
+		}
+	}
+	if t.WebConfigFile == "" {
+		return
+	}
+	if b.opts.WebConfig == nil {
+		b.fail(at("web_config_file"), "web_config_file cannot be checked here (no web configuration checker)")
+		return
+	}
+	servesTLS, err := b.opts.WebConfig.CheckWebConfig(t.WebConfigFile)
+	switch {
+	case err != nil:
+		b.fail(at("web_config_file"), "web_config_file %s: %v", t.WebConfigFile, err)
+	case servesTLS && t.TLSCertificate != "":
+		b.fail(at("web_config_file"), "web_config_file %s has a tls_server_config, and tls_certificate also sets up TLS: keep one (with tls_certificate, the file may still hold basic_auth_users)", t.WebConfigFile)
+	}
+}
+
+// attrSet says whether the telemetry block sets key.
+func attrSet(rt rawTelemetry, key string) bool {
+	switch key {
+	case "web_config_file":
+		return rt.WebConfigFile != ""
+	case "tls_certificate":
+		return rt.TLSCertificate != ""
+	case "tls_client_trust_bundle":
+		return rt.TLSClientTrustBundle != ""
+	case "tls_client_names":
+		return len(rt.TLSClientNames) > 0
+	}
+	return false
+}
+
+// telemetryRefs resolves the certificate and trust bundle the endpoint
+// names, once both kinds of block are built.
+func (b *builder) telemetryRefs(cfg *Config, raws []rawTelemetry) {
+	if len(raws) == 0 {
+		return
+	}
+	rt := raws[0]
+	t := cfg.Telemetry
+	at := func(name string) hcl.Range { return valueRange(rt.Body, name, rt.DefRange) }
+	if t.TLSCertificate != "" && t.Listen != "" {
+		if _, ok := cfg.Certificate(t.TLSCertificate); !ok {
+			b.fail(at("tls_certificate"), "tls_certificate: no certificate block named %q (the endpoint serves a certificate certkeeper manages)", t.TLSCertificate)
+		}
+	}
+	if t.ClientTrustBundle != "" && t.Listen != "" {
+		if !slices.ContainsFunc(cfg.TrustBundles, func(tb TrustBundle) bool { return tb.Name == t.ClientTrustBundle }) {
+			b.fail(at("tls_client_trust_bundle"), "tls_client_trust_bundle: no trust_bundle block named %q", t.ClientTrustBundle)
+		}
+	}
 }
 
 func (b *builder) watch(raws []rawWatch, tel Telemetry) Watch {

@@ -33,7 +33,7 @@ import (
 // with the templates package. Every command and every live reload loads
 // through here.
 func LoadConfig(path string) (*config.Config, error) {
-	return config.Load(path, config.Options{Templates: templates.Checker{}})
+	return config.Load(path, config.Options{Templates: templates.Checker{}, WebConfig: telemetry.WebConfigChecker{}})
 }
 
 // Options tune a Daemon beyond its config.

@@ -143,16 +143,18 @@ func (d *Daemon) startTelemetry(ctx context.Context, g *group) {
 	if d.metrics == nil {
 		return
 	}
+	if d.watch != nil {
+		g.start(ctx, func(ctx context.Context) { d.watch.Run(ctx) }, nil)
+	}
 	if d.cfg.Telemetry.Listen == "" {
 		d.log.Info("telemetry endpoint is off (telemetry { listen = \"\" })")
 		return
 	}
-	if d.watch != nil {
-		g.start(ctx, func(ctx context.Context) { d.watch.Run(ctx) }, nil)
-	}
 	handler := telemetry.Handler(telemetry.HandlerOptions{Gatherer: d.registry, Status: d.agent, ConfigPath: d.configPath(), Log: d.log})
+	so := telemetry.ServeOptions{Listen: d.cfg.Telemetry.Listen, Handler: handler, Log: d.log}
+	d.secureTelemetry(&so)
 	g.start(ctx, func(ctx context.Context) {
-		if err := telemetry.Serve(ctx, telemetry.ServeOptions{Listen: d.cfg.Telemetry.Listen, Handler: handler, Log: d.log}); err != nil {
+		if err := telemetry.Serve(ctx, so); err != nil {
 			d.log.Error("telemetry endpoint stopped", "error", err)
 		}
 	}, nil)
