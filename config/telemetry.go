@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
@@ -11,8 +12,9 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// Telemetry is the HTTP endpoint serving /metrics, /healthz, /readyz and
-// /v1/status while `certkeeper run` runs.
+// Telemetry is what `certkeeper run` tells monitoring: the HTTP endpoint
+// serving /metrics, /healthz, /readyz and /v1/status, and the file for
+// node_exporter's textfile collector.
 type Telemetry struct {
 	// Listen is host:port; empty turns the endpoint off. Without a
 	// telemetry block it is DefaultTelemetryListen: loopback, so nothing
@@ -32,6 +34,10 @@ type Telemetry struct {
 	TLSCertificate    string
 	ClientTrustBundle string
 	ClientNames       []string
+	// Textfile is a .prom file for node_exporter's textfile collector,
+	// replaced after every change and every TextfileInterval.
+	Textfile         string
+	TextfileInterval time.Duration
 }
 
 // WebConfigChecker checks a web configuration file while a config loads;
@@ -59,6 +65,9 @@ type Watch struct {
 const (
 	DefaultTelemetryListen = "127.0.0.1:9847"
 	DefaultWatchRescan     = 5 * time.Minute
+	// DefaultTextfileInterval keeps node_textfile_mtime_seconds moving, so
+	// a stopped certkeeper shows as a file that stopped changing.
+	DefaultTextfileInterval = time.Minute
 )
 
 type rawTelemetry struct {
@@ -68,6 +77,8 @@ type rawTelemetry struct {
 	TLSCertificate       string    `hcl:"tls_certificate,optional"`
 	TLSClientTrustBundle string    `hcl:"tls_client_trust_bundle,optional"`
 	TLSClientNames       []string  `hcl:"tls_client_names,optional"`
+	Textfile             string    `hcl:"textfile,optional"`
+	TextfileInterval     string    `hcl:"textfile_interval,optional"`
 	Body                 hcl.Body  `hcl:",body"`
 	DefRange             hcl.Range `hcl:",def_range"`
 }
@@ -80,7 +91,7 @@ type rawWatch struct {
 }
 
 func (b *builder) telemetry(raws []rawTelemetry) Telemetry {
-	t := Telemetry{Listen: DefaultTelemetryListen}
+	t := Telemetry{Listen: DefaultTelemetryListen, TextfileInterval: DefaultTextfileInterval}
 	if len(raws) == 0 {
 		return t
 	}
@@ -100,6 +111,7 @@ func (b *builder) telemetry(raws []rawTelemetry) Telemetry {
 		}
 	}
 	b.endpointSecurity(rt, &t)
+	b.textfile(rt, &t)
 	return t
 }
 
@@ -163,9 +175,34 @@ func attrSet(rt rawTelemetry, key string) bool {
 	return false
 }
 
+// textfile reads the node_exporter textfile output.
+func (b *builder) textfile(rt rawTelemetry, t *Telemetry) {
+	at := func(name string) hcl.Range { return valueRange(rt.Body, name, rt.DefRange) }
+	if rt.TextfileInterval != "" {
+		t.TextfileInterval = b.duration(rt.Body, "textfile_interval", rt.TextfileInterval, rt.DefRange)
+		if rt.Textfile == "" {
+			b.fail(at("textfile_interval"), "textfile_interval needs textfile")
+		}
+	}
+	if rt.Textfile == "" {
+		return
+	}
+	t.Textfile = b.path(rt.Textfile)
+	// The collector reads *.prom only, and would read a temporary file
+	// that ended in .prom: the file must end in .prom, and certkeeper's
+	// temporary name does not.
+	if filepath.Ext(t.Textfile) != ".prom" {
+		b.fail(at("textfile"), "textfile %s must end in .prom: node_exporter's textfile collector reads no other file", t.Textfile)
+	}
+	if t.TextfileInterval > 0 && t.TextfileInterval < time.Second {
+		b.fail(at("textfile_interval"), "textfile_interval must be at least 1s, not %s", t.TextfileInterval)
+	}
+}
+
 // telemetryRefs resolves the certificate and trust bundle the endpoint
-// names, once both kinds of block are built.
-func (b *builder) telemetryRefs(cfg *Config, raws []rawTelemetry) {
+// names, once both kinds of block are built, and keeps the textfile from
+// overwriting an output.
+func (b *builder) telemetryRefs(cfg *Config, raws []rawTelemetry, writers map[string]string) {
 	if len(raws) == 0 {
 		return
 	}
@@ -180,6 +217,14 @@ func (b *builder) telemetryRefs(cfg *Config, raws []rawTelemetry) {
 	if t.ClientTrustBundle != "" && t.Listen != "" {
 		if !slices.ContainsFunc(cfg.TrustBundles, func(tb TrustBundle) bool { return tb.Name == t.ClientTrustBundle }) {
 			b.fail(at("tls_client_trust_bundle"), "tls_client_trust_bundle: no trust_bundle block named %q", t.ClientTrustBundle)
+		}
+	}
+	if t.Textfile != "" {
+		if other, taken := writers[t.Textfile]; taken {
+			if !strings.HasPrefix(other, "trust_bundle ") {
+				other = fmt.Sprintf("certificate %q", other)
+			}
+			b.fail(at("textfile"), "textfile %s is also an output of %s", t.Textfile, other)
 		}
 	}
 }
@@ -211,10 +256,11 @@ func (b *builder) watch(raws []rawWatch, tel Telemetry) Watch {
 	if rw.Rescan != "" {
 		w.Rescan = b.duration(rw.Body, "rescan", rw.Rescan, rw.DefRange)
 	}
-	if tel.Listen == "" {
+	if tel.Listen == "" && tel.Textfile == "" {
 		// Watched files are only ever reported as metrics: with the
-		// endpoint off the block would silently do nothing.
-		b.fail(rw.DefRange, `watch needs the telemetry endpoint, which listen = "" turns off`)
+		// endpoint off and no textfile the block would silently do
+		// nothing.
+		b.fail(rw.DefRange, `watch needs the telemetry endpoint (which listen = "" turns off) or a textfile`)
 	}
 	return w
 }

@@ -109,7 +109,7 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	d.trust = trust.New(to)
 	d.agent = agent.New(ao)
 
-	if d.metrics != nil && cfg.Telemetry.Listen != "" {
+	if d.metrics != nil && (cfg.Telemetry.Listen != "" || cfg.Telemetry.Textfile != "") {
 		src := telemetry.Sources{Certificates: d.agent, Token: vc}
 		if len(cfg.Watch.Paths) > 0 {
 			d.watch = filewatch.New(filewatch.Options{Paths: cfg.Watch.Paths, Rescan: cfg.Watch.Rescan, Log: d.log.With("component", "watch")})

@@ -137,8 +137,8 @@ func (d *Daemon) flushAtStop() {
 	}
 }
 
-// startTelemetry runs the telemetry endpoint and the watch of unmanaged
-// files (which only it reports).
+// startTelemetry runs the telemetry endpoint, the textfile, and the watch
+// of unmanaged files (which only they report).
 func (d *Daemon) startTelemetry(ctx context.Context, g *group) {
 	if d.metrics == nil {
 		return
@@ -146,6 +146,7 @@ func (d *Daemon) startTelemetry(ctx context.Context, g *group) {
 	if d.watch != nil {
 		g.start(ctx, func(ctx context.Context) { d.watch.Run(ctx) }, nil)
 	}
+	d.startTextfile(ctx, g)
 	if d.cfg.Telemetry.Listen == "" {
 		d.log.Info("telemetry endpoint is off (telemetry { listen = \"\" })")
 		return

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -32,4 +33,17 @@ func (d *Daemon) secureTelemetry(so *telemetry.ServeOptions) {
 		says = append(says, "web config "+t.WebConfigFile)
 	}
 	so.Security = strings.Join(says, "; ")
+}
+
+// startTextfile keeps the file for node_exporter's textfile collector,
+// written after every change the metrics hear of.
+func (d *Daemon) startTextfile(ctx context.Context, g *group) {
+	t := d.cfg.Telemetry
+	if t.Textfile == "" {
+		return
+	}
+	tf := telemetry.NewTextfile(telemetry.TextfileOptions{Path: t.Textfile, Interval: t.TextfileInterval, Gatherer: d.registry, Log: d.log})
+	d.metrics.OnChange(tf.Changed)
+	d.log.Info("writing metrics for node_exporter's textfile collector", "path", t.Textfile, "interval", t.TextfileInterval.String())
+	g.start(ctx, tf.Run, nil)
 }

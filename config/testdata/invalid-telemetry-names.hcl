@@ -18,4 +18,5 @@ trust_bundle "clients" {
 telemetry {
   tls_client_trust_bundle = "clients"
   tls_client_names        = ["prometheus.example.internal", ""]
+  textfile                = "/tmp/web.crt"
 }

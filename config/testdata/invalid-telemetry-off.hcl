@@ -14,4 +14,5 @@ telemetry {
   listen            = ""
   tls_certificate   = "web"
   tls_client_names  = ["prometheus.example.internal"]
+  textfile_interval = "500ms"
 }
