@@ -33,8 +33,16 @@ import (
 // with the templates package. Every command and every live reload loads
 // through here.
 func LoadConfig(path string) (*config.Config, error) {
-	return config.Load(path, config.Options{Templates: templates.Checker{}, WebConfig: telemetry.WebConfigChecker{}})
+	return config.Load(path, configChecks)
 }
+
+// ParseConfig is LoadConfig for a config in memory (one the convert
+// command wrote); path is where it would be.
+func ParseConfig(path string, src []byte) (*config.Config, error) {
+	return config.Parse(path, src, configChecks)
+}
+
+var configChecks = config.Options{Templates: templates.Checker{}, WebConfig: telemetry.WebConfigChecker{}}
 
 // Options tune a Daemon beyond its config.
 type Options struct {
