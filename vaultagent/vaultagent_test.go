@@ -234,3 +234,60 @@ func TestIdenticalCalls(t *testing.T) {
 		}
 	}
 }
+
+// Each auto_auth method Vault Agent has, and what certkeeper's vault block
+// says for it.
+func TestConvertAuth(t *testing.T) {
+	const tmpl = `
+template {
+  destination = "/etc/a/a.pem"
+  contents    = "{{ with secret \"pki_int/issue/web\" \"common_name=a.example.internal\" }}{{ .Data.certificate }}{{ end }}"
+}
+`
+	for _, tt := range []struct {
+		name, method string
+		want, not    []string
+	}{
+		{"approle, wrapped, own mount", `method "approle" {
+    mount_path = "auth/approle-prod"
+    config = {
+      role_id_file_path                = "/etc/va/role-id"
+      secret_id_file_path              = "/etc/va/wrapped-secret-id"
+      secret_id_response_wrapping_path = "auth/approle-prod/role/web/secret-id"
+    }
+  }`, []string{`auth "approle" {`, `mount = "approle-prod"`, `secret_id_file = "/etc/va/wrapped-secret-id"`, `secret_id_wrapped = true`,
+			"Vault Agent deleted /etc/va/wrapped-secret-id after reading it"}, nil},
+		{"token file", `method "token_file" {
+    config = { token_file_path = "/etc/va/token" }
+  }`, []string{`auth "token" {`, `token_file = "/etc/va/token"`}, []string{"    mount ="}},
+		{"cert", `method "cert" {
+    config = { client_cert = "/etc/va/client.crt", client_key = "/etc/va/client.key" }
+  }`, []string{`auto_auth method "cert" (/etc/va/client.crt): certkeeper logs in with a client certificate it manages itself`,
+			"No auth block: the token comes from VAULT_TOKEN"}, []string{"\n  auth \""}},
+		{"aws", `method "aws" {
+    config = { type = "iam", role = "web" }
+  }`, []string{`auto_auth method "aws": certkeeper logs in with approle, token or cert`}, []string{"\n  auth \""}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "vault { address = \"https://vault.example.internal:8200\" }\nauto_auth {\n  " + tt.method + "\n}\n" + tmpl
+			res, err := vaultagent.Convert([]byte(src), vaultagent.Options{Path: "/etc/va/agent.hcl"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := string(res.Config)
+			if _, err := config.Parse("/etc/certkeeper/certkeeper.hcl", res.Config, config.Options{Templates: templates.Checker{}}); err != nil {
+				t.Fatalf("does not validate: %v\n%s", err, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) && !strings.Contains(flatten(out), w) {
+					t.Errorf("no %q in:\n%s", w, out)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(out, n) {
+					t.Errorf("%q in:\n%s", n, out)
+				}
+			}
+		})
+	}
+}

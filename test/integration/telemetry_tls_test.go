@@ -189,6 +189,8 @@ telemetry {
 	for _, refused := range []string{"no-client-cert", "foreign-client-cert", "other-client-name", "no-password"} {
 		p.waitValue(`up{job="`+refused+`"}`, 0, 30*time.Second)
 	}
+	_, raw := httpGet(t, "http://"+p.addr+"/api/v1/targets?state=active&scrapePool=certkeeper")
+	t.Logf("GET /api/v1/targets?scrapePool=certkeeper:\n%s", raw)
 	for _, tg := range p.targets() {
 		t.Logf("prometheus target %-20s %s health=%s lastError=%q", tg.Labels["job"], tg.ScrapeURL, tg.Health, tg.LastError)
 		if tg.Labels["job"] != "certkeeper" && tg.LastError == "" {
