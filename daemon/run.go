@@ -18,7 +18,7 @@ const flushTimeout = 2 * time.Minute
 // start in this order and stop in the reverse one, after the agent (which
 // runs in the foreground) has returned and no write is in flight:
 //
-//	telemetry  metrics endpoint and the watch of unmanaged files
+//	telemetry  metrics endpoint, the textfile and the watch of unmanaged files
 //	live       config and output file watches, SIGHUP; closes Vault last
 //	pprof      Go profiles, when asked for
 //	services   reloads; at stop, reloads still owed are done (Flush)
