@@ -89,6 +89,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
 	b.serving(raw, cfg, writers)
+	b.telemetryRefs(cfg, raw.Telemetry, writers)
 	b.crossCheck(cfg, raw)
 	cfg.byName = make(map[string]int, len(cfg.Certificates))
 	for i, c := range cfg.Certificates {

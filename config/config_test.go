@@ -100,8 +100,18 @@ testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the 
 testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern
 testdata/invalid-telemetry.hcl:22:12: paths: an empty path watches nothing
 testdata/invalid-telemetry.hcl:23:12: rescan: "often" is not a positive duration (examples: "90m", "72h", "30d")`},
+		{"invalid-telemetry-tls.hcl", `testdata/invalid-telemetry-tls.hcl:20:29: web_config_file TESTDATA/web-config-tls.yml has a tls_server_config, and tls_certificate also sets up TLS: keep one (with tls_certificate, the file may still hold basic_auth_users)
+testdata/invalid-telemetry-tls.hcl:21:29: tls_certificate: no certificate block named "metrics" (the endpoint serves a certificate certkeeper manages)
+testdata/invalid-telemetry-tls.hcl:22:29: tls_client_trust_bundle: no trust_bundle block named "scrapers"`},
+		{"invalid-telemetry-names.hcl", `testdata/invalid-telemetry-names.hcl:19:29: tls_client_trust_bundle needs tls_certificate: client certificates are only asked for over TLS
+testdata/invalid-telemetry-names.hcl:20:29: tls_client_names: an empty name matches no certificate
+testdata/invalid-telemetry-names.hcl:21:29: textfile /tmp/web.crt must end in .prom: node_exporter's textfile collector reads no other file
+testdata/invalid-telemetry-names.hcl:21:29: textfile /tmp/web.crt is also an output of certificate "web"`},
+		{"invalid-telemetry-off.hcl", `testdata/invalid-telemetry-off.hcl:15:23: tls_certificate protects the telemetry endpoint, which listen = "" turns off
+testdata/invalid-telemetry-off.hcl:16:23: tls_client_names protects the telemetry endpoint, which listen = "" turns off
+testdata/invalid-telemetry-off.hcl:17:23: textfile_interval needs textfile`},
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
-		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint, which listen = "" turns off
+		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint (which listen = "" turns off) or a textfile
 testdata/invalid-watch.hcl:18:11: paths must list at least one file, directory or glob pattern`},
 		{"invalid-services.hcl", `testdata/invalid-services.hcl:6:12: check must be a command and its arguments, such as ["nginx", "-t"]
 testdata/invalid-services.hcl:8:12: set reload (a command) or signal (sent to the pid in pid_file), not both

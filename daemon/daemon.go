@@ -34,8 +34,16 @@ import (
 // with the templates package. Every command and every live reload loads
 // through here.
 func LoadConfig(path string) (*config.Config, error) {
-	return config.Load(path, config.Options{Templates: templates.Checker{}})
+	return config.Load(path, configChecks)
 }
+
+// ParseConfig is LoadConfig for a config in memory (one the convert
+// command wrote); path is where it would be.
+func ParseConfig(path string, src []byte) (*config.Config, error) {
+	return config.Parse(path, src, configChecks)
+}
+
+var configChecks = config.Options{Templates: templates.Checker{}, WebConfig: telemetry.WebConfigChecker{}}
 
 // Options tune a Daemon beyond its config.
 type Options struct {
@@ -110,7 +118,7 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	d.trust = trust.New(to)
 	d.agent = agent.New(ao)
 
-	if d.metrics != nil && cfg.Telemetry.Listen != "" {
+	if d.metrics != nil && (cfg.Telemetry.Listen != "" || cfg.Telemetry.Textfile != "") {
 		// Token and auth state are read from the client in force, which a
 		// reload of the vault block replaces.
 		src := telemetry.Sources{Certificates: d.agent, Token: currentVault{d}, Auth: currentVault{d}}

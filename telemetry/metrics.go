@@ -12,6 +12,7 @@ package telemetry
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -137,6 +138,20 @@ type Metrics struct {
 	// logins by auth method, exported by the state collector for the
 	// methods configured, so both results of each exist from the start.
 	logins map[string]*renewalCount
+
+	// onChange, when set, hears that a pass, reload or CRL changed what
+	// the metrics say (the textfile writes then).
+	onChange atomic.Pointer[func()]
+}
+
+// OnChange registers f to be called, without blocking, after every event
+// that changes a certificate's, service's or trust bundle's metrics.
+func (m *Metrics) OnChange(f func()) { m.onChange.Store(&f) }
+
+func (m *Metrics) changed() {
+	if f := m.onChange.Load(); f != nil {
+		(*f)()
+	}
 }
 
 type renewalCount struct{ success, failure float64 }
@@ -213,6 +228,7 @@ func (m *Metrics) loginCounts(method string) renewalCount {
 // is a successful renewal, a pass that failed is a failed one, and a pass
 // that found the held certificate good is neither.
 func (m *Metrics) ObservePass(st agent.Status, res *agent.Result, err error) {
+	defer m.changed()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rc := m.renewals[st.Name]
@@ -253,6 +269,7 @@ func (m *Metrics) ServiceConfigured(service string) {
 // reload or its verification failed (the log line says which and why).
 func (m *Metrics) ServiceReloaded(service, result string) {
 	m.reloads.WithLabelValues(service, result).Inc()
+	m.changed()
 }
 
 // ServedMatches records whether the certificate service is seen serving
@@ -263,24 +280,28 @@ func (m *Metrics) ServedMatches(service string, ok bool) {
 		v = 1
 	}
 	m.served.WithLabelValues(service).Set(v)
+	m.changed()
 }
 
 // ForgetService drops a service's series when it leaves the config.
 func (m *Metrics) ForgetService(service string) {
 	m.reloads.DeletePartialMatch(prometheus.Labels{"service": service})
 	m.served.DeleteLabelValues(service)
+	m.changed()
 }
 
 // CRLNextUpdate records the NextUpdate of the CRL from issuer (its subject)
 // in the trust bundle of that configured name.
 func (m *Metrics) CRLNextUpdate(bundle, issuer string, t time.Time) {
 	m.crlNext.WithLabelValues(bundle, issuer).Set(unixSeconds(t))
+	m.changed()
 }
 
 // ForgetTrustBundle drops a bundle's CRL series, when the bundle leaves the
 // config or a CA (and its CRL) leaves the bundle and is re-recorded.
 func (m *Metrics) ForgetTrustBundle(bundle string) {
 	m.crlNext.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.changed()
 }
 
 func unixSeconds(t time.Time) float64 {

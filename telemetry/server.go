@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,6 +99,14 @@ type ServeOptions struct {
 	// OnListen, if set, is told the address actually bound (useful with
 	// port 0).
 	OnListen func(net.Addr)
+	// TLS, when set, is the endpoint's own TLS (ServerTLS): a certificate
+	// certkeeper manages, client certificates from a trust bundle.
+	TLS *EndpointTLS
+	// WebConfigFile, when set, is an exporter-toolkit web configuration
+	// (TLS from files, basic auth) the endpoint is served through.
+	WebConfigFile string
+	// Security describes TLS and authentication for the log line.
+	Security string
 }
 
 // Serve runs the endpoint until ctx ends. An address it cannot bind is
@@ -113,8 +122,12 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	var ln net.Listener
 	for {
-		var err error
-		ln, err = net.Listen("tcp", o.Listen)
+		// A web configuration whose certificate files cannot be loaded
+		// yet is waited for like an address that is taken.
+		err := webConfigReady(o.WebConfigFile)
+		if err == nil {
+			ln, err = net.Listen("tcp", o.Listen)
+		}
 		if err == nil {
 			break
 		}
@@ -126,20 +139,33 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		case <-time.After(o.RetryEvery):
 		}
 	}
+	handler := o.Handler
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS.Config())
+		handler = o.TLS.Handler(handler)
+	}
+	security := o.Security
+	if security == "" {
+		security = "none (plain http)"
+	}
 	o.Log.Info("telemetry endpoint listening", "addr", ln.Addr().String(),
-		"endpoints", "/metrics /healthz /readyz /v1/status")
+		"endpoints", "/metrics /healthz /readyz /v1/status", "security", security)
 	if o.OnListen != nil {
 		o.OnListen(ln.Addr())
 	}
 	srv := &http.Server{
-		Handler:           o.Handler,
+		Handler: handler,
+		// A client refused at the handshake (no certificate, a foreign
+		// one) is the TLS configuration doing its job: debug, not noise
+		// at every scrape of a misconfigured Prometheus.
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serveOn(ln, srv, o) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("telemetry endpoint: %w", err)
