@@ -9,8 +9,9 @@ import (
 )
 
 // credentials refuses, when Options.Credentials asks (validate does), a
-// file the vault block reads that is not there: the auth's token_file,
-// role_id_file and secret_id_file, and ca_cert. Without them certkeeper
+// file the vault block reads that is not there: each auth block's
+// token_file (the jwt method's too), role_id_file and secret_id_file,
+// and ca_cert. Without them certkeeper
 // cannot log in, yet validate said ok. Only a file that is certainly
 // missing (or not a file) is refused: a user who may not look into its
 // directory (validate may be run by anyone) cannot tell, and the daemon's
@@ -38,12 +39,19 @@ func (b *builder) credentials(cfg *Config, raw *rawFile) {
 	if rv.CACert != "" {
 		check("ca_cert", cfg.Vault.CACert, rv.Body, rv.DefRange, "certkeeper cannot check Vault's certificate without it")
 	}
-	if len(rv.Auth) != 1 {
-		return
+	if len(rv.Auth) != len(cfg.Vault.Auth) {
+		return // no auth block: the token comes from VAULT_TOKEN
 	}
-	ra, a := &rv.Auth[0], cfg.Vault.Auth
+	// In a chain the other blocks may still log in, but this one never
+	// will: a missing file is as much a mistake there.
 	login := "certkeeper cannot log in to Vault without it"
-	check("token_file", a.TokenFile, ra.Body, ra.DefRange, login)
-	check("role_id_file", a.RoleIDFile, ra.Body, ra.DefRange, login)
-	check("secret_id_file", a.SecretIDFile, ra.Body, ra.DefRange, login)
+	if len(rv.Auth) > 1 {
+		login = "this auth block cannot log in to Vault without it"
+	}
+	for i := range rv.Auth {
+		ra, a := &rv.Auth[i], cfg.Vault.Auth[i]
+		check("token_file", a.TokenFile, ra.Body, ra.DefRange, login)
+		check("role_id_file", a.RoleIDFile, ra.Body, ra.DefRange, login)
+		check("secret_id_file", a.SecretIDFile, ra.Body, ra.DefRange, login)
+	}
 }

@@ -53,6 +53,9 @@ type Options struct {
 	// Credentials refuses a missing credential or CA file of the vault
 	// block (validate; see credentials).
 	Credentials bool
+	// WebConfig checks telemetry's web_config_file; with none, a config
+	// that names one is refused.
+	WebConfig WebConfigChecker
 }
 
 // DefaultTemplateMode is private: template outputs usually hold the key.

@@ -29,6 +29,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/internal/statedir"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // maxSocketPath is the longest path a unix socket can have on Linux.
@@ -60,6 +61,8 @@ type StatusResponse struct {
 	// Telemetry is the state of the telemetry endpoint; nil when it is
 	// off.
 	Telemetry *TelemetryStatus `json:"telemetry,omitempty"`
+	// Auth is the chain of Vault auth methods and which one is in use.
+	Auth []vault.AuthMethodStatus `json:"auth,omitempty"`
 }
 
 // TelemetryStatus says whether the daemon's telemetry endpoint listens.
@@ -68,7 +71,7 @@ type StatusResponse struct {
 type TelemetryStatus struct {
 	Listen    string `json:"listen"`
 	Listening bool   `json:"listening"`
-	// Failures counts failed binds since the daemon started.
+	// Failures counts failed attempts to listen since the daemon started.
 	Failures int `json:"listen_failures"`
 	// Problem says why it does not listen, and since when; empty while
 	// it listens.

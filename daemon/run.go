@@ -25,7 +25,7 @@ const flushTimeout = 2 * time.Minute
 // stop in the reverse one, after the agent (which runs in the foreground)
 // has returned and no write is in flight:
 //
-//	telemetry  metrics endpoint and the watch of unmanaged files
+//	telemetry  metrics endpoint, the textfile and the watch of unmanaged files
 //	live       config and output file watches, SIGHUP; closes Vault last
 //	pprof      Go profiles, when asked for
 //	services   reloads; at stop, reloads still owed are done (Flush)
@@ -204,7 +204,7 @@ func (d *Daemon) handlers(ctx context.Context, l *live) control.Handlers {
 			return &control.RotateResponse{Scheduled: sched}, nil
 		},
 		Status: func(control.StatusRequest) (*control.StatusResponse, error) {
-			resp := &control.StatusResponse{Config: d.configPath(), Certificates: d.agent.Statuses()}
+			resp := &control.StatusResponse{Config: d.configPath(), Certificates: d.agent.Statuses(), Auth: d.currentVault().AuthStatus()}
 			if d.listener != nil {
 				st := d.listener.Status()
 				resp.Telemetry = &control.TelemetryStatus{Listen: st.Addr, Listening: st.Listening, Failures: st.Failures, Problem: st.Unready()}
@@ -242,22 +242,25 @@ func (d *Daemon) flushAtStop() {
 	}
 }
 
-// startTelemetry runs the telemetry endpoint and the watch of unmanaged
-// files (which only it reports).
+// startTelemetry runs the telemetry endpoint, the textfile, and the watch
+// of unmanaged files (which only they report).
 func (d *Daemon) startTelemetry(ctx context.Context, g *group) {
 	if d.metrics == nil {
-		return
-	}
-	if d.cfg.Telemetry.Listen == "" {
-		d.log.Info("telemetry endpoint is off (telemetry { listen = \"\" })")
 		return
 	}
 	if d.watch != nil {
 		g.start(ctx, func(ctx context.Context) { d.watch.Run(ctx) }, nil)
 	}
+	d.startTextfile(ctx, g)
+	if d.cfg.Telemetry.Listen == "" {
+		d.log.Info("telemetry endpoint is off (telemetry { listen = \"\" })")
+		return
+	}
 	handler := telemetry.Handler(telemetry.HandlerOptions{Gatherer: d.registry, Status: d.agent, ConfigPath: d.configPath(), Log: d.log, Listener: d.listener})
+	so := telemetry.ServeOptions{Listen: d.cfg.Telemetry.Listen, Handler: handler, Log: d.log, Listener: d.listener}
+	d.secureTelemetry(&so)
 	g.start(ctx, func(ctx context.Context) {
-		if err := telemetry.Serve(ctx, telemetry.ServeOptions{Listen: d.cfg.Telemetry.Listen, Handler: handler, Log: d.log, Listener: d.listener}); err != nil {
+		if err := telemetry.Serve(ctx, so); err != nil {
 			d.log.Error("telemetry endpoint stopped", "error", err)
 		}
 	}, nil)

@@ -4,10 +4,13 @@
 //
 // A set is written as: a temp file per destination, in the destination's
 // directory, created with its final mode and owner, written and fsynced;
+// an fsync of each of those directories, so the temp names are durable;
 // then a journal naming every rename; then the renames; then an fsync of
-// each directory; then the journal is removed. After a crash, Recover
+// each directory; then the journal is removed. A file the set removes is
+// renamed aside to a temp name among the renames. After a crash, Recover
 // finishes the renames the journal names, so a restart finds either the old
-// set or the new one, never a mix.
+// set or the new one, never a mix. crash_test.go checks this against a
+// model of what a power loss may keep.
 package sinks
 
 import (
@@ -19,6 +22,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -63,15 +67,17 @@ const tempMarker = ".certkeeper-tmp-"
 // crash journal for this set; it must be on a local filesystem.
 func WriteSet(journal string, files []File) (*Change, error) {
 	defer lockSet(journal)()
-	return writeSet(journal, files)
+	return writeSet(journal, files, nil)
 }
 
-func writeSet(journal string, files []File) (*Change, error) {
+// writeSet writes files, and removes the paths in remove, as one set.
+func writeSet(journal string, files []File, remove []string) (*Change, error) {
 	change := &Change{journal: journal}
 	var pending []rename
+	var temps []string
 	cleanup := func() {
-		for _, r := range pending {
-			os.Remove(r.From)
+		for _, tmp := range temps {
+			disk.Remove(tmp)
 		}
 	}
 	for _, f := range files {
@@ -89,16 +95,39 @@ func writeSet(journal string, files []File) (*Change, error) {
 			return nil, err
 		}
 		crashPoint("temp")
+		temps = append(temps, tmp)
 		pending = append(pending, rename{From: tmp, To: f.Path})
 		change.prev = append(change.prev, prev)
 		change.next = append(change.next, f)
 		change.Written = append(change.Written, f.Path)
+	}
+	// A file to remove is renamed aside, to a temp name, in the same set:
+	// it goes exactly when the others change, and the next start's
+	// recovery sweeps the aside if a crash comes before it is deleted.
+	var asides []string
+	for _, path := range remove {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("checking %s: %w", path, err)
+		}
+		aside := filepath.Join(filepath.Dir(path), tempPrefix(path)+"removed")
+		pending = append(pending, rename{From: path, To: aside})
+		asides = append(asides, aside)
 	}
 	if len(pending) == 0 {
 		return change, nil
 	}
 	if len(pending) > 1 {
 		// A single rename is atomic by itself; a set needs the journal.
+		// The journal must never name a temp file that a crash could
+		// take away (a file's fsync does not make its name durable), or
+		// recovery could finish only part of the set.
+		if err := syncTempDirs(pending); err != nil {
+			cleanup()
+			return nil, err
+		}
 		if err := writeJournal(journal, pending); err != nil {
 			cleanup()
 			return nil, err
@@ -106,10 +135,10 @@ func writeSet(journal string, files []File) (*Change, error) {
 	}
 	if err := applyRenames(pending); err != nil {
 		// Renames that happened stay: the journal finishes them on restart.
-		if len(pending) == 1 {
+		if len(pending) == 1 && len(temps) == 1 {
 			// No journal names a lone file's temp: remove it now rather
 			// than leave it for the next start's sweep.
-			os.Remove(pending[0].From)
+			disk.Remove(pending[0].From)
 		}
 		return nil, err
 	}
@@ -117,6 +146,9 @@ func writeSet(journal string, files []File) (*Change, error) {
 		if err := removeSynced(journal); err != nil {
 			return nil, err
 		}
+	}
+	for _, aside := range asides {
+		disk.Remove(aside) // if this fails, the next start sweeps it
 	}
 	return change, nil
 }
@@ -128,10 +160,10 @@ func writeSet(journal string, files []File) (*Change, error) {
 // journal) is serialised, whoever asks.
 type Sets struct{}
 
-// Rollback puts back what the files held before the change, as one set, and
-// removes files the change created. When a file the change replaced could
-// not be read, nothing is put back (the new set stays whole) and the error
-// says so.
+// Rollback puts back what the files held before the change and removes
+// files the change created, all as one set. When a file the change
+// replaced could not be read, nothing is put back (the new set stays
+// whole) and the error says so.
 func (Sets) Rollback(c *Change) error {
 	if !c.Changed() {
 		return nil
@@ -153,16 +185,10 @@ func (Sets) Rollback(c *Change) error {
 			created = append(created, p.file.Path)
 		}
 	}
-	if _, err := writeSet(c.journal, restore); err != nil {
+	if _, err := writeSet(c.journal, restore, created); err != nil {
 		return fmt.Errorf("rolling back: %w", err)
 	}
-	var errs []error
-	for _, path := range created {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("rolling back %s: %w", path, err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // inspect reads what is at f.Path now, both to skip unchanged files and to
@@ -225,10 +251,10 @@ func readNoFollow(path string) ([]byte, error) {
 // its final mode and owner before any reader could see it under its name.
 func writeTemp(f File) (string, error) {
 	dir := filepath.Dir(f.Path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("creating directory for %s: %w", f.Path, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+tempMarker+"*")
+	tmp, err := disk.CreateTemp(dir, "."+filepath.Base(f.Path)+tempMarker+"*")
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", f.Path, err)
 	}
@@ -248,7 +274,7 @@ func writeTemp(f File) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		disk.Remove(tmp.Name())
 		return "", fmt.Errorf("writing %s: %w", f.Path, err)
 	}
 	return tmp.Name(), nil
@@ -263,7 +289,7 @@ func applyRenames(renames []rename) error {
 	dirs := map[string]bool{}
 	for _, r := range renames {
 		crashPoint("rename")
-		if err := os.Rename(r.From, r.To); err != nil {
+		if err := disk.Rename(r.From, r.To); err != nil {
 			return fmt.Errorf("replacing %s: %w", r.To, err)
 		}
 		remember(r.To)
@@ -282,13 +308,18 @@ func writeJournal(path string, renames []rename) error {
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
+	// Journals live in the state directory, which only certkeeper reads:
+	// if it is made here, it is made private.
+	if err := mkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing journal: %w", err)
+	}
 	tmp, err := writeTemp(File{Path: path, Data: data, Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	crashPoint("journal")
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := disk.Rename(tmp, path); err != nil {
+		disk.Remove(tmp)
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
@@ -296,19 +327,59 @@ func writeJournal(path string, renames []rename) error {
 
 func removeSynced(path string) error {
 	crashPoint("commit")
-	if err := os.Remove(path); err != nil {
+	if err := disk.Remove(path); err != nil {
 		return fmt.Errorf("removing journal: %w", err)
 	}
 	return syncDir(filepath.Dir(path))
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+// syncTempDirs makes the names of the pending temp files durable, one
+// fsync per directory.
+func syncTempDirs(pending []rename) error {
+	var done []string
+	for _, r := range pending {
+		dir := filepath.Dir(r.From)
+		if slices.Contains(done, dir) {
+			continue
+		}
+		done = append(done, dir)
+		if err := syncDir(dir); err != nil {
+			return err
+		}
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	return nil
+}
+
+// mkdirAll is os.MkdirAll that also fsyncs the parent of every directory
+// it creates: otherwise a crash could take a new output directory, and a
+// set written into it, away after the write was reported done.
+func mkdirAll(dir string, perm fs.FileMode) error {
+	info, err := os.Stat(dir)
+	if err == nil {
+		if !info.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	// Made by another writer meanwhile: it may not have synced the
+	// parent yet, so sync it here too.
+	if err := disk.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
+}
+
+func syncDir(dir string) error {
+	if err := disk.SyncDir(dir); err != nil {
 		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil

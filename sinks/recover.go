@@ -50,7 +50,7 @@ func RecoverSets(sets []Set) []error {
 			if !ok {
 				continue
 			}
-			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := disk.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				for _, i := range owners {
 					errs[i] = errors.Join(errs[i], err)
 				}

@@ -27,7 +27,7 @@ func (Sets) Reapply(c *Change) error {
 		return nil
 	}
 	defer lockSet(c.journal)()
-	if _, err := writeSet(c.journal, c.next); err != nil {
+	if _, err := writeSet(c.journal, c.next, nil); err != nil {
 		return fmt.Errorf("writing again: %w", err)
 	}
 	return nil

@@ -34,7 +34,8 @@ func NewListener(addr string, m *Metrics) *Listener {
 type ListenStatus struct {
 	Addr      string
 	Listening bool
-	// Failures counts failed binds since the process started.
+	// Failures counts failed attempts to listen since the process
+	// started: binds, and starts a web configuration held back.
 	Failures int
 	// LastError and Since describe the failures since the endpoint last
 	// listened; empty while it listens.
@@ -63,10 +64,32 @@ func (st ListenStatus) Unready() string {
 		st.Addr, st.Since.UTC().Format(time.RFC3339), st.Failures, st.LastError)
 }
 
-func (l *Listener) failed(err error, now time.Time) {
+// bindFailed records an address that could not be bound: another
+// process may hold it and answer in certkeeper's place, so the counter
+// (and the alert on it) hear of it.
+func (l *Listener) bindFailed(err error, now time.Time) {
 	if l == nil {
 		return
 	}
+	l.failed(err, now)
+	if l.metrics != nil {
+		l.metrics.listenFailures.Inc()
+		l.metrics.changed()
+	}
+}
+
+// notStarted records an endpoint that did not try to bind because its
+// web configuration cannot be loaded yet. Status and /readyz say so like
+// a bind failure (nothing of certkeeper's listens there); the counter
+// does not, since the address was not found taken.
+func (l *Listener) notStarted(err error, now time.Time) {
+	if l == nil {
+		return
+	}
+	l.failed(err, now)
+}
+
+func (l *Listener) failed(err error, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.listening || l.lastErr == "" {
@@ -75,9 +98,6 @@ func (l *Listener) failed(err error, now time.Time) {
 	l.listening = false
 	l.failures++
 	l.lastErr = err.Error()
-	if l.metrics != nil {
-		l.metrics.listenFailures.Inc()
-	}
 }
 
 func (l *Listener) bound() {

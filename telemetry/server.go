@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,13 +97,23 @@ type ServeOptions struct {
 	// OnListen, if set, is told the address actually bound (useful with
 	// port 0).
 	OnListen func(net.Addr)
-	// Listener, if set, records each failed bind and the one that works.
+	// Listener, if set, records each failed start (the address taken, the
+	// web configuration not loadable yet) and the one that works.
 	Listener *Listener
+	// TLS, when set, is the endpoint's own TLS (ServerTLS): a certificate
+	// certkeeper manages, client certificates from a trust bundle.
+	TLS *EndpointTLS
+	// WebConfigFile, when set, is an exporter-toolkit web configuration
+	// (TLS from files, basic auth) the endpoint is served through.
+	WebConfigFile string
+	// Security describes TLS and authentication for the log line.
+	Security string
 }
 
-// Serve runs the endpoint until ctx ends. An address it cannot bind is
-// logged, recorded in o.Listener and retried, never fatal: certificates
-// matter more than metrics. Another process may answer on that address
+// Serve runs the endpoint until ctx ends. An address it cannot bind (or a
+// web configuration it cannot load yet) is logged, recorded in
+// o.Listener and retried, never fatal: certificates matter more than
+// metrics. Another process may answer on that address
 // meanwhile, so the log and a failed scrape are not enough: the Listener
 // is what `certkeeper status` and the metrics report.
 func Serve(ctx context.Context, o ServeOptions) error {
@@ -114,12 +125,17 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	var ln net.Listener
 	for {
-		var err error
-		ln, err = net.Listen("tcp", o.Listen)
+		// A web configuration whose certificate files cannot be loaded
+		// yet is waited for like an address that is taken.
+		err := webConfigReady(o.WebConfigFile)
+		if err != nil {
+			o.Listener.notStarted(err, time.Now())
+		} else if ln, err = net.Listen("tcp", o.Listen); err != nil {
+			o.Listener.bindFailed(err, time.Now())
+		}
 		if err == nil {
 			break
 		}
-		o.Listener.failed(err, time.Now())
 		o.Log.Error("telemetry endpoint cannot listen; certificates are still kept fresh; retrying",
 			"listen", o.Listen, "error", err, "retry_in", o.RetryEvery.String())
 		select {
@@ -129,20 +145,33 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		}
 	}
 	o.Listener.bound()
+	handler := o.Handler
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS.Config())
+		handler = o.TLS.Handler(handler)
+	}
+	security := o.Security
+	if security == "" {
+		security = "none (plain http)"
+	}
 	o.Log.Info("telemetry endpoint listening", "addr", ln.Addr().String(),
-		"endpoints", "/metrics /healthz /readyz /v1/status")
+		"endpoints", "/metrics /healthz /readyz /v1/status", "security", security)
 	if o.OnListen != nil {
 		o.OnListen(ln.Addr())
 	}
 	srv := &http.Server{
-		Handler:           o.Handler,
+		Handler: handler,
+		// A client refused at the handshake (no certificate, a foreign
+		// one) is the TLS configuration doing its job: debug, not noise
+		// at every scrape of a misconfigured Prometheus.
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serveOn(ln, srv, o) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("telemetry endpoint: %w", err)

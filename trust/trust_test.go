@@ -42,6 +42,8 @@ type testCA struct {
 	// life of the CRLs it signs; expired makes them already stale.
 	crlLife time.Duration
 	expired bool
+	// age is how long ago its CRLs were issued (ThisUpdate); default 1m.
+	age time.Duration
 	// cached is the CRL Vault would serve until something is revoked.
 	cached []byte
 }
@@ -82,7 +84,11 @@ func (c *testCA) crl(t *testing.T) []byte {
 	}
 	c.number++
 	now := time.Now()
-	tmpl := &x509.RevocationList{Number: big.NewInt(c.number), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(c.crlLife)}
+	age := c.age
+	if age == 0 {
+		age = time.Minute
+	}
+	tmpl := &x509.RevocationList{Number: big.NewInt(c.number), ThisUpdate: now.Add(-age), NextUpdate: now.Add(c.crlLife)}
 	if c.expired {
 		tmpl.ThisUpdate, tmpl.NextUpdate = now.Add(-2*time.Hour), now.Add(-time.Hour)
 	}
@@ -106,6 +112,8 @@ type fakeVault struct {
 	calls  map[string]int
 	// crlOverride replaces the CRL served for a ref.
 	crlOverride map[string][]byte
+	// failIssuers fails that many Issuers calls (then they work).
+	failIssuers int
 }
 
 type fakeIssuer struct {
@@ -120,6 +128,10 @@ func (f *fakeVault) Issuers(_ context.Context, mount string) ([]vault.CAIssuer, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["issuers "+mount]++
+	if f.failIssuers > 0 {
+		f.failIssuers--
+		return nil, &vault.Error{Status: 503, Err: errors.New("vault is sealed")}
+	}
 	list, ok := f.mounts[mount]
 	if !ok {
 		return nil, &vault.Error{Status: 404, Err: errors.New("no handler for route " + mount)}
@@ -415,6 +427,7 @@ func TestNextRefresh(t *testing.T) {
 		// Already in its last third (Vault did not rebuild it): no tight
 		// loop, the interval stands.
 		{"late CRL keeps the interval", time.Hour, []CAInfo{ca(-60*time.Hour, 12*time.Hour)}, time.Hour},
+		{"a CRL without a life is ignored", 24 * time.Hour, []CAInfo{ca(time.Hour, time.Hour)}, 24 * time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,19 @@
 package vault
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
 // TestLoginBackoffSaysNoTimeOfItsOwn: after a failed login, a request
@@ -39,5 +46,53 @@ func TestLoginBackoffSaysNoTimeOfItsOwn(t *testing.T) {
 	var ve *Error
 	if !errors.As(err, &ve) || ve.RetryAfter <= 0 || ve.RetryAfter > 5*time.Second || ve.Status != 400 {
 		t.Errorf("err = %#v, want a vault.Error with the login backoff's wait (0-5s) and the login's status", ve)
+	}
+}
+
+// TestChainWaitSaysNoTimeOfItsOwn: in a chain each method backs off on
+// its own, and neither the error of a login where one was passed over
+// (still backing off) nor that of a request held back by the chain's
+// backoff names a time; the latter carries the wait and the failing
+// login's status.
+func TestChainWaitSaysNoTimeOfItsOwn(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	tried := map[string]int{}
+	fail := func(name string, status int) loginFunc {
+		return func(context.Context, *api.Client) (*api.Secret, error) {
+			tried[name]++
+			return nil, &Error{Status: status, Err: fmt.Errorf("%s login refused", name)}
+		}
+	}
+	// cert has failed often (a long backoff), approle not yet.
+	cert := &method{cfg: config.Auth{Method: "cert", Mount: "cert"}, login: fail("cert", 400), failures: 6}
+	role := &method{cfg: config.Auth{Method: "approle", Mount: "approle"}, login: fail("approle", 400)}
+	s := newSession(nil, []*method{cert, role}, slog.New(slog.DiscardHandler), clk.now, func() float64 { return 0.99 })
+	timeOfDay := regexp.MustCompile(`\d\d:\d\d:\d\d`)
+
+	if _, err := s.ensure(t.Context()); err == nil {
+		t.Fatal("logged in")
+	}
+	clk.advance(role.nextTry.Sub(clk.now()))
+	if !cert.nextTry.After(clk.now()) {
+		t.Fatal("test setup: cert's backoff is not longer than approle's")
+	}
+	_, err := s.ensure(t.Context())
+	if tried["cert"] != 1 || tried["approle"] != 2 {
+		t.Fatalf("tried %v: cert, still backing off, should be passed over", tried)
+	}
+	if err == nil || !strings.Contains(err.Error(), "auth cert: not tried, backing off after: cert login refused") || timeOfDay.MatchString(err.Error()) {
+		t.Errorf("a login that passed cert over: %v", err)
+	}
+
+	_, err = s.ensure(t.Context())
+	if tried["approle"] != 2 {
+		t.Errorf("approle tried within its backoff")
+	}
+	if err == nil || strings.Contains(err.Error(), "next attempt") || timeOfDay.MatchString(err.Error()) {
+		t.Errorf("a request held back by the backoff names a time of its own: %v", err)
+	}
+	var ve *Error
+	if !errors.As(err, &ve) || ve.RetryAfter <= 0 || ve.RetryAfter != role.nextTry.Sub(clk.now()) || ve.Status != 400 {
+		t.Errorf("err = %#v, want a vault.Error carrying the wait until approle's next try and the login's status", ve)
 	}
 }

@@ -179,6 +179,9 @@ func cmdStatus(ctx context.Context, e *env) int {
 		printStatus(e, r, now)
 		fmt.Fprintf(e.stdout, "(%s)\n", r.Source)
 	}
+	if !e.json {
+		printAuthStatus(e, r, now)
+	}
 	code := printServingStatus(e, r, now)
 	for _, st := range r.Certificates {
 		if st.State == agent.StateMissing || st.State == agent.StateExpired {
@@ -199,10 +202,13 @@ type statusOutput struct {
 	ServicesError string                   `json:"services_error,omitempty"`
 	Bundles       []trust.Status           `json:"trust_bundles"`
 	Telemetry     *control.TelemetryStatus `json:"telemetry,omitempty"`
+	// Auth is the running daemon's Vault auth chain (absent when no
+	// daemon answered): which method holds the token, why others failed.
+	Auth []vault.AuthMethodStatus `json:"auth,omitempty"`
 }
 
 func statusJSON(r daemon.StatusReport) statusOutput {
-	out := statusOutput{Source: r.Source, Certificates: r.Certificates, Services: r.Services, Bundles: r.Bundles, Telemetry: r.Telemetry}
+	out := statusOutput{Source: r.Source, Certificates: r.Certificates, Services: r.Services, Bundles: r.Bundles, Telemetry: r.Telemetry, Auth: r.Auth}
 	if r.ServicesErr != nil {
 		out.ServicesError = r.ServicesErr.Error()
 	}

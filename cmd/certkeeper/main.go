@@ -39,6 +39,11 @@ commands:
   policy    print the least-privilege Vault policy the config needs
   rotate    renew the named certificates (all when none is named) now,
             even if valid: through the running daemon if there is one
+  convert vault-agent FILE
+            print the certkeeper config that does what the Vault Agent
+            config FILE (HCL or JSON) does with certificates, with what
+            it cannot translate and what changes as comments; reads no
+            certkeeper config and talks to nothing
   version   print the version
 
 flags (run, once, validate, status, policy, rotate):
@@ -80,6 +85,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "certkeeper", version)
 		return 0
+	}
+	if cmd == "convert" {
+		return cmdConvert(args, stdout, stderr)
 	}
 	if cmd == "man" {
 		// Hidden: the package build makes certkeeper.1 from the same usage
