@@ -152,11 +152,7 @@ func Run(t *testing.T, o Options) *Result {
 func stage(t *testing.T, o Options, root, roleID, secretID string) string {
 	t.Helper()
 	rewrite := func(s string) string {
-		s = strings.ReplaceAll(s, VaultAddress, o.Vault.Addr)
-		for _, dir := range []string{"/etc/", "/run/", "/var/"} {
-			s = strings.ReplaceAll(s, dir, root+dir)
-		}
-		return s
+		return rebase(strings.ReplaceAll(s, VaultAddress, o.Vault.Addr), root)
 	}
 	from := filepath.Dir(o.Config)
 	to := filepath.Join(root, "agent")
@@ -194,6 +190,14 @@ func stage(t *testing.T, o Options, root, roleID, secretID string) string {
 		writeText(t, p, "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/reloaded\"\n", 0o755)
 	}
 	return filepath.Join(to, filepath.Base(o.Config))
+}
+
+// rebase moves the absolute paths under /etc, /run and /var in s under
+// root, in one pass: replacing one directory after the other rewrote the
+// root already put in front of a path whenever root itself holds one of
+// them (a TMPDIR under /var/tmp made /var/tmp/x/002/var/tmp/x/002/etc/...).
+func rebase(s, root string) string {
+	return strings.NewReplacer("/etc/", root+"/etc/", "/run/", root+"/run/", "/var/", root+"/var/").Replace(s)
 }
 
 // inputs are the files the stage writes, which neither agent does.
