@@ -286,6 +286,10 @@ func (b *builder) auth(ra *rawAuth) Auth {
 // us-gov-west-1, cn-north-1, ap-southeast-4.
 var awsRegion = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 
+// IsAWSRegion says whether auth "aws" takes s as its region (for the
+// converter, which must print only what validates).
+func IsAWSRegion(s string) bool { return awsRegion.MatchString(s) }
+
 // jwtSource checks where the JWT of auth "jwt" comes from: a file, or a
 // cloud's metadata server, which needs the audience to put in the token.
 func (b *builder) jwtSource(ra *rawAuth, a *Auth) {

@@ -109,6 +109,7 @@ func Convert(src []byte, o Options) (*Result, error) {
 	for _, cert := range c.certs {
 		c.place(cert)
 	}
+	c.resolveCertAuth()
 	out := c.write()
 	return &Result{Config: out, Certificates: len(c.certs), Skipped: len(c.skipped)}, nil
 }

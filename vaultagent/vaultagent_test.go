@@ -153,7 +153,7 @@ func TestConvertUntranslatable(t *testing.T) {
 	out := string(res.Config)
 	flat := flatten(out)
 	for _, want := range []string{
-		`auto_auth method "kubernetes": certkeeper logs in with approle, token or cert`,
+		`auto_auth method "kubernetes": certkeeper logs in with approle, token, aws, jwt or cert`,
 		`auto_auth sink "file" (/var/run/secrets/vault-token): certkeeper keeps its Vault token in memory`,
 		`cache: Vault Agent's cache`,
 		`listener tcp:`,
@@ -266,11 +266,148 @@ template {
 			"No auth block: the token comes from VAULT_TOKEN"}, []string{"\n  auth \""}},
 		{"aws", `method "aws" {
     config = { type = "iam", role = "web" }
-  }`, []string{`auto_auth method "aws": certkeeper logs in with approle, token or cert`}, []string{"\n  auth \""}},
+  }`, []string{`auth "aws" {`, `role = "web"`}, []string{"No auth block"}},
+		{"kubernetes", `method "kubernetes" {
+    config = { role = "web" }
+  }`, []string{`auto_auth method "kubernetes": certkeeper logs in with approle, token, aws, jwt or cert`}, []string{"\n  auth \""}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			src := "vault { address = \"https://vault.example.internal:8200\" }\nauto_auth {\n  " + tt.method + "\n}\n" + tmpl
 			res, err := vaultagent.Convert([]byte(src), vaultagent.Options{Path: "/etc/va/agent.hcl"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := string(res.Config)
+			if _, err := config.Parse("/etc/certkeeper/certkeeper.hcl", res.Config, config.Options{Templates: templates.Checker{}}); err != nil {
+				t.Fatalf("does not validate: %v\n%s", err, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) && !strings.Contains(flatten(out), w) {
+					t.Errorf("no %q in:\n%s", w, out)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(out, n) {
+					t.Errorf("%q in:\n%s", n, out)
+				}
+			}
+		})
+	}
+}
+
+// Vault Agent's aws (iam), jwt and cert methods become certkeeper's auth
+// blocks where they map; what does not map is a comment with the reason,
+// and no credential in the source reaches the output.
+func TestConvertCloudAndCertAuth(t *testing.T) {
+	const https = `vault { address = "https://vault.example.internal:8200" }`
+	const web = `
+template {
+  destination = "/etc/a/a.pem"
+  contents    = "{{ with secret \"pki_int/issue/web\" \"common_name=a.example.internal\" }}{{ .Data.certificate }}{{ end }}"
+}
+`
+	// The client certificate Vault Agent logs in with, which its own
+	// templates keep.
+	const client = `
+template {
+  destination = "/etc/va/client.crt"
+  contents    = "{{ with secret \"pki_clients/issue/host\" \"common_name=host1.example.internal\" }}{{ .Data.certificate }}{{ end }}"
+}
+template {
+  destination = "/etc/va/client.key"
+  contents    = "{{ with secret \"pki_clients/issue/host\" \"common_name=host1.example.internal\" }}{{ .Data.private_key }}{{ end }}"
+}
+`
+	autoAuth := func(method string) string { return "auto_auth {\n  " + method + "\n}\n" }
+	for _, tt := range []struct {
+		name, src string
+		want, not []string
+	}{
+		{"aws iam", https + autoAuth(`method "aws" {
+    mount_path = "auth/aws-prod"
+    config = {
+      type                     = "iam"
+      role                     = "web-host"
+      region                   = "eu-west-1"
+      header_value             = "vault.example.internal"
+      access_key               = "AKIAEXAMPLEKEY000001"
+      secret_key               = "secret-key-must-not-be-printed"
+      session_token            = "session-token-must-not-be-printed"
+      credential_poll_interval = 60
+    }
+  }`) + web,
+			[]string{`auth "aws" {`, `mount = "aws-prod"`, `role = "web-host"`, `region = "eu-west-1"`, `header_value = "vault.example.internal"`,
+				`auto_auth method "aws" config access_key, secret_key, session_token: certkeeper takes no AWS keys in its config`,
+				`auto_auth method "aws" config credential_poll_interval: certkeeper gets the credentials afresh at each login`},
+			[]string{"AKIAEXAMPLEKEY000001", "secret-key-must-not-be-printed", "session-token-must-not-be-printed", "No auth block"}},
+		{"aws iam, defaults", https + autoAuth(`method "aws" {
+    config = { type = "iam", role = "web-host" }
+  }`) + web,
+			[]string{`auth "aws" {`, `role = "web-host"`}, []string{"    mount =", "region =", "No auth block"}},
+		{"aws ec2", https + autoAuth(`method "aws" {
+    config = { type = "ec2", role = "web-host", nonce = "nonce-must-not-be-printed" }
+  }`) + web,
+			[]string{`auto_auth method "aws" with type "ec2": certkeeper's auth "aws" is the IAM login`, "No auth block"},
+			[]string{"\n  auth \"", "nonce-must-not-be-printed"}},
+		{"aws, a region certkeeper refuses", https + autoAuth(`method "aws" {
+    config = { type = "iam", role = "web-host", region = "moon-base" }
+  }`) + web,
+			[]string{`auth "aws" {`, `auto_auth method "aws" config region: "moon-base" is not an AWS region name`}, []string{"region ="}},
+		{"jwt from a file", https + autoAuth(`method "jwt" {
+    config = { path = "/var/run/secrets/tokens/vault", role = "web" }
+  }`) + web,
+			[]string{`auth "jwt" {`, `token_file = "/var/run/secrets/tokens/vault"`, `role = "web"`,
+				"Vault Agent deleted /var/run/secrets/tokens/vault after reading it (remove_jwt_after_reading, true by default)"},
+			[]string{"    mount =", "No auth block"}},
+		{"jwt kept, read on a period", https + autoAuth(`method "jwt" {
+    mount_path = "auth/jwt-k8s"
+    config = {
+      path                     = "/var/run/secrets/tokens/vault"
+      role                     = "web"
+      remove_jwt_after_reading = false
+      jwt_read_period          = "30s"
+    }
+  }`) + web,
+			[]string{`auth "jwt" {`, `mount = "jwt-k8s"`, `auto_auth method "jwt" config jwt_read_period: certkeeper reads the file at every login`},
+			[]string{"Vault Agent deleted", "No auth block"}},
+		{"jwt without a role", https + autoAuth(`method "jwt" {
+    config = { path = "/var/run/secrets/tokens/vault" }
+  }`) + web,
+			[]string{`auto_auth method "jwt" without path and role: certkeeper's auth "jwt" needs both`, "No auth block"}, []string{"\n  auth \""}},
+		{"cert with a certificate the templates keep", https + autoAuth(`method "cert" {
+    mount_path = "auth/cert-hosts"
+    config = {
+      name        = "hosts"
+      client_cert = "/etc/va/client.crt"
+      client_key  = "/etc/va/client.key"
+      reload      = true
+    }
+  }`) + client + web,
+			[]string{`auth "cert" {`, `mount = "cert-hosts"`, `certificate = "host1.example.internal"`, `name = "hosts"`,
+				`cert_file = "/etc/va/client.crt"`, `key_file = "/etc/va/client.key"`,
+				"Vault Agent logged in with /etc/va/client.crt and /etc/va/client.key, which certificate \"host1.example.internal\" below writes"},
+			[]string{"No auth block", `auto_auth method "cert"`}},
+		{"cert with the vault block's client certificate", `vault {
+  address     = "https://vault.example.internal:8200"
+  client_cert = "/etc/va/client.crt"
+  client_key  = "/etc/va/client.key"
+}
+` + autoAuth(`method "cert" {}`) + client,
+			[]string{`auth "cert" {`, `certificate = "host1.example.internal"`},
+			[]string{"No auth block", "vault client_cert:", "vault client_key:"}},
+		{"cert with a certificate kept elsewhere", https + autoAuth(`method "cert" {
+    config = { client_cert = "/etc/va/other.crt", client_key = "/etc/va/other.key" }
+  }`) + client,
+			[]string{`auto_auth method "cert" (/etc/va/other.crt): certkeeper logs in with a client certificate it manages itself`, "No auth block"},
+			[]string{"\n  auth \""}},
+		{"cert over plain http", `vault { address = "http://127.0.0.1:8200" }` + autoAuth(`method "cert" {
+    config = { client_cert = "/etc/va/client.crt", client_key = "/etc/va/client.key" }
+  }`) + client,
+			[]string{`auto_auth method "cert": certkeeper's auth "cert" needs an https:// vault address`, "No auth block"},
+			[]string{"\n  auth \""}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := vaultagent.Convert([]byte(tt.src), vaultagent.Options{Path: "/etc/va/agent.hcl"})
 			if err != nil {
 				t.Fatal(err)
 			}

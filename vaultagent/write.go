@@ -221,6 +221,25 @@ func (c *converter) writeVault(h *hclText) {
 		h.str("mount", v.mount)
 		h.str("token_file", v.tokenFile)
 		h.close()
+	case "aws":
+		h.open("auth", "aws")
+		h.str("mount", v.mount)
+		h.str("role", v.role)
+		h.str("region", v.region)
+		h.str("header_value", v.headerValue)
+		h.close()
+	case "jwt":
+		h.open("auth", "jwt")
+		h.str("mount", v.mount)
+		h.str("role", v.role)
+		h.str("token_file", v.tokenFile)
+		h.close()
+	case "cert":
+		h.open("auth", "cert")
+		h.str("mount", v.mount)
+		h.str("certificate", v.certificate)
+		h.str("name", v.certRole)
+		h.close()
 	default:
 		h.comment("No auth block: the token comes from VAULT_TOKEN (see above for why).")
 	}
