@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Set names one file set for RecoverSets: its crash journal and every
@@ -25,9 +27,11 @@ type Set struct {
 // one directory thus starts in O(files) instead of reading the whole
 // directory once per destination.
 func RecoverSets(sets []Set) []error {
+	ds := dirs{}
+	defer ds.close()
 	errs := make([]error, len(sets))
 	for i, s := range sets {
-		errs[i] = finishJournal(s.Journal)
+		errs[i] = finishJournal(ds, s.Journal)
 	}
 	// directory -> temp-name prefix -> the sets writing that destination
 	byDir := map[string]map[string][]int{}
@@ -44,13 +48,19 @@ func RecoverSets(sets []Set) []error {
 			byDir[dir][prefix] = append(byDir[dir][prefix], i)
 		}
 	}
-	for dir, prefixes := range byDir {
-		for _, name := range tempNames(dir) {
+	for path, prefixes := range byDir {
+		d, err := ds.open(path)
+		if err != nil {
+			// A directory that cannot be reached has no temp file that
+			// can be removed either; the write that follows reports why.
+			continue
+		}
+		for _, name := range tempNames(d) {
 			owners, ok := prefixes[name[:strings.LastIndex(name, tempMarker)+len(tempMarker)]]
 			if !ok {
 				continue
 			}
-			if err := disk.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := disk.Remove(d, name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				for _, i := range owners {
 					errs[i] = errors.Join(errs[i], err)
 				}
@@ -63,16 +73,17 @@ func RecoverSets(sets []Set) []error {
 // tempPrefix is how every temp file for dest begins (see writeTemp).
 func tempPrefix(dest string) string { return "." + filepath.Base(dest) + tempMarker }
 
-// tempNames lists the names in dir that look like certkeeper temp files.
+// tempNames lists the names in d that look like certkeeper temp files.
 // A directory that cannot be read has none that can be removed either;
 // the write that follows reports the real problem.
-func tempNames(dir string) []string {
-	d, err := os.Open(dir)
+func tempNames(d *dir) []string {
+	fd, err := unix.Openat(d.fd(), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
-	defer d.Close()
-	names, _ := d.Readdirnames(-1)
+	f := os.NewFile(uintptr(fd), d.path)
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
 	out := names[:0]
 	for _, n := range names {
 		if strings.HasPrefix(n, ".") && strings.Contains(n, tempMarker) {
@@ -84,8 +95,8 @@ func tempNames(dir string) []string {
 
 // finishJournal completes the renames an interrupted set write left in
 // its journal, then removes the journal. No journal means nothing to do.
-func finishJournal(journal string) error {
-	data, err := os.ReadFile(journal)
+func finishJournal(ds dirs, journal string) error {
+	data, err := ReadFile(journal)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
@@ -104,8 +115,8 @@ func finishJournal(journal string) error {
 			todo = append(todo, r)
 		}
 	}
-	if err := applyRenames(todo); err != nil {
+	if err := applyRenames(ds, todo); err != nil {
 		return fmt.Errorf("finishing interrupted write: %w", err)
 	}
-	return removeSynced(journal)
+	return removeSynced(ds, journal)
 }

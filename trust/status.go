@@ -150,7 +150,7 @@ func diskState(tb config.TrustBundle, now time.Time) (string, []CAInfo) {
 	}
 	var crls []*x509.RevocationList
 	if tb.CRLFile != "" {
-		crls = readCRLs(tb.CRLFile)
+		crls = readCRLs(tb.CRLFile, len(certs))
 	}
 	state := StateOK
 	var cas []CAInfo

@@ -214,7 +214,8 @@ type Result struct {
 // refresh fetches, checks and writes one bundle.
 func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (*Result, error) {
 	now := k.now()
-	existing := readCRLs(tb.CRLFile)
+	prevCAs := caCount(tb.CAFile)
+	existing := readCRLs(tb.CRLFile, prevCAs)
 	b, err := build(ctx, r, tb, existing, now)
 	if err != nil {
 		return nil, err
@@ -230,7 +231,7 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 	if err := sinks.Recover(journal, dests); err != nil {
 		return nil, err
 	}
-	change, err := sinks.WriteSet(journal, b.files(tb))
+	change, err := sinks.WriteSet(journal, b.files(tb, max(len(existing), prevCAs)))
 	if err != nil {
 		return nil, err
 	}

@@ -456,3 +456,28 @@ func TestDiskStatus(t *testing.T) {
 		t.Errorf("with the intermediate's CRL missing: %+v", st)
 	}
 }
+
+// TestCRLFileLimitHoldsTheLargestCRLs: the CRL file's cap fits n CRLs of
+// the largest size the Vault client downloads, in PEM, so certkeeper
+// never refuses to replace or read back a CRL file it wrote itself. The
+// PEM size rule is checked against encoding/pem on small blocks, then
+// applied to the largest.
+func TestCRLFileLimitHoldsTheLargestCRLs(t *testing.T) {
+	pemLen := func(n int) int {
+		b64 := (n + 2) / 3 * 4
+		return len("-----BEGIN X509 CRL-----\n") + b64 + (b64+63)/64 + len("-----END X509 CRL-----\n")
+	}
+	for _, n := range []int{1, 2, 3, 47, 48, 49, 1000, 4096} {
+		if got := len(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: make([]byte, n)})); got != pemLen(n) {
+			t.Fatalf("pem of %d bytes is %d long, the rule says %d", n, got, pemLen(n))
+		}
+	}
+	for _, cas := range []int{1, 2, 5} {
+		if need := int64(cas * pemLen(vault.MaxCRLSize)); crlFileLimit(cas) < need {
+			t.Errorf("crlFileLimit(%d) = %d, below the %d that %d CRLs of %d bytes take", cas, crlFileLimit(cas), need, cas, vault.MaxCRLSize)
+		}
+	}
+	if crlFileLimit(0) < crlFileLimit(1) {
+		t.Error("a bundle whose CA file cannot be read gets no room for a CRL")
+	}
+}
