@@ -887,3 +887,32 @@ func (c *steppedClock) now() time.Time {
 	}
 	return c.at
 }
+
+// TestReadStatusTrustsOnlyItsOwn: `certkeeper status` shows saved service
+// states only from a file certkeeper itself wrote; another user's (or a
+// group-writable one) is refused with whose it is, and none of it shown.
+func TestReadStatusTrustsOnlyItsOwn(t *testing.T) {
+	f := newFixture(t, shell(t.TempDir(), "nginx"))
+	path := statedir.Dir(f.cfg.StateDir).ServicesState()
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte(`{"version":1,"services":[{"name":"nginx","state":"ok","served_serial":"planted"}]}`), 0o600)
+	if saved, err := ReadStatus(f.cfg); err != nil || saved[0].Served != "planted" {
+		t.Fatalf("its own file: %+v, %v", saved, err)
+	}
+	spoil := map[string]func() string{"group-writable": func() string { os.Chmod(path, 0o620); return "(mode 0620)" }}
+	if os.Geteuid() == 0 {
+		spoil["another user's"] = func() string { os.Chown(path, 65534, 65534); return "owned by uid 65534" }
+	}
+	for name, do := range spoil {
+		os.Chmod(path, 0o600)
+		os.Chown(path, os.Geteuid(), os.Getegid())
+		want := do()
+		saved, err := ReadStatus(f.cfg)
+		if err == nil || !strings.Contains(err.Error(), "refusing to read "+path) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want a refusal saying %q", name, err, want)
+		}
+		if len(saved) != 0 {
+			t.Errorf("%s: shown anyway: %+v", name, saved)
+		}
+	}
+}

@@ -141,8 +141,20 @@ func (e *notRegularError) Error() string {
 
 // readIn reads name in d: never through a symlink, never a fifo or a
 // device, never more than limit bytes, and, with owned, only a file that
-// passes it. It also returns the file's metadata.
+// passes it. Whose the file is, is judged before it is opened, so a file
+// this user may not open is refused for what it is, not as a permission
+// error. It also returns the file's metadata.
 func readIn(d *dir, name string, limit int64, owned ownership) ([]byte, *unix.Stat_t, error) {
+	var pre unix.Stat_t
+	if err := unix.Fstatat(d.fd(), name, &pre, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, nil, &fs.PathError{Op: "stat", Path: d.join(name), Err: err}
+	}
+	if pre.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return nil, nil, &symlinkError{path: d.join(name)}
+	}
+	if err := usable(d, name, &pre, limit, owned); err != nil {
+		return nil, &pre, err
+	}
 	fd, err := unix.Openat(d.fd(), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, nil, &symlinkError{path: d.join(name)}
@@ -155,8 +167,12 @@ func readIn(d *dir, name string, limit int64, owned ownership) ([]byte, *unix.St
 	if err := unix.Fstat(fd, st); err != nil {
 		return nil, nil, &fs.PathError{Op: "stat", Path: d.join(name), Err: err}
 	}
-	if err := usable(d, name, st, limit, owned); err != nil {
-		return nil, st, err
+	if st.Ino != pre.Ino || st.Dev != pre.Dev {
+		// Replaced between the two looks (only root or this user can, in
+		// a directory the walk accepted): judge what was opened.
+		if err := usable(d, name, st, limit, owned); err != nil {
+			return nil, st, err
+		}
 	}
 	// Sized from fstat, so a file read whole costs its size once, not the
 	// doublings of a growing buffer; a file that grows meanwhile is cut at

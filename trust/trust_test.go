@@ -22,6 +22,7 @@ import (
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 	"github.com/certkeeper/certkeeper/vault"
 )
@@ -479,5 +480,23 @@ func TestCRLFileLimitHoldsTheLargestCRLs(t *testing.T) {
 	}
 	if crlFileLimit(0) < crlFileLimit(1) {
 		t.Error("a bundle whose CA file cannot be read gets no room for a CRL")
+	}
+}
+
+// TestDiskStatusTrustsOnlyItsOwnState: the saved refresh state is shown
+// only from a file certkeeper wrote; another's is refused, the refusal is
+// each bundle's last error, and none of the planted state is shown.
+func TestDiskStatusTrustsOnlyItsOwnState(t *testing.T) {
+	cfg, _ := bundleConfig(t, "pki_int")
+	path := statedir.Dir(cfg.StateDir).TrustState()
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte(`{"version":1,"bundles":[{"name":"clients","state":"ok","consecutive_failures":0,"last_error":"planted"}]}`), 0o600)
+	if st := DiskStatus(cfg, time.Now())[0]; st.LastError != "planted" {
+		t.Fatalf("its own file: %+v", st)
+	}
+	os.Chmod(path, 0o666)
+	st := DiskStatus(cfg, time.Now())[0]
+	if !strings.Contains(st.LastError, "refusing to read "+path) || !strings.Contains(st.LastError, "(mode 0666)") {
+		t.Errorf("last error %q, want the refusal", st.LastError)
 	}
 }

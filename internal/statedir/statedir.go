@@ -17,7 +17,8 @@
 // per-kind layout is the way out, and this package is where it goes.
 //
 // The package only builds paths and creates the directory; it reads and
-// writes no file.
+// writes no file. Every file here is read back through sinks.ReadState,
+// which refuses one the running user does not own or others may write.
 package statedir
 
 import (
