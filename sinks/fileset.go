@@ -386,9 +386,18 @@ func syncDir(d *dir) error {
 }
 
 // Recover finishes a set write that a crash interrupted, then removes temp
-// files left beside the given destinations. Call it before reading any of
-// them. With no destinations it only finishes the journal, which is all a
-// set needs between two writes in one process (see RecoverSets).
+// files left beside the given destinations (and the journal). Call it
+// before reading any of them. destinations must be every path the set
+// writes: the journal is replayed only within them (see finishJournal).
 func Recover(journal string, destinations []string) error {
 	return RecoverSets([]Set{{Journal: journal, Destinations: destinations}})[0]
+}
+
+// Finish is Recover without the sweep of stray temp files: between two
+// writes in one process that is all a set needs, and it reads no
+// directory.
+func Finish(journal string, destinations []string) error {
+	ds := dirs{}
+	defer ds.close()
+	return finishJournal(ds, journal, destinations)
 }
