@@ -916,3 +916,38 @@ func TestReadStatusTrustsOnlyItsOwn(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateStateMovesServicesJSON: the services' state an older
+// certkeeper kept at <state_dir>/services.json moves to services/, once;
+// a certificate's record found there (a certificate named "services") is
+// not the services' and stays for the agent.
+func TestMigrateStateMovesServicesJSON(t *testing.T) {
+	f := newFixture(t, shell(t.TempDir(), "nginx"))
+	dir := statedir.Dir(f.cfg.StateDir)
+	os.MkdirAll(f.cfg.StateDir, 0o700)
+	old := dir.Legacy().ServicesState()
+	saved := `{"version":1,"services":[{"name":"nginx","state":"ok","reloads":3,"served_serial":"01:02"}]}`
+	os.WriteFile(old, []byte(saved), 0o600)
+	if moved, err := MigrateState(f.cfg); err != nil || !moved {
+		t.Fatalf("moved %v, %v", moved, err)
+	}
+	st, err := ReadStatus(f.cfg)
+	if err != nil || st[0].Served != "01:02" {
+		t.Errorf("after migration: %+v, %v", st, err)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the old file is still there")
+	}
+	if moved, err := MigrateState(f.cfg); err != nil || moved {
+		t.Errorf("a second migration: %v, %v", moved, err)
+	}
+
+	record := `{"version":1,"mount":"pki_int","role":"web","serial":"0a"}`
+	os.WriteFile(old, []byte(record), 0o600)
+	if moved, err := MigrateState(f.cfg); err != nil || moved {
+		t.Errorf("a record at services.json: moved %v, %v", moved, err)
+	}
+	if got, _ := os.ReadFile(old); string(got) != record {
+		t.Errorf("the record at services.json was touched: %q", got)
+	}
+}

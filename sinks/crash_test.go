@@ -808,6 +808,47 @@ var crashScenarios = []crashScenario{
 	},
 }
 
+// movedRecord is the migration of a record from the flat layout of
+// certkeeper up to 170922d (state/web.json) to its own directory
+// (state/certs/web.json), under the certificate's journal.
+func movedRecord(root string) (legacy, moved, journal string) {
+	state := filepath.Join(root, "state")
+	return filepath.Join(state, "web.json"), filepath.Join(state, "certs", "web.json"), filepath.Join(state, "certs", "web.journal")
+}
+
+func init() {
+	crashScenarios = append(crashScenarios, crashScenario{
+		// Every start migrates: it finishes an interrupted Move, then
+		// moves a record still at the old place. So a crash anywhere, then
+		// a start, ends with the record at its new place, never at both,
+		// never at neither.
+		name: "a record moved from the flat layout to certs/ (migration)",
+		sets: func(root string) []crashSet {
+			legacy, moved, journal := movedRecord(root)
+			return []crashSet{{journal: journal,
+				old: map[string]content{legacy: {data: "RECORD-web", mode: 0o600}},
+				new: map[string]content{moved: {data: "RECORD-web", mode: 0o600}}}}
+		},
+		setup: func(t *testing.T, root string) func() error {
+			legacy, moved, journal := movedRecord(root)
+			os.MkdirAll(filepath.Dir(moved), 0o700)
+			writeOld(t, file(legacy, "RECORD-web", 0o600))
+			return func() error { return Move(journal, legacy, moved) }
+		},
+		recover: func(sets []crashSet) error {
+			// <root>/state/certs/web.journal
+			legacy, moved, journal := movedRecord(filepath.Dir(filepath.Dir(filepath.Dir(sets[0].journal))))
+			if err := Recover(journal, []string{legacy, moved}); err != nil {
+				return err
+			}
+			if _, err := os.Lstat(legacy); err == nil {
+				return Move(journal, legacy, moved)
+			}
+			return nil
+		},
+	})
+}
+
 // TestCrashConsistency crashes every scenario at every point under the
 // model above.
 func TestCrashConsistency(t *testing.T) {

@@ -224,11 +224,7 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		k.log.Warn(w, "bundle", tb.Name)
 	}
 	journal := statedir.Dir(k.cfg.StateDir).TrustJournal(tb.Name)
-	dests := []string{tb.CAFile}
-	if tb.CRLFile != "" {
-		dests = append(dests, tb.CRLFile)
-	}
-	if err := sinks.Recover(journal, dests); err != nil {
+	if err := sinks.Recover(journal, destinations(tb)); err != nil {
 		return nil, err
 	}
 	change, err := sinks.WriteSet(journal, b.files(tb, max(len(existing), prevCAs)))
@@ -252,6 +248,15 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)
 	}
 	return res, nil
+}
+
+// destinations are every file a bundle's set writes.
+func destinations(tb config.TrustBundle) []string {
+	dests := []string{tb.CAFile}
+	if tb.CRLFile != "" {
+		dests = append(dests, tb.CRLFile)
+	}
+	return dests
 }
 
 func crlSummary(cas []CAInfo) []string {

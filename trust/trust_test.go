@@ -500,3 +500,30 @@ func TestDiskStatusTrustsOnlyItsOwnState(t *testing.T) {
 		t.Errorf("last error %q, want the refusal", st.LastError)
 	}
 }
+
+// TestMigrateStateFinishesOldBundleJournals: a bundle's crash journal an
+// older certkeeper left beside the trust state (trust/<bundle>.journal)
+// is finished in place, within the bundle's files, and removed; new
+// journals live in trust/bundles/.
+func TestMigrateStateFinishesOldBundleJournals(t *testing.T) {
+	cfg, tb := bundleConfig(t, "pki_int")
+	dir := statedir.Dir(cfg.StateDir)
+	os.MkdirAll(dir.Trust(), 0o700)
+	os.WriteFile(tb.CAFile, []byte("old CAs"), 0o644)
+	tmp := filepath.Join(filepath.Dir(tb.CAFile), "."+filepath.Base(tb.CAFile)+".certkeeper-tmp-3")
+	os.WriteFile(tmp, []byte("new CAs"), 0o644)
+	old := dir.Legacy().TrustJournal(tb.Name)
+	os.WriteFile(old, []byte(`[{"from":"`+tmp+`","to":"`+tb.CAFile+`"}]`), 0o600)
+	if errs := MigrateState(cfg); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if got := readFile(t, tb.CAFile); string(got) != "new CAs" {
+		t.Errorf("CA file %q, want the interrupted write finished", got)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the old journal is still there")
+	}
+	if dir.TrustJournal(tb.Name) == old {
+		t.Error("bundle journals did not move")
+	}
+}

@@ -47,7 +47,7 @@ func TestHostileFiles(t *testing.T) {
 	if m := mode(t, crt); m != 0o644 {
 		t.Errorf("certificate written %o under umask 000, want 644", m)
 	}
-	for _, p := range []string{filepath.Join(e.dir, "state"), filepath.Join(e.dir, "state", "web.json")} {
+	for _, p := range []string{filepath.Join(e.dir, "state"), filepath.Join(e.dir, "state", "certs", "web.json")} {
 		if m := mode(t, p); m&0o077 != 0 {
 			t.Errorf("%s is %o under umask 000: state is certkeeper's alone", p, m)
 		}

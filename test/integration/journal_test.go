@@ -45,7 +45,7 @@ func TestPlantedJournalRootOnce(t *testing.T) {
 	evil := filepath.Join(s.out, "evil")
 	os.WriteFile(evil, []byte("the owner's\n"), 0o644)
 	os.Chown(evil, s.uid, s.gid)
-	journal := filepath.Join(s.state, "web.journal")
+	journal := filepath.Join(s.state, "certs", "web.journal")
 	plant(t, journal, s.uid, [2]string{evil, victim})
 
 	stdout, stderr, code := cktest.Run(t, s.bin, cleanEnv(), "once", "-config", s.cfg)
@@ -76,7 +76,7 @@ func TestPlantedJournalStaysRoot(t *testing.T) {
 	if out, errOut, code := once(t, cfg); code != 0 {
 		t.Fatalf("first once: %d %s %s", code, out, errOut)
 	}
-	journal := filepath.Join(e.dir, "state", "web.journal")
+	journal := filepath.Join(e.dir, "state", "certs", "web.journal")
 	key := filepath.Join(e.dir, "web.key")
 	keyBytes, _ := os.ReadFile(key)
 

@@ -243,7 +243,7 @@ func TestStateOfAnotherUserIsRefused(t *testing.T) {
 		t.Fatalf("first once exited %d:\n%s\n%s", code, stdout, stderr)
 	}
 	first := serialOf(cktest.ReadLeaf(t, filepath.Join(s.out, "web.crt")))
-	record := filepath.Join(s.state, "web.json")
+	record := filepath.Join(s.state, "certs", "web.json")
 	if err := os.Chown(record, 0, 0); err != nil {
 		t.Fatal(err)
 	}

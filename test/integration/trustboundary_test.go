@@ -165,7 +165,7 @@ service "reloaded" {
 
 	status, _, _ := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-config", cfg)
 	statusJSON, _, _ := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-json", "-config", cfg)
-	servicesJSON, err := os.ReadFile(filepath.Join(e.dir, "state", "services.json"))
+	servicesJSON, err := os.ReadFile(filepath.Join(e.dir, "state", "services", "status.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
