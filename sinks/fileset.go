@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -121,7 +122,7 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 	// A file to remove is renamed aside, to a temp name, in the same set:
 	// it goes exactly when the others change, and the next start's
 	// recovery sweeps the aside if a crash comes before it is deleted.
-	var asides []string
+	var asides, removed []string
 	for _, path := range remove {
 		d, err := ds.open(filepath.Dir(path))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -141,6 +142,7 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 		aside := filepath.Join(filepath.Dir(path), tempPrefix(path)+"removed")
 		pending = append(pending, rename{From: path, To: aside})
 		asides = append(asides, aside)
+		removed = append(removed, path)
 	}
 	if len(pending) == 0 {
 		return change, nil
@@ -178,6 +180,9 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 		if d, err := ds.open(filepath.Dir(aside)); err == nil {
 			disk.Remove(d, filepath.Base(aside))
 		}
+	}
+	for _, path := range removed {
+		rememberGone(path)
 	}
 	return change, nil
 }
@@ -217,7 +222,24 @@ func (Sets) Rollback(c *Change) error {
 	if _, err := writeSet(c.journal, restore, created); err != nil {
 		return fmt.Errorf("rolling back: %w", err)
 	}
+	rolledBack.Store(c.journal, struct{}{})
 	return nil
+}
+
+// rolledBack holds the sets (by journal) a Rollback put back and no
+// Reapply has written again since.
+var rolledBack sync.Map
+
+// RolledBack says whether the set with this journal was rolled back and
+// not yet written again: its files are then the business of whoever
+// rolled them back (the services, whose retry writes them again with
+// Reapply and checks them). A writer that merely restores what it holds
+// (the agent, after a change event) must leave the set alone meanwhile:
+// it would put files that failed a check back behind the services' back,
+// at every change event and without their backoff.
+func RolledBack(journal string) bool {
+	_, ok := rolledBack.Load(journal)
+	return ok
 }
 
 // inspect reads what is at f.Path now (in d), both to skip unchanged
