@@ -245,7 +245,7 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 		saved, err := ReadStatus(f.cfg)
 		return err == nil && len(saved) == 1 && saved[0].State == StateOK && saved[0].Reloads == 1
 	})
-	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statedir.Dir(f.cfg.StateDir).ServicesState(): 0o600} {
+	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statedir.Dir(f.cfg.StateDir).Services(): 0o700, statedir.Dir(f.cfg.StateDir).ServicesState(): 0o600} {
 		info, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)

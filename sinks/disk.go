@@ -47,13 +47,16 @@ var disk fileSystem = osDisk{}
 
 type osDisk struct{}
 
+// tempRand makes the random part of temp names; tests make it collide.
+var tempRand = rand.Uint32
+
 func (osDisk) CreateTemp(d *dir, pattern string) (tempFile, error) {
 	prefix, suffix := pattern, ""
 	if i := strings.LastIndex(pattern, "*"); i >= 0 {
 		prefix, suffix = pattern[:i], pattern[i+1:]
 	}
 	for try := 0; ; try++ {
-		name := prefix + strconv.FormatUint(uint64(rand.Uint32()), 10) + suffix
+		name := prefix + strconv.FormatUint(uint64(tempRand()), 10) + suffix
 		fd, err := unix.Openat(d.fd(), name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if errors.Is(err, unix.EEXIST) && try < 100 {
 			continue

@@ -167,36 +167,35 @@ func readIn(d *dir, name string, limit int64, owned ownership) ([]byte, *unix.St
 	if err := unix.Fstat(fd, st); err != nil {
 		return nil, nil, &fs.PathError{Op: "stat", Path: d.join(name), Err: err}
 	}
-	if st.Ino != pre.Ino || st.Dev != pre.Dev {
-		// Replaced between the two looks (only root or this user can, in
-		// a directory the walk accepted): judge what was opened.
-		if err := usable(d, name, st, limit, owned); err != nil {
-			return nil, st, err
-		}
+	// Judged again on what was opened: only root or this user could have
+	// replaced it since, in a directory the walk accepted, but the bytes
+	// read must be those of a file that passes.
+	if err := usable(d, name, st, limit, owned); err != nil {
+		return nil, st, err
 	}
 	// Sized from fstat, so a file read whole costs its size once, not the
-	// doublings of a growing buffer; a file that grows meanwhile is cut at
-	// limit+1 and refused.
-	data := make([]byte, 0, st.Size+1)
-	for {
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
-		}
-		n, err := unix.Read(fd, data[len(data):cap(data)])
+	// doublings of a growing buffer. One byte more than that is asked
+	// for: getting it means the file grew while being read (certkeeper
+	// replaces its files, it never appends), and it is refused.
+	data := make([]byte, st.Size+1)
+	n := 0
+	for n < len(data) {
+		m, err := unix.Read(fd, data[n:])
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
 			return nil, st, &fs.PathError{Op: "read", Path: d.join(name), Err: err}
 		}
-		if n == 0 {
-			return data, st, nil
+		if m == 0 {
+			break
 		}
-		data = data[:len(data)+n]
-		if int64(len(data)) > limit {
-			return nil, st, &TooLargeError{Size: int64(len(data)), Limit: limit}
-		}
+		n += m
 	}
+	if int64(n) > st.Size {
+		return nil, st, fmt.Errorf("%s grew while it was read: certkeeper replaces its files whole, so someone else is writing it", d.join(name))
+	}
+	return data[:n], st, nil
 }
 
 // usable says why a file reached in d may not be read or replaced.
