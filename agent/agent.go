@@ -144,7 +144,14 @@ type Result struct {
 	// Missing are the written files that did not exist (deleted, or new
 	// outputs); the rest of Written existed with other bytes, mode or owner.
 	Missing []string
+	// recheck, when set, is when to look again before RenewAt: the files
+	// were left to the services' retry, which may not write all of them.
+	recheck time.Time
 }
+
+// rolledBackRecheck is how soon a certificate whose files a failed
+// service check rolled back is looked at again.
+const rolledBackRecheck = time.Minute
 
 // ensure makes certificate c valid and written. With force, a new
 // certificate is obtained even if the held one is good.
@@ -162,6 +169,16 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	if h != nil && !force {
 		at, _ := renewAt(c, h)
 		if now.Before(at) {
+			if !reconfigured && sinks.RolledBack(statedir.Dir(a.config().StateDir).CertificateJournal(c.Name)) {
+				// A service's check failed on these files and rolled them
+				// back: they are the services' until their retry writes
+				// them again and checks them. Restoring them here would
+				// put back what failed the check, behind their back, at
+				// every change event. A new certificate or a config
+				// change is still written (the services check it).
+				log.Debug("files rolled back after a failed service check; leaving them to the services' retry", "vault_asked", false)
+				return &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at, recheck: now.Add(rolledBackRecheck)}, nil
+			}
 			res, err := a.write(c, h)
 			if err != nil {
 				return nil, err

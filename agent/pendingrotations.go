@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"os"
 	"time"
 
 	"github.com/certkeeper/certkeeper/internal/statedir"
@@ -52,7 +51,7 @@ func (a *Agent) saveRotations() {
 	dir := statedir.Dir(cfg.StateDir)
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err == nil {
-		err = os.MkdirAll(dir.Rotations(), statedir.Mode)
+		err = dir.Ensure()
 	}
 	if err == nil {
 		_, err = sinks.WriteSet(dir.PendingRotationsJournal(), []sinks.File{{
@@ -73,7 +72,7 @@ func (a *Agent) loadRotations() {
 	if err := sinks.Recover(dir.PendingRotationsJournal(), []string{path}); err != nil {
 		a.log.Warn("cannot recover the pending rotations file", "error", err)
 	}
-	data, err := sinks.ReadFile(path)
+	data, err := sinks.ReadState(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}

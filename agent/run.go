@@ -79,6 +79,9 @@ func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool)
 		return st.NextAttempt, true
 	}
 	a.logResult(res, st)
+	if !res.recheck.IsZero() && res.recheck.Before(res.RenewAt) {
+		return res.recheck, true
+	}
 	return res.RenewAt, true
 }
 

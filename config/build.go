@@ -372,6 +372,9 @@ func (b *builder) certificate(rc *rawCertificate) Certificate {
 	if rc.Name == "" || strings.ContainsAny(rc.Name, "/\\\x00") {
 		b.fail(rc.DefRange, "certificate name %q must be non-empty and must not contain slashes", rc.Name)
 	}
+	if strings.HasPrefix(rc.Name, ".") {
+		b.fail(rc.DefRange, "certificate name %q must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files", rc.Name)
+	}
 	for name, val := range map[string]string{"mount": c.Mount, "role": c.Role, "common_name": c.CommonName} {
 		if strings.TrimSpace(val) == "" {
 			b.fail(at(name), "%s must not be empty", name)

@@ -79,6 +79,9 @@ testdata/invalid-binary.hcl:4:4: Invalid character encoding: All input files mus
 testdata/invalid-duplicates.hcl:21:1: certificate "api" writes /tmp/web.key, which certificate "web" also writes`},
 		{"invalid-empty.hcl", `testdata/invalid-empty.hcl:1:1: a "vault" block is required
 testdata/invalid-empty.hcl:1:1: at least one "certificate" or "trust_bundle" block is required`},
+		{"invalid-names.hcl", `testdata/invalid-names.hcl:5:1: certificate name ".web.json.certkeeper-tmp-1" must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files
+testdata/invalid-names.hcl:13:1: certificate name ".." must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files
+testdata/invalid-names.hcl:29:1: trust_bundle name ".clients" must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files`},
 		{"invalid-missing.hcl", `testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "cert_file" is required, but no definition was found.
 testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "mount" is required, but no definition was found.`},
 		{"invalid-syntax.hcl", `testdata/invalid-syntax.hcl:4:19: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},

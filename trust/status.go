@@ -139,8 +139,15 @@ func (k *Keeper) save(all []Status) {
 // agent saved.
 func DiskStatus(cfg *config.Config, now time.Time) []Status {
 	var saved stateFile
-	if data, err := os.ReadFile(statedir.Dir(cfg.StateDir).TrustState()); err == nil {
+	// What the agent saved is shown only if certkeeper wrote it: a refusal
+	// (another user's file) is shown as each bundle's last error instead.
+	var refused string
+	data, err := sinks.ReadState(statedir.Dir(cfg.StateDir).TrustState())
+	switch {
+	case err == nil:
 		json.Unmarshal(data, &saved)
+	case !errors.Is(err, fs.ErrNotExist):
+		refused = err.Error()
 	}
 	var out []Status
 	for _, tb := range cfg.TrustBundles {
@@ -149,6 +156,9 @@ func DiskStatus(cfg *config.Config, now time.Time) []Status {
 			if s.Name == tb.Name {
 				st.LastRefresh, st.NextRefresh, st.LastError, st.Failures = s.LastRefresh, s.NextRefresh, s.LastError, s.Failures
 			}
+		}
+		if refused != "" {
+			st.LastError = refused
 		}
 		st.State, st.CAs = diskState(tb, now)
 		if st.State == StateOK && st.Failures > 0 {
@@ -173,7 +183,7 @@ func diskState(tb config.TrustBundle, now time.Time) (string, []CAInfo) {
 	}
 	var crls []*x509.RevocationList
 	if tb.CRLFile != "" {
-		crls = readCRLs(tb.CRLFile)
+		crls = readCRLs(tb.CRLFile, len(certs))
 	}
 	state := StateOK
 	var cas []CAInfo

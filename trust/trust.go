@@ -216,7 +216,8 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 	k.writing.Lock()
 	defer k.writing.Unlock()
 	now := k.now()
-	existing := readCRLs(tb.CRLFile)
+	prevCAs := caCount(tb.CAFile)
+	existing := readCRLs(tb.CRLFile, prevCAs)
 	b, err := build(ctx, r, tb, existing, now)
 	if err != nil {
 		return nil, err
@@ -225,13 +226,10 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		k.log.Warn(w, "bundle", tb.Name)
 	}
 	journal := statedir.Dir(k.cfg.StateDir).TrustJournal(tb.Name)
-	dests := []string{tb.CAFile}
-	if tb.CRLFile != "" {
-		dests = append(dests, tb.CRLFile)
-	}
-	if err := sinks.Recover(journal, dests); err != nil {
+	if err := sinks.Recover(journal, destinations(tb)); err != nil {
 		return nil, err
 	}
+	dests := destinations(tb)
 	gids := make([]int, len(dests))
 	for i := range gids {
 		gids[i] = tb.GID
@@ -239,7 +237,7 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 	if err := outdirs.Files(dests, gids, k.log.With("bundle", tb.Name)); err != nil {
 		return nil, err
 	}
-	change, err := sinks.WriteSet(journal, b.files(tb))
+	change, err := sinks.WriteSet(journal, b.files(tb, max(len(existing), prevCAs)))
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +258,15 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)
 	}
 	return res, nil
+}
+
+// destinations are every file a bundle's set writes.
+func destinations(tb config.TrustBundle) []string {
+	dests := []string{tb.CAFile}
+	if tb.CRLFile != "" {
+		dests = append(dests, tb.CRLFile)
+	}
+	return dests
 }
 
 func crlSummary(cas []CAInfo) []string {

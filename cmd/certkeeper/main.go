@@ -169,6 +169,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "certkeeper %s: %v\n", cmd, err)
 			return 1
 		}
+		// An older certkeeper's flat state_dir, moved to the current
+		// layout before anything reads it.
+		daemon.MigrateState(cfg, log)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

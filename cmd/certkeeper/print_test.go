@@ -27,6 +27,7 @@ func TestPrintStatus(t *testing.T) {
 	// web notifies nginx, whose last recorded state is reload_failed; api
 	// notifies one the daemon has not recorded yet.
 	stateDir := t.TempDir()
+	statedir.Dir(stateDir).Ensure()
 	os.WriteFile(statedir.Dir(stateDir).ServicesState(), []byte(`{"version":1,"services":[{"name":"nginx","state":"reload_failed"}]}`), 0o600)
 	cfg := &config.Config{StateDir: stateDir, Services: []config.Service{{Name: "nginx"}, {Name: "apache"}}, Certificates: []config.Certificate{
 		{Name: "api", Notify: []string{"apache"}},

@@ -174,7 +174,7 @@ vault {
 	if exists(e.path("elsewhere")) {
 		t.Error("state_dir moved under a running agent")
 	}
-	if !exists(e.path("state/api.json")) {
+	if !exists(e.path("state/certs/api.json")) {
 		t.Error("the added certificate's record is not in the running state_dir")
 	}
 	if code := d.Stop(); code != 0 {
