@@ -65,13 +65,35 @@ func (e *UnsafePathError) Error() string {
 func (e *UnsafePathError) Unwrap() error { return e.Err }
 
 // openDir walks to the directory path; it must exist.
-func openDir(path string) (*dir, error) { return walk(path, false, 0) }
+func openDir(path string) (*dir, error) { return walk(path, nil) }
 
-// makeDir walks to the directory path, creating what is missing with perm
-// (through disk, each creation made durable in its parent).
-func makeDir(path string, perm fs.FileMode) (*dir, error) { return walk(path, true, perm) }
+// mkdirs says how a walk makes the directories it finds missing.
+type mkdirs struct {
+	perm fs.FileMode
+	// exact sets perm and gid on each directory made, whatever the umask;
+	// without it the umask applies and the group is the process's.
+	exact bool
+	gid   int // -1: the process's group
+	made  []string
+}
 
-func walk(path string, create bool, perm fs.FileMode) (*dir, error) {
+// MakeParents makes the directory file goes in, and its missing parents,
+// through the same walk writes take (no symlink, no directory a stranger
+// could change), each made with exactly perm and, when gid is not -1,
+// group gid, whatever the umask. It returns the directories it made,
+// outermost first; one that exists is left exactly as it is. On an error
+// (a refusal reads as one to write file) it returns those made before it.
+func MakeParents(file string, perm fs.FileMode, gid int) ([]string, error) {
+	mk := &mkdirs{perm: perm, exact: true, gid: gid}
+	d, err := walk(filepath.Dir(file), mk)
+	if err != nil {
+		return mk.made, pathError("write", file, err)
+	}
+	d.close()
+	return mk.made, nil
+}
+
+func walk(path string, mk *mkdirs) (*dir, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -90,7 +112,7 @@ func walk(path string, create bool, perm fs.FileMode) (*dir, error) {
 		if name == "" {
 			continue // the path was "/"
 		}
-		next, err := step(cur, name, create, perm, euid)
+		next, err := step(cur, name, mk, euid)
 		cur.close()
 		if err != nil {
 			return nil, err
@@ -101,19 +123,24 @@ func walk(path string, create bool, perm fs.FileMode) (*dir, error) {
 }
 
 // step opens name in d as a directory, without following a symlink, and
-// checks it.
-func step(d *dir, name string, create bool, perm fs.FileMode, euid int) (*dir, error) {
+// checks it; when it is missing and mk is not nil, it is made.
+func step(d *dir, name string, mk *mkdirs, euid int) (*dir, error) {
 	path := d.join(name)
 	open := func() (int, error) {
 		return unix.Openat(d.fd(), name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
 	fd, err := open()
-	if errors.Is(err, unix.ENOENT) && create {
+	if errors.Is(err, unix.ENOENT) && mk != nil {
+		switch merr := disk.Mkdir(d, name, mk.perm); {
+		case merr == nil:
+			if err := mk.finish(d, name); err != nil {
+				return nil, err
+			}
+		case !errors.Is(merr, fs.ErrExist):
+			return nil, merr
+		}
 		// Made by another writer meanwhile: it may not have synced the
 		// parent yet, so sync it here too.
-		if err := disk.Mkdir(d, name, perm); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, err
-		}
 		if err := syncDir(d); err != nil {
 			return nil, err
 		}
@@ -135,6 +162,25 @@ func step(d *dir, name string, create bool, perm fs.FileMode, euid int) (*dir, e
 		return nil, err
 	}
 	return next, nil
+}
+
+// finish gives the directory name, just made in d, its exact mode and
+// group, and records it as made. Mkdir applied the umask, which only
+// takes bits away, so the directory was never more open than asked.
+func (mk *mkdirs) finish(d *dir, name string) error {
+	path := d.join(name)
+	if mk.exact {
+		if err := unix.Fchmodat(d.fd(), name, uint32(mk.perm.Perm()), 0); err != nil {
+			return &fs.PathError{Op: "chmod", Path: path, Err: err}
+		}
+		if mk.gid >= 0 {
+			if err := unix.Fchownat(d.fd(), name, -1, mk.gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return &fs.PathError{Op: "chown", Path: path, Err: fmt.Errorf("group %d: %w", mk.gid, err)}
+			}
+		}
+	}
+	mk.made = append(mk.made, path)
+	return nil
 }
 
 // symlinkError is a symlink where a walk needed a directory or a file.
@@ -185,12 +231,14 @@ func DescribeUID(uid int) string {
 type dirs map[string]*dir
 
 // open returns the directory path, walking to it on first use.
-func (ds dirs) open(path string) (*dir, error) { return ds.get(path, false, 0) }
+func (ds dirs) open(path string) (*dir, error) { return ds.get(path, nil) }
 
 // make is open, creating what is missing with perm.
-func (ds dirs) make(path string, perm fs.FileMode) (*dir, error) { return ds.get(path, true, perm) }
+func (ds dirs) make(path string, perm fs.FileMode) (*dir, error) {
+	return ds.get(path, &mkdirs{perm: perm, gid: -1})
+}
 
-func (ds dirs) get(path string, create bool, perm fs.FileMode) (*dir, error) {
+func (ds dirs) get(path string, mk *mkdirs) (*dir, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -198,7 +246,7 @@ func (ds dirs) get(path string, create bool, perm fs.FileMode) (*dir, error) {
 	if d := ds[abs]; d != nil {
 		return d, nil
 	}
-	d, err := walk(abs, create, perm)
+	d, err := walk(abs, mk)
 	if err != nil {
 		return nil, err
 	}

@@ -11,12 +11,13 @@
 package outdirs
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/certkeeper/certkeeper/sinks"
 )
 
 // Mode is the mode of a directory made for files with group gid (-1:
@@ -39,7 +40,7 @@ func Files(paths []string, gids []int, log *slog.Logger) error {
 			continue
 		}
 		done[dir] = true
-		made, err := Make(dir, gids[i])
+		made, err := Parents(p, gids[i])
 		for _, d := range made {
 			attrs := []any{"dir", d, "mode", fmt.Sprintf("%04o", Mode(gids[i])), "uid", os.Getuid()}
 			if gids[i] >= 0 {
@@ -54,46 +55,11 @@ func Files(paths []string, gids []int, log *slog.Logger) error {
 	return nil
 }
 
-// Make makes dir and every missing parent with Mode(gid), and group gid
-// when it is not -1, and returns the directories it made, outermost
-// first. A directory that exists is left exactly as it is.
-func Make(dir string, gid int) ([]string, error) {
-	var missing []string
-	for d := filepath.Clean(dir); ; {
-		_, err := os.Lstat(d)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("output directory %s: %w", d, err)
-		}
-		missing = append(missing, d)
-		parent := filepath.Dir(d)
-		if parent == d {
-			break
-		}
-		d = parent
-	}
-	mode := Mode(gid)
-	var made []string
-	for i := len(missing) - 1; i >= 0; i-- {
-		d := missing[i]
-		if err := os.Mkdir(d, mode); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				continue // made meanwhile by another pass: its own
-			}
-			return made, fmt.Errorf("making output directory %s: %w", d, err)
-		}
-		// Mkdir applied the umask; the mode is the one decided above.
-		if err := os.Chmod(d, mode); err != nil {
-			return made, fmt.Errorf("making output directory %s: %w", d, err)
-		}
-		if gid >= 0 {
-			if err := os.Lchown(d, -1, gid); err != nil {
-				return made, fmt.Errorf("making output directory %s: group %d: %w", d, gid, err)
-			}
-		}
-		made = append(made, d)
-	}
-	return made, nil
+// Parents makes the missing directories file goes in, with Mode(gid) and
+// group gid when it is not -1, and returns those it made, outermost
+// first. A directory that exists is left exactly as it is. It goes
+// through sinks' walk, so a symlink or a directory a stranger could
+// change on the way is refused before anything is made in it.
+func Parents(file string, gid int) ([]string, error) {
+	return sinks.MakeParents(file, Mode(gid), gid)
 }

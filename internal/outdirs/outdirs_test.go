@@ -24,7 +24,7 @@ func TestMakeIgnoresUmask(t *testing.T) {
 	}{{-1, 0o755}, {gid, 0o750}} {
 		top := filepath.Join(base, fmt.Sprint("out", i))
 		leaf := filepath.Join(top, "tls", "web")
-		made, err := Make(leaf, tc.gid)
+		made, err := Parents(filepath.Join(leaf, "web.crt"), tc.gid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,12 +43,35 @@ func TestMakeIgnoresUmask(t *testing.T) {
 				t.Errorf("%s: owner %d:%d", d, st.Uid, st.Gid)
 			}
 		}
-		if made, err := Make(leaf, tc.gid); err != nil || len(made) != 0 {
+		if made, err := Parents(filepath.Join(leaf, "web.crt"), tc.gid); err != nil || len(made) != 0 {
 			t.Errorf("second Make: %v, %v", made, err)
 		}
 	}
 	info, _ := os.Stat(base)
 	if info.Mode().Perm() != 0o711 {
 		t.Errorf("the existing %s was changed to %v", base, info.Mode().Perm())
+	}
+}
+
+// TestParentsRefusesWhatWritesRefuse: a missing directory is never made
+// under a symlink or in a directory others may write to, the same rule
+// the files' own write follows, so nothing is left where it leads.
+func TestParentsRefusesWhatWritesRefuse(t *testing.T) {
+	base := t.TempDir()
+	open, elsewhere, link := filepath.Join(base, "open"), filepath.Join(base, "elsewhere"), filepath.Join(base, "link")
+	os.Mkdir(open, 0o755)
+	os.Chmod(open, 0o777)
+	os.Mkdir(elsewhere, 0o755)
+	os.Symlink(elsewhere, link)
+	for _, file := range []string{filepath.Join(open, "tls", "web.crt"), filepath.Join(link, "tls", "web.crt")} {
+		made, err := Parents(file, -1)
+		if err == nil || len(made) != 0 {
+			t.Errorf("Parents(%s) = %v, %v; want a refusal and nothing made", file, made, err)
+		}
+	}
+	for _, d := range []string{open, elsewhere} {
+		if entries, _ := os.ReadDir(d); len(entries) != 0 {
+			t.Errorf("made in %s: %v", d, entries)
+		}
 	}
 }

@@ -108,7 +108,7 @@ func TestOldLayoutMigrates(t *testing.T) {
 	if n := e.vault.CountCerts(t, vaulttest.IntMount) - issued; n != 1 || !strings.Contains(out, "services: issued") {
 		t.Errorf("Vault issued %d certificates, want 1 (for services, whose record the flat layout lost):\n%s", n, out)
 	}
-	if got := topOf(t, state); !slices.Equal(got, []string{"certs", "services", "trust"}) {
+	if got := topOf(t, state); !slices.Equal(got, []string{"certs", "rotations", "services", "trust"}) {
 		t.Errorf("state_dir holds %v after the migration", got)
 	}
 	if saved, _ := os.ReadFile(filepath.Join(state, "services", "status.json")); !strings.Contains(string(saved), `"name": "front"`) {
@@ -119,7 +119,7 @@ func TestOldLayoutMigrates(t *testing.T) {
 	toFlatLayout(t, state)
 	issued = e.vault.CountCerts(t, vaulttest.IntMount)
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 30*time.Second)
 	if n := e.vault.CountCerts(t, vaulttest.IntMount) - issued; n != 1 {
 		t.Errorf("the daemon got %d certificates from Vault, want 1 (services)", n)
 	}
@@ -127,7 +127,7 @@ func TestOldLayoutMigrates(t *testing.T) {
 		t.Errorf("the daemon did not migrate, or reissued web:\n%s", d.Logs.String())
 	}
 	d.Stop()
-	if got := topOf(t, state); !slices.Equal(got, []string{"certs", "services", "trust"}) {
+	if got := topOf(t, state); !slices.Equal(got, []string{"certs", "rotations", "services", "trust"}) {
 		t.Errorf("state_dir holds %v after the daemon", got)
 	}
 }
