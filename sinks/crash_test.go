@@ -223,7 +223,9 @@ func (r *recorder) Link(d *dir, fromName, toName string) error {
 	defer r.mu.Unlock()
 	i, ok := r.ino[from]
 	if !ok {
-		r.t.Fatalf("link of %s, which the recorder never saw made", from)
+		// Errorf: a group's links are made from the writers' goroutines.
+		r.t.Errorf("link of %s, which the recorder never saw made", from)
+		return fmt.Errorf("link of %s, unknown to the recorder", from)
 	}
 	r.ino[to] = i
 	r.addLocked(op{kind: opLink, path: to, to: from, ino: i})

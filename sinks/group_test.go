@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -213,5 +214,149 @@ func TestGroupWritesEverySet(t *testing.T) {
 		if _, err := ReadState(journals[i]); err == nil {
 			t.Errorf("journal %s left after its write returned", journals[i])
 		}
+	}
+}
+
+// contentOf is what the files of a set hold now, or why not.
+func contentOf(files []File) []string {
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f.Path)
+		if err != nil {
+			out = append(out, err.Error())
+			continue
+		}
+		out = append(out, string(b))
+	}
+	return out
+}
+
+func dataOf(files []File) []string {
+	var out []string
+	for _, f := range files {
+		out = append(out, string(f.Data))
+	}
+	return out
+}
+
+// tempsIn lists certkeeper temp files under root.
+func tempsIn(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.Contains(d.Name(), tempMarker) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// TestGroupJournalFailureKeepsEverySetOld: when the group's journal
+// cannot be named (a link fails), no set of the group has reached its
+// commit point: each keeps its old files, and no temp file or journal is
+// left.
+func TestGroupJournalFailureKeepsEverySetOld(t *testing.T) {
+	root := t.TempDir()
+	writeOld(t, append(crashSetFiles(root, "tls", "a", "1"), crashSetFiles(root, "tls", "b", "1")...)...)
+	journals, sets := groupOf(root, "2", "a", "b")
+	links := 0
+	err := withDisk(faultyDisk{onLink: func(from, to string) bool {
+		links++
+		return links < 2 // the second set's name fails
+	}}, func() error { return writeGroup(journals, sets) })
+	if err == nil || !strings.Contains(err.Error(), "writing journal") {
+		t.Fatalf("got %v, want both writes failing on the journal", err)
+	}
+	_, old := groupOf(root, "1", "a", "b")
+	for i := range sets {
+		if got, want := contentOf(sets[i]), dataOf(old[i]); !slices.Equal(got, want) {
+			t.Errorf("set %d holds %q, want the old %q", i, got, want)
+		}
+		if _, err := os.Lstat(journals[i]); err == nil {
+			t.Errorf("journal %s left", journals[i])
+		}
+	}
+	if left := tempsIn(t, root); len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+// TestGroupRenameFailureLeavesOnlyThatSetToFinish: a rename that fails
+// past the commit point fails only its own set, whose journal stays so
+// that Finish completes it; the other set of the group is written and
+// its journal gone.
+func TestGroupRenameFailureLeavesOnlyThatSetToFinish(t *testing.T) {
+	root := t.TempDir()
+	writeOld(t, append(crashSetFiles(root, "tls", "a", "1"), crashSetFiles(root, "tls", "b", "1")...)...)
+	journals, sets := groupOf(root, "2", "a", "b")
+	aCert := sets[0][1].Path
+	err := withDisk(faultyDisk{onRename: func(from, to string) bool { return to != aCert }},
+		func() error { return writeGroup(journals, sets) })
+	if err == nil || !strings.Contains(err.Error(), "a.crt") || strings.Contains(err.Error(), "b.") {
+		t.Fatalf("got %v, want only a's write failing, on a.crt", err)
+	}
+	if got, want := contentOf(sets[1]), dataOf(sets[1]); !slices.Equal(got, want) {
+		t.Errorf("b holds %q, want %q", got, want)
+	}
+	if _, err := os.Lstat(journals[1]); err == nil {
+		t.Error("b's journal left after b was written")
+	}
+	if _, err := os.Lstat(journals[0]); err != nil {
+		t.Fatalf("a's journal is gone (%v): nothing can finish a's set", err)
+	}
+	var dests []string
+	for _, f := range sets[0] {
+		dests = append(dests, f.Path)
+	}
+	if err := Finish(journals[0], dests); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := contentOf(sets[0]), dataOf(sets[0]); !slices.Equal(got, want) {
+		t.Errorf("after Finish, a holds %q, want %q", got, want)
+	}
+	if left := tempsIn(t, root); len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+// TestGroupJournalReplacesAStaleOne: a journal a failed write left under
+// a set's name is replaced by the group's (as a rename would), and the
+// set is written.
+func TestGroupJournalReplacesAStaleOne(t *testing.T) {
+	root := t.TempDir()
+	writeOld(t, crashSetFiles(root, "tls", "a", "1")...)
+	journals, sets := groupOf(root, "2", "a")
+	writeOld(t, file(journals[0], `[]`, 0o600))
+	if err := writeGroup(journals, sets); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := contentOf(sets[0]), dataOf(sets[0]); !slices.Equal(got, want) {
+		t.Errorf("a holds %q, want %q", got, want)
+	}
+	if _, err := os.Lstat(journals[0]); err == nil {
+		t.Error("journal left")
+	}
+	if left := tempsIn(t, root); len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+// TestGroupJournalEntryIsTheSetsOwn: recovery of a set replays only its
+// own entry of a group journal; a journal with no entry for itself is
+// refused, and nothing is renamed.
+func TestGroupJournalEntryIsTheSetsOwn(t *testing.T) {
+	root := t.TempDir()
+	a := filepath.Join(root, "state", "a.journal")
+	g := groupJournal{Sets: []groupEntry{{Journal: filepath.Join(root, "state", "b.journal"), Renames: []rename{{From: "x", To: "y"}}}}}
+	data, _ := json.Marshal(g)
+	if _, err := journalRenames(a, data); err == nil || !strings.Contains(err.Error(), "no entry for itself") {
+		t.Errorf("a journal without a's entry: %v, want a refusal", err)
+	}
+	g.Sets = append(g.Sets, groupEntry{Journal: a, Renames: []rename{{From: "p", To: "q"}}})
+	data, _ = json.Marshal(g)
+	got, err := journalRenames(a, data)
+	if err != nil || len(got) != 1 || got[0].From != "p" {
+		t.Errorf("a's entry: %v, %v; want its one rename p -> q", got, err)
 	}
 }
