@@ -19,6 +19,7 @@ type faultyDisk struct {
 	removeErr func(path string) error    // Remove fails when it returns an error
 	onRename  func(from, to string) bool // false: the rename fails
 	onLink    func(from, to string) bool // false: the link fails
+	linkErr   error                      // every link fails with it
 }
 
 var _ fileSystem = faultyDisk{}
@@ -48,6 +49,9 @@ func (d faultyDisk) Rename(dir *dir, from, to string) error {
 }
 
 func (d faultyDisk) Link(dir *dir, from, to string) error {
+	if d.linkErr != nil {
+		return &os.LinkError{Op: "link", Old: dir.join(from), New: dir.join(to), Err: d.linkErr}
+	}
 	if d.onLink != nil && !d.onLink(dir.join(from), dir.join(to)) {
 		return &os.LinkError{Op: "link", Old: dir.join(from), New: dir.join(to), Err: syscall.EIO}
 	}

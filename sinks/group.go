@@ -225,6 +225,9 @@ func writeGroupJournal(ds dirs, sets []*groupSet) error {
 				disk.Remove(d, name)
 			}
 			disk.Remove(d, filepath.Base(tmp))
+			if len(linked) == 0 && noLinks(err) {
+				return writeJournalsAlone(ds, sets)
+			}
 			return fmt.Errorf("writing journal: %w", err)
 		}
 		linked = append(linked, filepath.Base(gs.journal))
@@ -234,6 +237,30 @@ func writeGroupJournal(ds dirs, sets []*groupSet) error {
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	return syncDir(d)
+}
+
+// noLinks says whether err is a file system refusing hard links
+// altogether (vfat says EPERM, some FUSE file systems ENOTSUP).
+func noLinks(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EMLINK)
+}
+
+// writeJournalsAlone gives each set a journal of its own, as a set
+// written alone has, where the journal's directory takes no links: the
+// group still shares the fsyncs of its temp files' and renamed files'
+// directories.
+func writeJournalsAlone(ds dirs, sets []*groupSet) error {
+	for i, gs := range sets {
+		if err := writeJournal(ds, gs.journal, gs.pending); err != nil {
+			for _, done := range sets[:i] {
+				if d, derr := ds.open(filepath.Dir(done.journal)); derr == nil {
+					disk.Remove(d, filepath.Base(done.journal))
+				}
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // linkOver makes to (in d) another name of from, replacing a journal a

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -110,6 +111,37 @@ func init() {
 			check: oneGroupJournal(1),
 		},
 		crashScenario{
+			// A state directory on a file system that takes no hard
+			// links (vfat): each set gets a journal of its own.
+			name: "group: two sets in one group, where the state directory refuses links",
+			sets: func(root string) []crashSet {
+				return []crashSet{
+					{journal: crashJournal(root, "a"), old: contents(crashSetFiles(root, "tls", "a", "1")...), new: contents(crashSetFiles(root, "tls", "a", "2")...)},
+					{journal: crashJournal(root, "b"), old: contents(crashSetFiles(root, "tls", "b", "1")...), new: contents(crashSetFiles(root, "tls", "b", "2")...)},
+				}
+			},
+			setup: func(t *testing.T, root string) func() error {
+				writeOld(t, append(crashSetFiles(root, "tls", "a", "1"), crashSetFiles(root, "tls", "b", "1")...)...)
+				return func() error {
+					recorded := disk
+					disk = noLinkDisk{recorded}
+					defer func() { disk = recorded }()
+					return writeGroup(groupOf(root, "2", "a", "b"))
+				}
+			},
+			check: func(t *testing.T, root string, ops []op) {
+				var journals int
+				for _, o := range ops {
+					if o.kind == opRename && strings.HasSuffix(o.to, ".journal") {
+						journals++
+					}
+				}
+				if journals != 2 {
+					t.Fatalf("%d journals renamed into place, want one per set", journals)
+				}
+			},
+		},
+		crashScenario{
 			name: "group: two first writes into output directories that do not exist yet",
 			sets: func(root string) []crashSet {
 				return []crashSet{
@@ -128,6 +160,48 @@ func init() {
 			check: oneGroupJournal(2),
 		},
 	)
+}
+
+// noLinkDisk is a disk whose file system takes no hard links.
+type noLinkDisk struct{ fileSystem }
+
+func (d noLinkDisk) Link(dir *dir, from, to string) error {
+	return &os.LinkError{Op: "link", Old: dir.join(from), New: dir.join(to), Err: syscall.EPERM}
+}
+
+// TestGroupWithoutLinks: where the state directory refuses hard links,
+// each set of a group gets a journal of its own and is written; any
+// other failure to link fails the group.
+func TestGroupWithoutLinks(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		fails bool
+	}{{syscall.EPERM, false}, {syscall.EOPNOTSUPP, false}, {syscall.EIO, true}} {
+		t.Run(tc.err.Error(), func(t *testing.T) {
+			root := t.TempDir()
+			writeOld(t, append(crashSetFiles(root, "tls", "a", "1"), crashSetFiles(root, "tls", "b", "1")...)...)
+			journals, sets := groupOf(root, "2", "a", "b")
+			err := withDisk(faultyDisk{linkErr: tc.err}, func() error { return writeGroup(journals, sets) })
+			if tc.fails != (err != nil) {
+				t.Fatalf("got %v, want failing: %v", err, tc.fails)
+			}
+			if !tc.fails {
+				for i := range sets {
+					if got, want := contentOf(sets[i]), dataOf(sets[i]); !slices.Equal(got, want) {
+						t.Errorf("set %d holds %q, want %q", i, got, want)
+					}
+				}
+			}
+			for _, j := range journals {
+				if _, err := os.Lstat(j); err == nil {
+					t.Errorf("journal %s left", j)
+				}
+			}
+			if left := tempsIn(t, root); len(left) > 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
+	}
 }
 
 // TestGroupCrashModelNeedsEveryFsync: the group scenario's crash test
