@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"image/color"
 	"math"
 	"os"
 	"slices"
@@ -109,6 +110,9 @@ func drawFigure(dc draw.Canvas, ss []series) error {
 	if err != nil {
 		return err
 	}
+	// Opaque, so the legend strip and the gaps stay readable where the
+	// page behind the image is dark (GitHub's dark theme).
+	dc.FillPolygon(color.White, []vg.Point{dc.Min, {X: dc.Max.X, Y: dc.Min.Y}, dc.Max, {X: dc.Min.X, Y: dc.Max.Y}})
 	h := dc.Max.Y - dc.Min.Y
 	strip := draw.Crop(dc, 0, 0, h-legendHeight, 0)
 	body := draw.Crop(dc, 0, 0, 0, -legendHeight)

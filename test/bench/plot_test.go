@@ -108,6 +108,16 @@ func TestWritePlotDrawsEveryToolInBothPanels(t *testing.T) {
 		}
 	}
 
+	// The first thing drawn is an opaque page: on a dark page a
+	// transparent legend strip would be black on black.
+	page := fmt.Sprintf("M0,0L%[1]g,0L%[1]g,%[2]gL0,%[2]gZ", float64(figureWidth), float64(figureHeight))
+	if len(doc.paths) == 0 {
+		t.Fatal("no paths drawn")
+	}
+	if first := doc.paths[0]; first.d != page || first.style != "fill:#FFFFFF" {
+		t.Errorf("first path is %+v, want the whole page filled white (%s)", first, page)
+	}
+
 	// Each y axis spans its own data, ending on labelled values: 0.1 to
 	// 50 s (0.15 to 34.78), 10 to 500 MB (14.2 to 229.2).
 	for _, v := range []string{"0.1", "0.5", "500"} {
@@ -148,11 +158,11 @@ type svgDoc struct {
 	paths []svgPath
 }
 
-// svgPath is a path element's style and, for paths made only of moves and
-// lines, its vertices in the plot's coordinates (origin bottom left).
+// svgPath is a path element's outline and style and, for paths made only
+// of moves and lines, its vertices in the plot's coordinates (origin bottom left).
 type svgPath struct {
-	style  string
-	points [][2]float64
+	d, style string
+	points   [][2]float64
 }
 
 // readSVG decodes the whole file, so a truncated or malformed document
@@ -192,7 +202,7 @@ func readSVG(t *testing.T, path string) svgDoc {
 					case "style":
 						p.style = a.Value
 					case "d":
-						p.points = polyline(a.Value)
+						p.d, p.points = a.Value, polyline(a.Value)
 					}
 				}
 				doc.paths = append(doc.paths, p)
