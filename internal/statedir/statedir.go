@@ -11,6 +11,9 @@
 //	    status.json            trust bundle states
 //	    status.journal         its crash journal
 //	    <bundle>.journal       crash journal of a bundle's files
+//	  superseded/
+//	    <certificate>.<serial>.json  a replaced certificate and its key (0600),
+//	                           kept until Vault has revoked it (revoke_superseded)
 //
 // Certificate records share the top level with the services files, so a
 // certificate named "services" would share services.journal with them; a
@@ -24,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Dir is a state directory, as the config's state_dir names it.
@@ -66,6 +70,23 @@ func (d Dir) TrustStateJournal() string { return d.join("trust", "status.journal
 
 // TrustJournal is the crash journal of a trust bundle's files.
 func (d Dir) TrustJournal(bundle string) string { return d.join("trust", bundle+".journal") }
+
+// Superseded is the directory of replaced certificates waiting to be
+// revoked (revoke_superseded): a directory of its own, so a certificate's
+// name never meets another kind of file.
+func (d Dir) Superseded() string { return d.join("superseded") }
+
+// SupersededCertificate is where the replaced certificate of name with
+// serial (colon-separated hex, as pki.Serial writes it) waits, with its
+// key, until Vault has revoked it. Colons are dropped from the file name.
+func (d Dir) SupersededCertificate(name, serial string) string {
+	return d.join("superseded", name+"."+strings.ReplaceAll(serial, ":", "")+".json")
+}
+
+// SupersededJournal is the crash journal of SupersededCertificate.
+func (d Dir) SupersededJournal(name, serial string) string {
+	return d.join("superseded", name+"."+strings.ReplaceAll(serial, ":", "")+".journal")
+}
 
 // ControlSocket is where the running daemon listens (package control).
 func (d Dir) ControlSocket() string { return d.join("control.sock") }
