@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -93,7 +94,11 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	}
 	d.vault = vc
 
-	so := services.Options{Config: cfg, Log: d.log, Files: sinks.Sets{}}
+	so := services.Options{Config: cfg, Log: d.log, Files: sinks.Sets{},
+		// The keeper is built below; it holds a bundle whose files servers
+		// refused until the services' backoff has passed.
+		BundleRefused: func(bundle string, retryAt time.Time, reason error) { d.trust.Refused(bundle, retryAt, reason) },
+	}
 	to := trust.Options{Config: cfg, Source: vc, Log: d.log}
 	ao := agent.Options{Config: cfg, Issuer: vc, Log: d.log}
 	// A nil *Metrics in an interface would not be nil: set observers only

@@ -42,6 +42,8 @@ type testCA struct {
 	// life of the CRLs it signs; expired makes them already stale.
 	crlLife time.Duration
 	expired bool
+	// age backdates the next CRL's ThisUpdate (a CRL Vault built long ago).
+	age time.Duration
 	// cached is the CRL Vault would serve until something is revoked.
 	cached []byte
 }
@@ -49,6 +51,12 @@ type testCA struct {
 func (c *testCA) revoke(serial int64) {
 	c.revoked = append(c.revoked, big.NewInt(serial))
 	c.cached = nil
+}
+
+// rebuild makes the CRL anew, as crl/rotate does: new dates, same entries.
+func (c *testCA) rebuild() {
+	c.cached = nil
+	c.age = 0
 }
 
 func newCA(t *testing.T, cn string, parent *testCA, notAfter time.Time) *testCA {
@@ -82,7 +90,8 @@ func (c *testCA) crl(t *testing.T) []byte {
 	}
 	c.number++
 	now := time.Now()
-	tmpl := &x509.RevocationList{Number: big.NewInt(c.number), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(c.crlLife)}
+	this := now.Add(-time.Minute - c.age)
+	tmpl := &x509.RevocationList{Number: big.NewInt(c.number), ThisUpdate: this, NextUpdate: this.Add(c.crlLife)}
 	if c.expired {
 		tmpl.ThisUpdate, tmpl.NextUpdate = now.Add(-2*time.Hour), now.Add(-time.Hour)
 	}
@@ -106,6 +115,11 @@ type fakeVault struct {
 	calls  map[string]int
 	// crlOverride replaces the CRL served for a ref.
 	crlOverride map[string][]byte
+	// served is what each CRL answer held, for If-Modified-Since; date is
+	// the Date every answer carries.
+	served    map[string]string
+	date      time.Time
+	rotateErr error
 }
 
 type fakeIssuer struct {
@@ -133,10 +147,29 @@ func (f *fakeVault) Issuers(_ context.Context, mount string) ([]vault.CAIssuer, 
 	return out, nil
 }
 
-func (f *fakeVault) CRL(_ context.Context, mount, ref string) ([]byte, error) {
+func (f *fakeVault) CRL(_ context.Context, mount, ref string, since time.Time) (*vault.CRLAnswer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["crl "+mount]++
+	data, err := f.crlLocked(mount, ref)
+	if err != nil {
+		return nil, err
+	}
+	// Vault's If-Modified-Since: the same bytes as at the last answer
+	// (which carried date) are not modified.
+	key := mount + " " + ref
+	if !since.IsZero() && f.served[key] == string(data) {
+		f.calls["304 "+mount]++
+		return &vault.CRLAnswer{Date: f.date}, nil
+	}
+	if f.served == nil {
+		f.served = map[string]string{}
+	}
+	f.served[key] = string(data)
+	return &vault.CRLAnswer{Data: data, Date: f.date}, nil
+}
+
+func (f *fakeVault) crlLocked(mount, ref string) ([]byte, error) {
 	if data, ok := f.crlOverride[ref]; ok {
 		return data, nil
 	}
@@ -151,6 +184,21 @@ func (f *fakeVault) CRL(_ context.Context, mount, ref string) ([]byte, error) {
 	return nil, &vault.Error{Status: 404, Err: errors.New("no such issuer")}
 }
 
+func (f *fakeVault) RotateCRL(_ context.Context, mount string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["rotate "+mount]++
+	if f.rotateErr != nil {
+		return f.rotateErr
+	}
+	for _, is := range f.mounts[mount] {
+		if is.hasKey {
+			is.ca.rebuild()
+		}
+	}
+	return nil
+}
+
 func (f *fakeVault) count(what string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -162,7 +210,7 @@ func (f *fakeVault) count(what string) int {
 func twoTier(t *testing.T) (*fakeVault, *testCA, *testCA) {
 	root := newCA(t, "test root", nil, time.Now().Add(10*365*24*time.Hour))
 	inter := newCA(t, "test intermediate", root, time.Now().Add(5*365*24*time.Hour))
-	f := &fakeVault{t: t, calls: map[string]int{}, crlOverride: map[string][]byte{}, mounts: map[string][]fakeIssuer{
+	f := &fakeVault{t: t, calls: map[string]int{}, crlOverride: map[string][]byte{}, date: time.Now(), mounts: map[string][]fakeIssuer{
 		"pki":     {{ref: "root-in-pki", ca: root, hasKey: true}},
 		"pki_int": {{ref: "int", ca: inter, hasKey: true}, {ref: "root-in-int", ca: root}},
 	}}
@@ -174,10 +222,10 @@ type notified struct {
 	sources []string
 }
 
-func (n *notified) Notify(source string, services []string, change *sinks.Change) {
+func (n *notified) BundleChanged(tb config.TrustBundle, change *sinks.Change) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.sources = append(n.sources, source+"->"+strings.Join(services, ","))
+	n.sources = append(n.sources, "trust_bundle "+tb.Name+"->"+strings.Join(tb.Notify, ","))
 }
 
 func (n *notified) count() int {
@@ -417,7 +465,7 @@ func TestNextRefresh(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nextRefresh(now, tt.interval, tt.cas); !got.Equal(now.Add(tt.want)) {
+			if got := nextRefresh(now, tt.interval, tt.cas, 0.9); !got.Equal(now.Add(tt.want)) {
 				t.Errorf("next refresh in %v, want %v", got.Sub(now), tt.want)
 			}
 		})
