@@ -608,21 +608,24 @@ func (g *group) refused(ctx context.Context, s *service, cause error, retry bool
 			other.needReload, other.failures = false, 0
 		}
 	}
-	next := retryAt
-	if !retry {
-		next = time.Time{}
-	}
-	g.m.update(s.cfg.Name, func(st *Status) {
-		st.State = StateClientsRefused
-		st.LastError = oneLine(err)
-		st.Failures = g.canaryFailures
-		st.NextAttempt = next
-	})
 	if g.m.bundleRefused != nil && retry {
 		for b := range bundles {
 			g.m.bundleRefused(b, retryAt, cause)
 		}
 	}
+	next := retryAt
+	if !retry {
+		next = time.Time{}
+	}
+	g.mu.Lock()
+	failures := g.canaryFailures
+	g.mu.Unlock()
+	g.m.update(s.cfg.Name, func(st *Status) {
+		st.State = StateClientsRefused
+		st.LastError = oneLine(err)
+		st.Failures = failures
+		st.NextAttempt = next
+	})
 }
 
 func (g *group) reported(s *service, res, served string, batch *batchInfo) {

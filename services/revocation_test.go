@@ -322,6 +322,14 @@ func TestCanaryRollsBackRefusedTrustFiles(t *testing.T) {
 			// The next good files are accepted and the state clears.
 			cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 3)))
 			waitFor(t, "ok again", func() bool { return cf.status("web").State == StateOK })
+
+			// Refused again, then Vault serves what is on disk: ok again.
+			cf.m.BundleChanged(cf.tb, cf.writeTrust(append(cf.p.crl(t, 4), []byte("refuse\n")...)))
+			waitFor(t, "clients_refused", func() bool { return cf.status("web").State == StateClientsRefused })
+			cf.m.BundleSettled(cf.tb)
+			if st := cf.status("web"); st.State != StateOK || st.LastError != "" {
+				t.Errorf("after the bundle settled: %+v", st)
+			}
 		})
 	}
 }

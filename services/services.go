@@ -229,6 +229,24 @@ func (m *Manager) BundleChanged(tb config.TrustBundle, change *sinks.Change) {
 	}
 }
 
+// BundleSettled is told that Vault no longer serves the trust bundle
+// files a canary had refused: the services reading it that were left at
+// clients_refused run what is current, and are ok again.
+func (m *Manager) BundleSettled(tb config.TrustBundle) {
+	for _, name := range tb.Notify {
+		if g := m.byService[name]; g != nil {
+			g.mu.Lock()
+			g.canaryFailures = 0
+			g.mu.Unlock()
+		}
+		m.update(name, func(st *Status) {
+			if st.State == StateClientsRefused {
+				st.State, st.LastError, st.Failures, st.NextAttempt = StateOK, "", 0, time.Time{}
+			}
+		})
+	}
+}
+
 // Reload asks for the services cert notifies to be checked, reloaded and
 // verified although no file changed; Delivered hears token when that is
 // done. After a restart it is how the agent learns that a certificate it

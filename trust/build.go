@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -332,11 +333,29 @@ func checkCRL(data []byte, issuer *x509.Certificate, now time.Time) (*x509.Revoc
 	if crl.NextUpdate.IsZero() {
 		return nil, errors.New("it has no NextUpdate, so servers cannot tell when it is stale")
 	}
+	for _, ext := range crl.Extensions {
+		switch {
+		case ext.Id.Equal(oidDeltaCRLIndicator):
+			// nginx and Apache load full CRLs only; a delta one leaves the
+			// level without a CRL and every client refused.
+			return nil, errors.New("it is a delta CRL (Delta CRL Indicator); servers need the full one")
+		case ext.Critical && !slices.ContainsFunc(knownCRLExtensions, ext.Id.Equal):
+			return nil, fmt.Errorf("it has a critical extension %s that servers do not know, so they would reject every client", ext.Id)
+		}
+	}
 	if !now.Before(crl.NextUpdate) {
 		return nil, fmt.Errorf("it expired at %s (NextUpdate); servers would reject every client", crl.NextUpdate.UTC().Format(time.RFC3339))
 	}
 	return crl, nil
 }
+
+var (
+	oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}
+	// knownCRLExtensions are the CRL extensions OpenSSL (nginx, Apache)
+	// handles when critical: authority key identifier, CRL number,
+	// issuing distribution point.
+	knownCRLExtensions = []asn1.ObjectIdentifier{{2, 5, 29, 35}, {2, 5, 29, 20}, {2, 5, 29, 28}}
+)
 
 // newestFrom returns the CRL in crls signed by issuer with the highest
 // number, if any.

@@ -246,6 +246,7 @@ func (k *Keeper) Refused(bundle string, retryAt time.Time, reason error) {
 	st.State = StateFailing
 	st.LastError = "servers refused valid clients with the new files, which were rolled back: " + oneLine(reason)
 	st.NextRefresh = retryAt
+	k.refused[tb.Name] = true
 	all := k.statusesLocked()
 	k.mu.Unlock()
 	k.save(all)

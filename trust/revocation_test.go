@@ -207,7 +207,8 @@ func TestWatchFetchesIssuersNoBundleCovers(t *testing.T) {
 func TestRefusedHoldsTheBundle(t *testing.T) {
 	f, _, _ := twoTier(t)
 	cfg, tb := bundleConfig(t, "pki_int", "pki")
-	k := New(Options{Config: cfg, Source: f})
+	n := &notified{}
+	k := New(Options{Config: cfg, Source: f, Notifier: n})
 	ready := make(chan struct{})
 	go k.Run(t.Context(), func() { close(ready) })
 	<-ready
@@ -222,5 +223,14 @@ func TestRefusedHoldsTheBundle(t *testing.T) {
 	}
 	if saved := DiskStatus(cfg, time.Now())[0]; !strings.Contains(saved.LastError, "refused valid clients") {
 		t.Errorf("saved status = %+v", saved)
+	}
+	// The next refresh finds what is on disk (the rolled-back files):
+	// the services hear that it settled, once.
+	k.Once(t.Context())
+	k.Once(t.Context())
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !slices.Equal(n.sources, []string{"trust_bundle clients->nginx", "settled clients"}) {
+		t.Errorf("notifications = %v", n.sources)
 	}
 }

@@ -44,6 +44,10 @@ type Source interface {
 // them can be reloaded. *services.Manager is the real one.
 type Notifier interface {
 	BundleChanged(tb config.TrustBundle, change *sinks.Change)
+	// BundleSettled is told that a bundle whose new files servers refused
+	// (Refused) is, at its next refresh, what is on disk already: Vault
+	// no longer serves what was refused.
+	BundleSettled(tb config.TrustBundle)
 }
 
 // Observer hears about CRLs, for metrics. Nil is fine.
@@ -91,6 +95,9 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	status map[string]*Status
+	// refused are the bundles whose new files servers refused, until
+	// their next refresh (Refused).
+	refused map[string]bool
 }
 
 // New makes a keeper; it touches neither disk nor Vault until used.
@@ -106,6 +113,7 @@ func New(o Options) *Keeper {
 		rand:        o.Rand,
 		memo:        newMemo(),
 		status:      map[string]*Status{},
+		refused:     map[string]bool{},
 	}
 	if k.log == nil {
 		k.log = slog.Default()
@@ -297,6 +305,10 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 			}
 		}
 	}
+	k.mu.Lock()
+	wasRefused := k.refused[tb.Name]
+	delete(k.refused, tb.Name)
+	k.mu.Unlock()
 	if change.Changed() {
 		k.log.Info("trust bundle written", "bundle", tb.Name, "files", change.Written, "cas", len(res.CAs), "crls", crlSummary(res.CAs))
 		if k.notifier != nil {
@@ -304,6 +316,10 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		}
 	} else {
 		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)
+		if wasRefused && k.notifier != nil {
+			k.log.Info("vault no longer serves the trust files servers refused; the files they have are current", "bundle", tb.Name)
+			k.notifier.BundleSettled(tb)
+		}
 	}
 	return res, nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -81,6 +82,18 @@ func newCA(t *testing.T, cn string, parent *testCA, notAfter time.Time) *testCA 
 	}
 	cert, _ := x509.ParseCertificate(der)
 	return &testCA{cert: cert, key: key, crlLife: 72 * time.Hour}
+}
+
+// crlWith is a current CRL of c with one more extension.
+func (c *testCA) crlWith(t *testing.T, ext pkix.Extension) []byte {
+	t.Helper()
+	c.number++
+	tmpl := &x509.RevocationList{Number: big.NewInt(c.number), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour), ExtraExtensions: []pkix.Extension{ext}}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, c.cert, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 }
 
 func (c *testCA) crl(t *testing.T) []byte {
@@ -228,6 +241,12 @@ func (n *notified) BundleChanged(tb config.TrustBundle, change *sinks.Change) {
 	n.sources = append(n.sources, "trust_bundle "+tb.Name+"->"+strings.Join(tb.Notify, ","))
 }
 
+func (n *notified) BundleSettled(tb config.TrustBundle) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sources = append(n.sources, "settled "+tb.Name)
+}
+
 func (n *notified) count() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -346,6 +365,8 @@ func TestBadCRLNeverWritten(t *testing.T) {
 		{"wrong issuer", root.crl(t), `names issuer "CN=test root"`},
 		{"expired", expired.crl(t), "expired at"},
 		{"garbage", []byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"), "parsing"},
+		{"delta", inter.crlWith(t, pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: []byte{2, 1, 1}}), "delta CRL"},
+		{"unknown critical extension", inter.crlWith(t, pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 55555, 1}, Critical: true, Value: []byte{5, 0}}), "critical extension 1.3.6.1.4.1.55555.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
