@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -404,4 +405,84 @@ func TestDeliveredOnlyWhatTheReloadLoaded(t *testing.T) {
 	}
 	os.Remove(filepath.Join(f.dir, "broken"))
 	waitFor(t, "delivery once checked and reloaded", func() bool { return d.has(c3) })
+}
+
+// TestVerifyEveryKeyType: a server with an EC and an RSA certificate
+// presents one per handshake. verify asks for each, so a server that
+// took the new RSA certificate but kept the old EC one is "written but
+// not served"; before, any one matching passed.
+func TestVerifyEveryKeyType(t *testing.T) {
+	f := newFixture(t)
+	oldEC, _ := selfSigned(t)
+	newEC, newECPEM := selfSigned(t)
+	rsaCert, rsaPEM := selfSignedRSA(t)
+	var mu sync.Mutex
+	ec := oldEC
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		// Like the nginx of test/e2e: RSA whenever the client can take it.
+		if hello.SupportsCertificate(rsaCert) == nil {
+			return rsaCert, nil
+		}
+		return ec, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); c.(*tls.Conn).Handshake() }()
+		}
+	}()
+	dir := f.dir
+	rsaCfg := config.Certificate{Name: "web-rsa", Files: config.Files{Cert: filepath.Join(dir, "web-rsa.crt"), Key: filepath.Join(dir, "web-rsa.key")}, Notify: []string{"web"}}
+	f.cfg.Certificates[0].Notify = []string{"web"}
+	f.cfg.Certificates = append(f.cfg.Certificates, rsaCfg)
+	f.cfg.Services = []config.Service{{Name: "web", Reload: []string{"true"}, Timeout: time.Second, Settle: 10 * time.Millisecond,
+		Verify: &config.Verify{Address: l.Addr().String(), Timeout: 300 * time.Millisecond}}}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, VerifyInterval: 20 * time.Millisecond})
+	os.WriteFile(rsaCfg.Files.Cert, rsaPEM, 0o644)
+	c, err := sinks.WriteSet(filepath.Join(dir, "j"), []sinks.File{{Path: f.cfg.Certificates[0].Files.Cert, Data: newECPEM, Mode: 0o644, UID: -1, GID: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Changed(f.cfg.Certificates[0], c)
+	out := f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultNotServed || !strings.Contains(fmt.Sprint(out[0].Err), pki.Serial(oldEC.Leaf)) {
+		t.Fatalf("a server still on the old EC certificate: %+v", out)
+	}
+	mu.Lock()
+	ec = newEC
+	mu.Unlock()
+	f.m.Reload(f.cfg.Certificates[0], &sinks.Change{})
+	if out := f.m.Flush(t.Context()); len(out) != 1 || out[0].Err != nil {
+		t.Fatalf("serving both new: %+v", out)
+	}
+	if st := f.status("web"); !strings.Contains(st.Served, pki.Serial(newEC.Leaf)) || !strings.Contains(st.Served, pki.Serial(rsaCert.Leaf)) {
+		t.Errorf("served = %q, want both serials", st.Served)
+	}
+}
+
+func selfSignedRSA(t *testing.T) (*tls.Certificate, []byte) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(99), Subject: pkix.Name{CommonName: "web.example.internal"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pki.EncodeCerts(leaf)
 }
