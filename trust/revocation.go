@@ -168,7 +168,7 @@ func (k *Keeper) checkIssuer(ctx context.Context, r *round, h HeldIssuer) error 
 		return err
 	}
 	if f.warning != "" {
-		k.log.Warn(f.warning, "mount", h.Mount)
+		k.warnOnce(f.warning, "mount", h.Mount)
 	}
 	if f.rebuilt != nil {
 		k.log.Info("asked vault to rebuild a CRL near its expiry, and got the new one", "mount", h.Mount, "issuer", subject(h.CA),
@@ -251,6 +251,24 @@ func (k *Keeper) Refused(bundle string, retryAt time.Time, reason error) {
 	k.mu.Unlock()
 	k.save(all)
 	k.queue.Set(tb.Name, retryAt)
+}
+
+// warnOnce logs a warning the first time it comes, and at debug level
+// after that: a CRL Vault does not let certkeeper rebuild says so at every
+// refresh (every minute) for hours otherwise.
+func (k *Keeper) warnOnce(msg string, args ...any) {
+	k.mu.Lock()
+	if k.warned == nil || len(k.warned) > 256 {
+		k.warned = map[string]bool{}
+	}
+	seen := k.warned[msg]
+	k.warned[msg] = true
+	k.mu.Unlock()
+	if seen {
+		k.log.Debug(msg, args...)
+		return
+	}
+	k.log.Warn(msg, args...)
 }
 
 // parseIssuer parses an issuer's certificate.

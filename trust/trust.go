@@ -98,6 +98,8 @@ type Keeper struct {
 	// refused are the bundles whose new files servers refused, until
 	// their next refresh (Refused).
 	refused map[string]bool
+	// warned are the warnings logged already (warnOnce).
+	warned map[string]bool
 }
 
 // New makes a keeper; it touches neither disk nor Vault until used.
@@ -276,7 +278,7 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		return nil, err
 	}
 	for _, w := range b.warnings {
-		k.log.Warn(w, "bundle", tb.Name)
+		k.warnOnce(w, "bundle", tb.Name)
 	}
 	for _, c := range b.cas {
 		if c.crl != nil && c.rotatedFrom != nil {
