@@ -606,6 +606,8 @@ func (g *group) refused(ctx context.Context, s *service, cause error, retry bool
 			g.m.log.Error("reloading onto the previous trust files failed; will retry", "service", other.cfg.Name, "error", rerr)
 		} else {
 			other.needReload, other.failures = false, 0
+			// What else the batch changed (a certificate) is loaded now.
+			g.deliver(other, other.mark)
 		}
 	}
 	if g.m.bundleRefused != nil && retry {

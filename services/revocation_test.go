@@ -486,3 +486,28 @@ func selfSignedRSA(t *testing.T) (*tls.Certificate, []byte) {
 	leaf, _ := x509.ParseCertificate(der)
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pki.EncodeCerts(leaf)
 }
+
+// TestRefusedBatchStillDeliversItsCertificate: a certificate change that
+// came in the same batch as refused trust files stays (only the trust
+// files are rolled back) and is delivered once the service is back on
+// the previous trust files; the refused change never is.
+func TestRefusedBatchStillDeliversItsCertificate(t *testing.T) {
+	cf := newCanaryFixture(t, tls.VersionTLS13, true)
+	d := &deliveries{}
+	cf.m.delivered = d.add
+	cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 1)))
+	cf.m.Flush(t.Context())
+	keyChange, err := sinks.WriteSet(filepath.Join(cf.dir, "web.journal"), []sinks.File{{Path: cf.cfg.Certificates[0].Files.Key, Data: []byte("another key"), Mode: 0o600, UID: -1, GID: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf.m.Changed(cf.cfg.Certificates[0], keyChange)
+	bad := cf.writeTrust(append(cf.p.crl(t, 2), []byte("refuse\n")...))
+	cf.m.BundleChanged(cf.tb, bad)
+	if out := cf.m.Flush(t.Context()); len(out) != 1 || out[0].Result != ResultClientsRefused {
+		t.Fatalf("flush = %+v", out)
+	}
+	if !d.has(keyChange) || d.has(bad) {
+		t.Errorf("delivered: the certificate's change %v (want true), the refused trust files %v (want false)", d.has(keyChange), d.has(bad))
+	}
+}
