@@ -133,7 +133,9 @@ func TestVaultLoadPerHost(t *testing.T) {
 	var replay []*http.Request
 	for _, r := range mix {
 		req, _ := http.NewRequest(r.Method, v.Addr+r.Path, nil)
-		if r.Method == "LIST" {
+		if strings.HasSuffix(r.Path, "/issuers") {
+			// The api client sends a LIST as GET ?list=true; the proxy
+			// records the path alone.
 			req.Method, req.URL.RawQuery = http.MethodGet, "list=true"
 		}
 		if strings.HasSuffix(r.Path, "/crl/pem") {
@@ -145,6 +147,8 @@ func TestVaultLoadPerHost(t *testing.T) {
 	}
 	cpu0 := cpuSeconds(t, v.PID())
 	var done, not200 atomic.Int64
+	var statusMu sync.Mutex
+	statuses := map[int]int{}
 	stop := time.Now().Add(10 * time.Second)
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -160,6 +164,9 @@ func TestVaultLoadPerHost(t *testing.T) {
 				if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified {
 					not200.Add(1)
 				}
+				statusMu.Lock()
+				statuses[resp.StatusCode]++
+				statusMu.Unlock()
 				done.Add(1)
 			}
 		})
@@ -167,7 +174,10 @@ func TestVaultLoadPerHost(t *testing.T) {
 	wg.Wait()
 	cpu := cpuSeconds(t, v.PID()) - cpu0
 	rate := float64(done.Load()) / 10
-	t.Logf("MEASURE this Vault (audit on, 2 shared cores) served the steady-state mix at %.0f requests/s using %.2f CPU-seconds per second (%d answers neither 200 nor 304)", rate, cpu/10, not200.Load())
+	t.Logf("MEASURE this Vault (audit on, 2 shared cores) served the steady-state mix at %.0f requests/s using %.2f CPU-seconds per second (answers by status: %v)", rate, cpu/10, statuses)
+	if not200.Load() > 0 {
+		t.Errorf("%d replayed requests were answered neither 200 nor 304", not200.Load())
+	}
 	t.Logf("MEASURE 10,000 hosts need %.0f%% of that rate", 100*perSec*10000/rate)
 }
 
