@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,12 @@ type fakeVault struct {
 	claimCA *x509.Certificate
 	// clock, when set, replaces time.Now for validity dates.
 	clock func() time.Time
+	// serial, when set, makes the serial numbers (else crypto/rand).
+	serial func() *big.Int
+	// answer, when set, may change the answer before it is returned.
+	answer func(*vault.Issued)
+	// requests are the requests received, in order.
+	requests []vault.CertRequest
 }
 
 var _ Issuer = (*fakeVault)(nil)
@@ -60,17 +67,38 @@ func newFakeVault(t *testing.T) *fakeVault {
 func (f *fakeVault) Obtain(ctx context.Context, r vault.CertRequest) (*vault.Issued, error) {
 	f.mu.Lock()
 	f.calls[r.CommonName]++
+	f.requests = append(f.requests, r)
 	err := f.failFor[r.CommonName]
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if f.serial != nil {
+		serial = f.serial()
+	}
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(r.CSR)
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return nil, err
+	// Sign mode sends a CSR; issue mode makes the key here, as Vault does.
+	var pub crypto.PublicKey
+	var privateKey string
+	if len(r.CSR) == 0 {
+		key, err := pki.GenerateKey("ec", 256)
+		if err != nil {
+			return nil, err
+		}
+		pub = key.Public()
+		pemKey, err := pki.MarshalKey(key)
+		if err != nil {
+			return nil, err
+		}
+		privateKey = string(pemKey)
+	} else {
+		block, _ := pem.Decode(r.CSR)
+		csr, err := x509.ParseCertificateRequest(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		pub = csr.PublicKey
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	now := time.Now()
 	if f.clock != nil {
 		now = f.clock()
@@ -80,7 +108,13 @@ func (f *fakeVault) Obtain(ctx context.Context, r vault.CertRequest) (*vault.Iss
 		DNSNames: r.AltNames, IPAddresses: r.IPSANs,
 		NotBefore: now.Add(-30 * time.Second), NotAfter: now.Add(f.life),
 	}
-	var pub crypto.PublicKey = csr.PublicKey
+	for _, u := range r.URISANs {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.URIs = append(tmpl.URIs, parsed)
+	}
 	if f.tamper != nil {
 		f.tamper(r, tmpl, &pub)
 	}
@@ -93,11 +127,23 @@ func (f *fakeVault) Obtain(ctx context.Context, r vault.CertRequest) (*vault.Iss
 		claimed = f.claimCA
 	}
 	caPEM := string(pki.EncodeCerts(claimed))
-	return &vault.Issued{
+	issued := &vault.Issued{
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		IssuingCA:   caPEM,
 		CAChain:     []string{caPEM},
-	}, nil
+		PrivateKey:  privateKey,
+	}
+	if f.answer != nil {
+		f.answer(issued)
+	}
+	return issued, nil
+}
+
+// lastRequest is the last request Vault received.
+func (f *fakeVault) lastRequest() vault.CertRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[len(f.requests)-1]
 }
 
 func (f *fakeVault) count(cn string) int {

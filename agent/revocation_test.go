@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/big"
 	"os"
+	"path/filepath"
 
 	"strings"
 	"sync"
@@ -46,14 +47,25 @@ func heldLeaf(a *Agent, name string) *x509.Certificate {
 	return nil
 }
 
-// runAgent runs a until the test ends and returns once its first pass is
-// done.
+// runAgent runs a until the test ends and returns once every
+// certificate's first pass is done.
 func runAgent(t *testing.T, a *Agent) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done, ready := make(chan struct{}), make(chan struct{})
 	go func() {
-		a.Run(ctx, func() { close(ready) })
+		// passed is called from Run's goroutines, after every pass.
+		var mu sync.Mutex
+		seen, want, closed := map[string]bool{}, len(a.config().Certificates), false
+		a.Run(ctx, func(name string) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[name] = true
+			if len(seen) == want && !closed {
+				closed = true
+				close(ready)
+			}
+		})
 		close(done)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -484,4 +496,49 @@ func (f *supersedeFixture) readRecord(t *testing.T, old *x509.Certificate) super
 func keyPEMOf(t *testing.T, f *supersedeFixture, old *x509.Certificate) string {
 	t.Helper()
 	return f.readRecord(t, old).Key
+}
+
+// TestSupersededRecordsNotOursAreIgnored: a record of a replaced
+// certificate is read back only if certkeeper wrote it (the privilege
+// model's read-back rule, sinks.ReadState) and no one else can read its
+// key; anything else is logged and never revoked from.
+func TestSupersededRecordsNotOursAreIgnored(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		plant func(t *testing.T, record string)
+	}{
+		{"readable by others", func(t *testing.T, record string) {
+			if err := os.Chmod(record, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"another user's", func(t *testing.T, record string) {
+			if os.Geteuid() != 0 {
+				t.Skip("changing a file's owner needs root")
+			}
+			if err := os.Chown(record, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"in a directory others may write", func(t *testing.T, record string) {
+			if err := os.Chmod(filepath.Dir(record), 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newSupersedeFixture(t)
+			c := f.cfg.Certificates[0]
+			f.a.ensure(t.Context(), c, false)
+			old := heldLeaf(f.a, "web")
+			f.a.ensure(t.Context(), c, true)
+			f.a.Delivered(f.svc.last())
+			tt.plant(t, statedir.Dir(f.cfg.StateDir).SupersededCertificate("web", pki.Serial(old)))
+			f.clk.add(11 * time.Minute)
+			f.newAgent().RevokeDue(t.Context())
+			if f.rv.calls != 0 {
+				t.Errorf("revoked from a record certkeeper did not write: %d calls", f.rv.calls)
+			}
+		})
+	}
 }

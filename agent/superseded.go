@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
@@ -317,8 +316,8 @@ func (a *Agent) heldNamed(name string) *held {
 // saveSuperseded writes a record, 0600, replacing the previous one.
 func (a *Agent) saveSuperseded(rec supersededRecord) error {
 	dir := statedir.Dir(a.config().StateDir)
-	if err := os.MkdirAll(dir.Superseded(), statedir.Mode); err != nil {
-		return fmt.Errorf("state directory: %w", err)
+	if err := dir.Ensure(); err != nil {
+		return err
 	}
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -361,8 +360,25 @@ func (a *Agent) loadSuperseded() {
 			}
 			return
 		}
+		// A write a crash interrupted is finished (or undone) first.
+		recovered := false
 		for _, e := range entries {
-			if !strings.HasSuffix(e.Name(), ".json") {
+			if base, ok := strings.CutSuffix(e.Name(), ".journal"); ok && !strings.HasPrefix(base, ".") {
+				journal := filepath.Join(dir, e.Name())
+				if err := sinks.Recover(journal, []string{filepath.Join(dir, base+".json")}); err != nil {
+					a.log.Warn("cannot recover the record of a replaced certificate", "journal", journal, "error", err)
+				}
+				recovered = true
+			}
+		}
+		if recovered {
+			if entries, err = os.ReadDir(dir); err != nil {
+				a.log.Warn("cannot read the replaced certificates waiting for revocation", "dir", dir, "error", err)
+				return
+			}
+		}
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
 				continue
 			}
 			path := filepath.Join(dir, e.Name())
@@ -382,26 +398,20 @@ func (a *Agent) loadSuperseded() {
 	})
 }
 
-// readSuperseded reads one record, which must be certkeeper's own: a
-// regular file of the running user, readable by nobody else.
+// readSuperseded reads one record, which must be certkeeper's own
+// (sinks.ReadState: the running user's, in a directory of its own that no
+// one else may write) and, since it holds a key, readable by no one else.
 func readSuperseded(path string) (supersededRecord, error) {
 	var rec supersededRecord
-	info, err := os.Lstat(path)
+	data, err := sinks.ReadState(path)
 	if err != nil {
 		return rec, err
 	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	switch {
-	case !info.Mode().IsRegular():
-		return rec, errors.New("not a regular file")
-	case ok && int(st.Uid) != os.Geteuid():
-		return rec, fmt.Errorf("owned by uid %d, not by the running user", st.Uid)
-	case info.Mode().Perm()&0o077 != 0:
-		return rec, fmt.Errorf("mode %s lets others read or change it", info.Mode().Perm())
-	}
-	data, err := sinks.ReadFile(path)
-	if err != nil {
+	// ReadState refused a symlink; what it read is this file.
+	if info, err := os.Lstat(path); err != nil {
 		return rec, err
+	} else if info.Mode().Perm()&0o077 != 0 {
+		return rec, fmt.Errorf("mode %04o lets others read it, and it holds a key", info.Mode().Perm())
 	}
 	if err := json.Unmarshal(data, &rec); err != nil || rec.Version != supersededVersion || rec.Name == "" || rec.Serial == "" || rec.Mount == "" {
 		return rec, errors.New("unreadable or from another version")

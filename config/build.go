@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,7 +89,9 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
 	b.serving(raw, cfg, writers)
+	b.telemetryRefs(cfg, raw.Telemetry, writers)
 	b.crossCheck(cfg, raw)
+	b.credentials(cfg, raw)
 	cfg.byName = make(map[string]int, len(cfg.Certificates))
 	for i, c := range cfg.Certificates {
 		cfg.byName[c.Name] = i
@@ -118,14 +121,31 @@ func (b *builder) vault(rv *rawVault) Vault {
 			b.fail(valueRange(rv.Body, "max_parallel", rv.DefRange), "max_parallel must be between 1 and 1024, not %d", v.MaxParallel)
 		}
 	}
-	switch len(rv.Auth) {
-	case 0:
+	if len(rv.Auth) == 0 {
 		// The token comes from VAULT_TOKEN, as for the vault CLI.
-		v.Auth = Auth{Method: AuthToken}
-	case 1:
-		v.Auth = b.auth(&rv.Auth[0])
-	default:
-		b.fail(rv.Auth[1].DefRange, `only one "auth" block is allowed (the first is at line %d)`, rv.Auth[0].DefRange.Start.Line)
+		v.Auth = []Auth{{Method: AuthToken}}
+	}
+	// Blocks are told apart by method and mount: logs, metrics and status
+	// name them so, and two logins at one mount add nothing.
+	first := map[[2]string]int{}
+	certLine := 0
+	for i := range rv.Auth {
+		a := b.auth(&rv.Auth[i])
+		line := rv.Auth[i].DefRange.Start.Line
+		key := [2]string{a.Method, a.Mount}
+		switch prev, dup := first[key]; {
+		case dup:
+			b.fail(rv.Auth[i].DefRange, "auth %q with mount %q is defined twice (first at line %d); each auth block needs its own method or mount", a.Method, a.Mount, prev)
+		case a.Method == AuthCert && certLine != 0:
+			// A connection presents one client certificate.
+			b.fail(rv.Auth[i].DefRange, `only one auth "cert" block is allowed (the first is at line %d): a connection to vault presents one client certificate`, certLine)
+		default:
+			first[key] = line
+			if a.Method == AuthCert {
+				certLine = line
+			}
+		}
+		v.Auth = append(v.Auth, a)
 	}
 	return v
 }
@@ -191,13 +211,17 @@ func PlainHTTP(addr string) bool {
 }
 
 func (b *builder) auth(ra *rawAuth) Auth {
-	a := Auth{Method: ra.Method, Mount: ra.Mount}
+	a := Auth{Method: ra.Method, Mount: strings.Trim(ra.Mount, "/"), Role: ra.Role, Region: ra.Region,
+		HeaderValue: ra.HeaderValue, IMDSEndpoint: ra.IMDSEndpoint, Metadata: ra.Metadata, MetadataURL: ra.MetadataURL}
 	if a.Mount == "" {
 		a.Mount = ra.Method
 	}
+	at := func(name string) hcl.Range { return valueRange(ra.Body, name, ra.DefRange) }
 	// set lists the attributes given, so each method can refuse the others'.
 	set := map[string]string{"token_file": ra.TokenFile, "role_id_file": ra.RoleIDFile, "secret_id_file": ra.SecretIDFile,
-		"certificate": ra.Certificate, "name": ra.Name}
+		"certificate": ra.Certificate, "name": ra.Name, "role": ra.Role, "region": ra.Region, "header_value": ra.HeaderValue,
+		"imds_endpoint": ra.IMDSEndpoint, "metadata": ra.Metadata, "metadata_url": ra.MetadataURL,
+		"audience": ra.Audience, "resource": ra.Resource}
 	if ra.SecretIDWrapped != nil {
 		set["secret_id_wrapped"] = strconv.FormatBool(*ra.SecretIDWrapped)
 		a.SecretIDWrapped = *ra.SecretIDWrapped
@@ -217,13 +241,34 @@ func (b *builder) auth(ra *rawAuth) Auth {
 		allowed = []string{"certificate", "name"}
 		required = []string{"certificate"}
 		a.Certificate, a.CertRole = ra.Certificate, ra.Name
+	case AuthAWS:
+		allowed = []string{"role", "region", "header_value", "imds_endpoint"}
+		required = []string{"role"}
+		if a.Region == "" {
+			a.Region = DefaultAWSRegion
+		} else if !awsRegion.MatchString(a.Region) {
+			b.fail(at("region"), "region %q is not an AWS region name such as \"us-east-1\"", a.Region)
+		}
+		if strings.ContainsAny(a.HeaderValue, "\r\n\x00") {
+			b.fail(at("header_value"), "header_value must be one line: it is sent as an HTTP header")
+		}
+		if a.IMDSEndpoint == "" {
+			a.IMDSEndpoint = DefaultIMDSEndpoint
+		} else {
+			b.baseURL(at("imds_endpoint"), "imds_endpoint", a.IMDSEndpoint)
+		}
+	case AuthJWT:
+		allowed = []string{"role", "token_file", "metadata", "metadata_url", "audience", "resource"}
+		required = []string{"role"}
+		a.TokenFile = b.path(ra.TokenFile)
+		b.jwtSource(ra, &a)
 	default:
-		b.fail(ra.DefRange, `auth method %q is not supported (use "approle", "cert" or "token")`, ra.Method)
+		b.fail(ra.DefRange, `auth method %q is not supported (use "approle", "aws", "cert", "jwt" or "token")`, ra.Method)
 		return a
 	}
 	for name, val := range set {
 		if val != "" && !slices.Contains(allowed, name) {
-			b.fail(valueRange(ra.Body, name, ra.DefRange), "%s does not apply to auth %q", name, ra.Method)
+			b.fail(at(name), "%s does not apply to auth %q", name, ra.Method)
 		}
 	}
 	for _, name := range required {
@@ -231,7 +276,72 @@ func (b *builder) auth(ra *rawAuth) Auth {
 			b.fail(ra.DefRange, "auth %q needs %s", ra.Method, name)
 		}
 	}
+	if strings.Contains(a.Role, "/") {
+		b.fail(at("role"), "role %q must be a role name, without slashes", a.Role)
+	}
 	return a
+}
+
+// awsRegion matches AWS region names: us-east-1, eu-central-2,
+// us-gov-west-1, cn-north-1, ap-southeast-4.
+var awsRegion = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+
+// IsAWSRegion says whether auth "aws" takes s as its region (for the
+// converter, which must print only what validates).
+func IsAWSRegion(s string) bool { return awsRegion.MatchString(s) }
+
+// jwtSource checks where the JWT of auth "jwt" comes from: a file, or a
+// cloud's metadata server, which needs the audience to put in the token.
+func (b *builder) jwtSource(ra *rawAuth, a *Auth) {
+	at := func(name string) hcl.Range { return valueRange(ra.Body, name, ra.DefRange) }
+	switch {
+	case ra.TokenFile != "" && ra.Metadata != "":
+		b.fail(at("metadata"), "set token_file or metadata, not both")
+		return
+	case ra.TokenFile == "" && ra.Metadata == "":
+		b.fail(ra.DefRange, `auth "jwt" needs token_file (a file holding the JWT) or metadata ("gcp" or "azure", the metadata server that makes one)`)
+		return
+	case ra.TokenFile != "":
+		for _, name := range []string{"metadata_url", "audience", "resource"} {
+			if valueRange(ra.Body, name, hcl.Range{}) != (hcl.Range{}) {
+				b.fail(at(name), "%s applies only with metadata; a JWT from token_file carries its own audience", name)
+			}
+		}
+		return
+	}
+	// want is the audience key of this cloud, other the other cloud's.
+	want, other, def := "audience", "resource", DefaultGCPMetadataURL
+	switch ra.Metadata {
+	case MetadataGCP:
+		a.Audience = ra.Audience
+	case MetadataAzure:
+		want, other, def = "resource", "audience", DefaultAzureMetadataURL
+		a.Audience = ra.Resource
+	default:
+		b.fail(at("metadata"), `metadata must be "gcp" or "azure", not %q`, ra.Metadata)
+		return
+	}
+	if valueRange(ra.Body, other, hcl.Range{}) != (hcl.Range{}) {
+		b.fail(at(other), "%s does not apply to metadata = %q (it takes %s)", other, ra.Metadata, want)
+	}
+	if a.Audience == "" {
+		b.fail(ra.DefRange, "auth \"jwt\" with metadata = %q needs %s: the audience Vault's role is bound to", ra.Metadata, want)
+	}
+	if a.MetadataURL == "" {
+		a.MetadataURL = def
+	} else {
+		b.baseURL(at("metadata_url"), "metadata_url", a.MetadataURL)
+	}
+	a.MetadataURL = strings.TrimRight(a.MetadataURL, "/")
+}
+
+// baseURL checks a metadata server's base URL: http or https, a host, no
+// query; certkeeper appends the path.
+func (b *builder) baseURL(rng hcl.Range, name, s string) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+		b.fail(rng, "%s %q must be a base URL such as \"http://169.254.169.254\"", name, s)
+	}
 }
 
 func (b *builder) certificate(rc *rawCertificate) Certificate {
@@ -264,6 +374,9 @@ func (b *builder) certificate(rc *rawCertificate) Certificate {
 	}
 	if rc.Name == "" || strings.ContainsAny(rc.Name, "/\\\x00") {
 		b.fail(rc.DefRange, "certificate name %q must be non-empty and must not contain slashes", rc.Name)
+	}
+	if strings.HasPrefix(rc.Name, ".") {
+		b.fail(rc.DefRange, "certificate name %q must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files", rc.Name)
 	}
 	for name, val := range map[string]string{"mount": c.Mount, "role": c.Role, "common_name": c.CommonName} {
 		if strings.TrimSpace(val) == "" {

@@ -56,7 +56,9 @@ type Vault struct {
 	Timeout time.Duration
 	// MaxParallel bounds concurrent issuance requests.
 	MaxParallel int
-	Auth        Auth
+	// Auth is the chain of auth methods, one per auth block, in the order
+	// they are tried at every login; never empty.
+	Auth []Auth
 }
 
 // Auth methods.
@@ -66,12 +68,36 @@ const (
 	// AuthCert logs in with a TLS client certificate that certkeeper itself
 	// manages and renews (a certificate block of this config).
 	AuthCert = "cert"
+	// AuthAWS logs in with the host's AWS identity: an STS
+	// GetCallerIdentity request signed with its credentials (IAM type).
+	AuthAWS = "aws"
+	// AuthJWT logs in with a JWT from a file or a cloud's metadata server.
+	AuthJWT = "jwt"
+)
+
+// Metadata servers a JWT can come from.
+const (
+	MetadataGCP   = "gcp"
+	MetadataAzure = "azure"
+)
+
+// Defaults of the cloud auth methods.
+const (
+	DefaultAWSRegion = "us-east-1"
+	// DefaultIMDSEndpoint is EC2's instance metadata service.
+	DefaultIMDSEndpoint = "http://169.254.169.254"
+	// DefaultGCPMetadataURL is the GCE metadata server (its DNS name, as
+	// Google's own tools use).
+	DefaultGCPMetadataURL = "http://metadata.google.internal"
+	// DefaultAzureMetadataURL is Azure's instance metadata service.
+	DefaultAzureMetadataURL = "http://169.254.169.254"
 )
 
 // Auth is how certkeeper obtains a Vault token.
 type Auth struct {
 	Method string
-	// TokenFile is read for the token method; empty means $VAULT_TOKEN.
+	// TokenFile is read at every login: the token of the token method
+	// (empty means $VAULT_TOKEN), or the JWT of the jwt method.
 	TokenFile string
 	// RoleIDFile and SecretIDFile are read for the approle method.
 	RoleIDFile   string
@@ -91,6 +117,22 @@ type Auth struct {
 	// CertRole is the cert auth role to log in against ("name" in Vault's
 	// API); empty lets Vault pick the role that matches the certificate.
 	CertRole string
+
+	// Role is the Vault role of the aws and jwt methods.
+	Role string
+	// Region (aws) decides the STS endpoint the request is signed for;
+	// HeaderValue is sent, signed, as X-Vault-AWS-IAM-Server-ID when set;
+	// IMDSEndpoint is where the instance profile's credentials are asked.
+	Region       string
+	HeaderValue  string
+	IMDSEndpoint string
+	// Metadata (jwt) names the metadata server the JWT comes from
+	// (MetadataGCP, MetadataAzure), at MetadataURL; empty means the JWT is
+	// read from TokenFile. Audience is the audience asked for (the
+	// resource, for Azure).
+	Metadata    string
+	MetadataURL string
+	Audience    string
 }
 
 // Key types.

@@ -19,6 +19,27 @@ func TestInvalidConfigs(t *testing.T) {
 	}{
 		{"invalid-auth-cert.hcl", `testdata/invalid-auth-cert.hcl:4:25: auth "cert": no certificate block named "vault-id" (cert auth logs in with a certificate certkeeper manages)
 testdata/invalid-auth-cert.hcl:5:25: secret_id_wrapped does not apply to auth "cert"`},
+		{"invalid-auth-chain.hcl", `testdata/invalid-auth-chain.hcl:6:3: auth method "kerberos" is not supported (use "approle", "aws", "cert", "jwt" or "token")
+testdata/invalid-auth-chain.hcl:9:3: auth "aws" needs role
+testdata/invalid-auth-chain.hcl:10:20: region "Frankfurt" is not an AWS region name such as "us-east-1"
+testdata/invalid-auth-chain.hcl:13:3: auth "jwt" needs token_file (a file holding the JWT) or metadata ("gcp" or "azure", the metadata server that makes one)
+testdata/invalid-auth-chain.hcl:20:3: auth "aws" with mount "aws" is defined twice (first at line 9); each auth block needs its own method or mount
+testdata/invalid-auth-chain.hcl:21:21: role "team/web" must be a role name, without slashes
+testdata/invalid-auth-chain.hcl:22:21: imds_endpoint "169.254.169.254" must be a base URL such as "http://169.254.169.254"
+testdata/invalid-auth-chain.hcl:23:21: token_file does not apply to auth "aws"
+testdata/invalid-auth-chain.hcl:25:3: only one auth "cert" block is allowed (the first is at line 3): a connection to vault presents one client certificate`},
+		{"invalid-auth-jwt.hcl", `testdata/invalid-auth-jwt.hcl:7:18: set token_file or metadata, not both
+testdata/invalid-auth-jwt.hcl:9:3: auth "jwt" with metadata = "gcp" needs audience: the audience Vault's role is bound to
+testdata/invalid-auth-jwt.hcl:13:16: resource does not apply to metadata = "gcp" (it takes audience)
+testdata/invalid-auth-jwt.hcl:15:3: auth "jwt" with metadata = "azure" needs resource: the audience Vault's role is bound to
+testdata/invalid-auth-jwt.hcl:19:20: metadata_url "http://169.254.169.254/metadata?api-version=1" must be a base URL such as "http://169.254.169.254"
+testdata/invalid-auth-jwt.hcl:24:16: metadata must be "gcp" or "azure", not "aws"
+testdata/invalid-auth-jwt.hcl:30:18: audience applies only with metadata; a JWT from token_file carries its own audience
+testdata/invalid-auth-jwt.hcl:31:18: region does not apply to auth "jwt"`},
+		{"invalid-overwrites-auth-chain.hcl", `testdata/invalid-overwrites-auth-chain.hcl:2:13: auth "cert" needs https:// vault addresses: a client certificate only travels over TLS, and http://127.0.0.1:8200 is not one
+testdata/invalid-overwrites-auth-chain.hcl:23:1: certificate "web" writes /etc/certkeeper/id.key, which certificate "vault-id" also writes
+testdata/invalid-overwrites-auth-chain.hcl:27:17: certificate "web" cert_file /var/run/secrets/vault/token is the auth token_file (line 8), which certkeeper reads: an output must never overwrite an input
+testdata/invalid-overwrites-auth-chain.hcl:28:17: certificate "web" key_file /etc/certkeeper/id.key is the client key of cert auth (line 11), which certkeeper reads: an output must never overwrite an input`},
 		{"invalid-auth-cert-http.hcl", `testdata/invalid-auth-cert-http.hcl:2:13: auth "cert" needs https:// vault addresses: a client certificate only travels over TLS, and http://vault-b.example.internal:8200 is not one`},
 		{"invalid-overwrites-credentials.hcl", `testdata/invalid-overwrites-credentials.hcl:15:17: certificate "web" key_file /etc/certkeeper/secret-id is the auth secret_id_file (line 6), which certkeeper reads: an output must never overwrite an input
 testdata/invalid-overwrites-credentials.hcl:16:17: certificate "web" ca_file /etc/certkeeper/vault-ca.pem is the vault ca_cert (line 3), which certkeeper reads: an output must never overwrite an input`},
@@ -58,6 +79,9 @@ testdata/invalid-binary.hcl:4:4: Invalid character encoding: All input files mus
 testdata/invalid-duplicates.hcl:21:1: certificate "api" writes /tmp/web.key, which certificate "web" also writes`},
 		{"invalid-empty.hcl", `testdata/invalid-empty.hcl:1:1: a "vault" block is required
 testdata/invalid-empty.hcl:1:1: at least one "certificate" or "trust_bundle" block is required`},
+		{"invalid-names.hcl", `testdata/invalid-names.hcl:5:1: certificate name ".web.json.certkeeper-tmp-1" must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files
+testdata/invalid-names.hcl:13:1: certificate name ".." must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files
+testdata/invalid-names.hcl:29:1: trust_bundle name ".clients" must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files`},
 		{"invalid-missing.hcl", `testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "cert_file" is required, but no definition was found.
 testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "mount" is required, but no definition was found.`},
 		{"invalid-syntax.hcl", `testdata/invalid-syntax.hcl:4:19: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},
@@ -79,8 +103,18 @@ testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the 
 testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern
 testdata/invalid-telemetry.hcl:22:12: paths: an empty path watches nothing
 testdata/invalid-telemetry.hcl:23:12: rescan: "often" is not a positive duration (examples: "90m", "72h", "30d")`},
+		{"invalid-telemetry-tls.hcl", `testdata/invalid-telemetry-tls.hcl:20:29: web_config_file TESTDATA/web-config-tls.yml has a tls_server_config, and tls_certificate also sets up TLS: keep one (with tls_certificate, the file may still hold basic_auth_users)
+testdata/invalid-telemetry-tls.hcl:21:29: tls_certificate: no certificate block named "metrics" (the endpoint serves a certificate certkeeper manages)
+testdata/invalid-telemetry-tls.hcl:22:29: tls_client_trust_bundle: no trust_bundle block named "scrapers"`},
+		{"invalid-telemetry-names.hcl", `testdata/invalid-telemetry-names.hcl:19:29: tls_client_trust_bundle needs tls_certificate: client certificates are only asked for over TLS
+testdata/invalid-telemetry-names.hcl:20:29: tls_client_names: an empty name matches no certificate
+testdata/invalid-telemetry-names.hcl:21:29: textfile /tmp/web.crt must end in .prom: node_exporter's textfile collector reads no other file
+testdata/invalid-telemetry-names.hcl:21:29: textfile /tmp/web.crt is also an output of certificate "web"`},
+		{"invalid-telemetry-off.hcl", `testdata/invalid-telemetry-off.hcl:15:23: tls_certificate protects the telemetry endpoint, which listen = "" turns off
+testdata/invalid-telemetry-off.hcl:16:23: tls_client_names protects the telemetry endpoint, which listen = "" turns off
+testdata/invalid-telemetry-off.hcl:17:23: textfile_interval needs textfile`},
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
-		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint, which listen = "" turns off
+		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint (which listen = "" turns off) or a textfile
 testdata/invalid-watch.hcl:18:11: paths must list at least one file, directory or glob pattern`},
 		{"invalid-services.hcl", `testdata/invalid-services.hcl:6:12: check must be a command and its arguments, such as ["nginx", "-t"]
 testdata/invalid-services.hcl:8:12: set reload (a command) or signal (sent to the pid in pid_file), not both
@@ -146,8 +180,8 @@ func TestValidFull(t *testing.T) {
 	if web.UID != 0 || web.GID != 0 {
 		t.Errorf("owner root/root resolved to %d/%d", web.UID, web.GID)
 	}
-	if cfg.Vault.Auth.Method != config.AuthAppRole || cfg.Vault.Auth.Mount != "approle" {
-		t.Errorf("auth = %+v", cfg.Vault.Auth)
+	if cfg.Vault.Auth[0].Method != config.AuthAppRole || cfg.Vault.Auth[0].Mount != "approle" {
+		t.Errorf("auth = %+v", cfg.Vault.Auth[0])
 	}
 }
 
@@ -203,8 +237,8 @@ certificate "a" {
 	if cfg.Vault.Addresses[0] != "https://vault.from.env:8200" || cfg.Vault.CACert != "/env/ca.pem" {
 		t.Errorf("vault = %+v", cfg.Vault)
 	}
-	if cfg.Vault.Auth.Method != config.AuthToken {
-		t.Errorf("no auth block should mean token auth from VAULT_TOKEN, got %q", cfg.Vault.Auth.Method)
+	if cfg.Vault.Auth[0].Method != config.AuthToken {
+		t.Errorf("no auth block should mean token auth from VAULT_TOKEN, got %q", cfg.Vault.Auth[0].Method)
 	}
 	// VAULT_SKIP_VERIFY must never turn verification off by itself.
 	t.Setenv("VAULT_SKIP_VERIFY", "1")
@@ -279,7 +313,7 @@ certificate "vault-identity" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := cfg.Vault.Auth
+	a := cfg.Vault.Auth[0]
 	if a.Method != config.AuthCert || a.Mount != "cert" || a.CertRole != "hosts" || a.Certificate != "vault-identity" {
 		t.Errorf("auth = %+v", a)
 	}
@@ -310,7 +344,74 @@ certificate "a" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Vault.Auth.SecretIDWrapped || cfg.Vault.Auth.SecretIDFile != "/etc/certkeeper/secret-id.wrapped" {
-		t.Errorf("auth = %+v", cfg.Vault.Auth)
+	if !cfg.Vault.Auth[0].SecretIDWrapped || cfg.Vault.Auth[0].SecretIDFile != "/etc/certkeeper/secret-id.wrapped" {
+		t.Errorf("auth = %+v", cfg.Vault.Auth[0])
+	}
+}
+
+// TestAuthChain: the fleet pattern, every method in one config, decoded in
+// order with each method's defaults, and the cert block resolved to the
+// files of its certificate wherever it stands in the chain.
+func TestAuthChain(t *testing.T) {
+	src := []byte(`
+vault {
+  address = "https://vault.example.internal:8200"
+  auth "cert" {
+    certificate = "vault-identity"
+  }
+  auth "aws" {
+    role         = "web-host"
+    header_value = "vault.example.internal"
+  }
+  auth "jwt" {
+    mount    = "jwt-gcp"
+    role     = "web-host"
+    metadata = "gcp"
+    audience = "vault/certkeeper"
+  }
+  auth "jwt" {
+    mount        = "jwt-azure"
+    role         = "web-host"
+    metadata     = "azure"
+    resource     = "https://vault.example.internal"
+    metadata_url = "http://127.0.0.1:8080/"
+  }
+  auth "jwt" {
+    role       = "web-host"
+    token_file = "token.jwt"
+  }
+  auth "approle" {
+    role_id_file      = "/etc/certkeeper/role-id"
+    secret_id_file    = "/etc/certkeeper/secret-id"
+    secret_id_wrapped = true
+  }
+}
+certificate "vault-identity" {
+  mount       = "pki_clients"
+  role        = "client"
+  common_name = "host1.example.internal"
+  cert_file   = "/etc/certkeeper/id.crt"
+  key_file    = "/etc/certkeeper/id.key"
+}
+`)
+	cfg, err := config.Parse("/etc/certkeeper/chain.hcl", src, withTemplates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []config.Auth{
+		{Method: "cert", Mount: "cert", Certificate: "vault-identity", ClientCert: "/etc/certkeeper/id.crt", ClientKey: "/etc/certkeeper/id.key"},
+		{Method: "aws", Mount: "aws", Role: "web-host", Region: "us-east-1", HeaderValue: "vault.example.internal", IMDSEndpoint: "http://169.254.169.254"},
+		{Method: "jwt", Mount: "jwt-gcp", Role: "web-host", Metadata: "gcp", Audience: "vault/certkeeper", MetadataURL: "http://metadata.google.internal"},
+		{Method: "jwt", Mount: "jwt-azure", Role: "web-host", Metadata: "azure", Audience: "https://vault.example.internal", MetadataURL: "http://127.0.0.1:8080"},
+		{Method: "jwt", Mount: "jwt", Role: "web-host", TokenFile: "/etc/certkeeper/token.jwt"},
+		{Method: "approle", Mount: "approle", RoleIDFile: "/etc/certkeeper/role-id", SecretIDFile: "/etc/certkeeper/secret-id", SecretIDWrapped: true},
+	}
+	if len(cfg.Vault.Auth) != len(want) {
+		t.Fatalf("%d auth methods, want %d: %+v", len(cfg.Vault.Auth), len(want), cfg.Vault.Auth)
+	}
+	for i := range want {
+		if cfg.Vault.Auth[i] != want[i] {
+			t.Errorf("auth %d:\n got %+v\nwant %+v", i, cfg.Vault.Auth[i], want[i])
+		}
 	}
 }

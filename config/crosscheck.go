@@ -8,8 +8,12 @@ import (
 // once both are built: the certificate cert auth logs in with, and (in
 // overlaps) outputs that would overwrite anything certkeeper reads.
 func (b *builder) crossCheck(cfg *Config, raw *rawFile) {
-	if raw.Vault != nil && len(raw.Vault.Auth) == 1 && cfg.Vault.Auth.Method == AuthCert && cfg.Vault.Auth.Certificate != "" {
-		b.resolveCertAuth(cfg, raw.Vault)
+	if raw.Vault != nil && len(raw.Vault.Auth) == len(cfg.Vault.Auth) {
+		for i, a := range cfg.Vault.Auth {
+			if a.Method == AuthCert && a.Certificate != "" {
+				b.resolveCertAuth(cfg, raw.Vault, i)
+			}
+		}
 	}
 	b.overlaps(cfg, raw)
 }
@@ -17,9 +21,9 @@ func (b *builder) crossCheck(cfg *Config, raw *rawFile) {
 // resolveCertAuth points cert auth at the files of the certificate block it
 // names, which must exist: the point of cert auth is that certkeeper renews
 // its own login certificate.
-func (b *builder) resolveCertAuth(cfg *Config, rv *rawVault) {
-	ra := &rv.Auth[0]
-	a := &cfg.Vault.Auth
+func (b *builder) resolveCertAuth(cfg *Config, rv *rawVault, i int) {
+	ra := &rv.Auth[i]
+	a := &cfg.Vault.Auth[i]
 	c, ok := cfg.Certificate(a.Certificate)
 	if !ok {
 		b.fail(valueRange(ra.Body, "certificate", ra.DefRange), "auth \"cert\": no certificate block named %q (cert auth logs in with a certificate certkeeper manages)", a.Certificate)

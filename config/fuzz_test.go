@@ -53,8 +53,10 @@ func FuzzParse(f *testing.F) {
 				written[p] = true
 			}
 		}
-		if cfg.Vault.Auth.Method == config.AuthCert && cfg.Vault.Auth.ClientCert == "" {
-			t.Fatal("cert auth accepted without the certificate's files")
+		for _, a := range cfg.Vault.Auth {
+			if a.Method == config.AuthCert && a.ClientCert == "" {
+				t.Fatal("cert auth accepted without the certificate's files")
+			}
 		}
 	})
 }

@@ -57,6 +57,16 @@ type rawAuth struct {
 	SecretIDWrapped *bool  `hcl:"secret_id_wrapped,optional"`
 	Certificate     string `hcl:"certificate,optional"`
 	Name            string `hcl:"name,optional"`
+
+	// aws and jwt.
+	Role         string `hcl:"role,optional"`
+	Region       string `hcl:"region,optional"`
+	HeaderValue  string `hcl:"header_value,optional"`
+	IMDSEndpoint string `hcl:"imds_endpoint,optional"`
+	Metadata     string `hcl:"metadata,optional"`
+	MetadataURL  string `hcl:"metadata_url,optional"`
+	Audience     string `hcl:"audience,optional"`
+	Resource     string `hcl:"resource,optional"`
 }
 
 type rawCertificate struct {

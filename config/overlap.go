@@ -112,18 +112,19 @@ func (b *builder) inputRefs(cfg *Config, raw *rawFile) []pathRef {
 		} else {
 			add("the vault ca_cert (from VAULT_CACERT)", cfg.Vault.CACert, "", nil, "")
 		}
-		var ab hcl.Body
-		if len(rv.Auth) == 1 {
-			ab = rv.Auth[0].Body
+		for i, a := range cfg.Vault.Auth {
+			var ab hcl.Body
+			if len(rv.Auth) == len(cfg.Vault.Auth) {
+				ab = rv.Auth[i].Body
+			}
+			add("the auth token_file", a.TokenFile, "", ab, "token_file")
+			add("the auth role_id_file", a.RoleIDFile, "", ab, "role_id_file")
+			add("the auth secret_id_file", a.SecretIDFile, "", ab, "secret_id_file")
+			// cert auth logs in with a pair its own certificate block writes.
+			add("the client certificate of cert auth", a.ClientCert, a.Certificate, ab, "certificate")
+			add("the client key of cert auth", a.ClientKey, a.Certificate, ab, "certificate")
+			add("the client chain of cert auth", a.ClientChain, a.Certificate, ab, "certificate")
 		}
-		a := cfg.Vault.Auth
-		add("the auth token_file", a.TokenFile, "", ab, "token_file")
-		add("the auth role_id_file", a.RoleIDFile, "", ab, "role_id_file")
-		add("the auth secret_id_file", a.SecretIDFile, "", ab, "secret_id_file")
-		// cert auth logs in with a pair its own certificate block writes.
-		add("the client certificate of cert auth", a.ClientCert, a.Certificate, ab, "certificate")
-		add("the client key of cert auth", a.ClientKey, a.Certificate, ab, "certificate")
-		add("the client chain of cert auth", a.ClientChain, a.Certificate, ab, "certificate")
 	}
 	seen := map[string]bool{}
 	for i := range raw.Certificates {

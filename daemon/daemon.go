@@ -35,8 +35,24 @@ import (
 // with the templates package. Every command and every live reload loads
 // through here.
 func LoadConfig(path string) (*config.Config, error) {
-	return config.Load(path, config.Options{Templates: templates.Checker{}})
+	return config.Load(path, configChecks)
 }
+
+// ValidateConfig is LoadConfig for `certkeeper validate`, which also
+// refuses credential and CA files of the vault block that do not exist.
+func ValidateConfig(path string) (*config.Config, error) {
+	o := configChecks
+	o.Credentials = true
+	return config.Load(path, o)
+}
+
+// ParseConfig is LoadConfig for a config in memory (one the convert
+// command wrote); path is where it would be.
+func ParseConfig(path string, src []byte) (*config.Config, error) {
+	return config.Parse(path, src, configChecks)
+}
+
+var configChecks = config.Options{Templates: templates.Checker{}, WebConfig: telemetry.WebConfigChecker{}}
 
 // Options tune a Daemon beyond its config.
 type Options struct {
@@ -65,6 +81,9 @@ type Daemon struct {
 	metrics  *telemetry.Metrics
 	registry *prometheus.Registry
 	watch    *filewatch.Watcher
+	// listener is the telemetry endpoint's bind state; nil unless it is
+	// on.
+	listener *telemetry.Listener
 
 	// vaultMu guards vault, the client in force: a live reload that
 	// changes the vault block replaces it.
@@ -118,8 +137,13 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	d.trust = trust.New(to)
 	d.agent = agent.New(ao)
 
-	if d.metrics != nil && cfg.Telemetry.Listen != "" {
-		src := telemetry.Sources{Certificates: d.agent, Token: vc}
+	if d.metrics != nil && (cfg.Telemetry.Listen != "" || cfg.Telemetry.Textfile != "") {
+		if cfg.Telemetry.Listen != "" {
+			d.listener = telemetry.NewListener(cfg.Telemetry.Listen, d.metrics)
+		}
+		// Token and auth state are read from the client in force, which a
+		// reload of the vault block replaces.
+		src := telemetry.Sources{Certificates: d.agent, Token: currentVault{d}, Auth: currentVault{d}}
 		if len(cfg.Watch.Paths) > 0 {
 			d.watch = filewatch.New(filewatch.Options{Paths: cfg.Watch.Paths, Rescan: cfg.Watch.Rescan, Log: d.log.With("component", "watch")})
 			src.Files = d.watch
@@ -135,11 +159,33 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 // newVault builds a Vault client for a vault block; used by New and when
 // a reload changes the block.
 func (d *Daemon) newVault(v config.Vault) (*vault.Client, error) {
-	o := vault.Options{Log: d.log}
+	o := vault.Options{Log: d.log, Reissue: d.reissueCertAuth}
 	if d.metrics != nil {
 		o.Observer = d.metrics
+		o.Logins = d.metrics
 	}
 	return vault.New(v, o)
+}
+
+// reissueCertAuth has the agent renew cert auth's certificate now: another
+// auth method had to log in because Vault refused it while it is still
+// valid, and the agent would otherwise keep it until its renewal point.
+func (d *Daemon) reissueCertAuth(name string) {
+	if d.agent == nil {
+		return
+	}
+	if _, err := d.agent.Rotate([]string{name}, 0); err != nil {
+		d.log.Warn("cannot renew the cert auth certificate", "cert", name, "error", err)
+	}
+}
+
+// currentVault reads the token and auth state of the Vault client in
+// force, for metrics.
+type currentVault struct{ d *Daemon }
+
+func (c currentVault) TokenExpiration() time.Time { return c.d.currentVault().TokenExpiration() }
+func (c currentVault) AuthStatus() []vault.AuthMethodStatus {
+	return c.d.currentVault().AuthStatus()
 }
 
 // prepareVault does the auth method's start-up work (unwrapping a wrapped

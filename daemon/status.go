@@ -12,6 +12,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/services"
 	"github.com/certkeeper/certkeeper/trust"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // StatusReport is what `certkeeper status` shows.
@@ -26,6 +27,12 @@ type StatusReport struct {
 	ServicesErr error
 	// Bundles are read from the bundle files on disk.
 	Bundles []trust.Status
+	// Telemetry is the running daemon's telemetry endpoint; nil when no
+	// daemon answered or the endpoint is off.
+	Telemetry *control.TelemetryStatus
+	// Auth is the running daemon's chain of Vault auth methods; nil when
+	// no daemon answered.
+	Auth []vault.AuthMethodStatus
 }
 
 // statusTimeout bounds the wait for the running daemon's answer.
@@ -37,24 +44,30 @@ const statusTimeout = 3 * time.Second
 // Neither needs Vault.
 func Status(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) StatusReport {
 	var r StatusReport
-	r.Certificates, r.Source = certificateStatus(ctx, cfg, log, now)
+	var running *control.StatusResponse
+	r.Certificates, running, r.Source = certificateStatus(ctx, cfg, log, now)
+	if running != nil {
+		r.Telemetry, r.Auth = running.Telemetry, running.Auth
+	}
 	r.Services, r.ServicesErr = services.ReadStatus(cfg)
 	r.Bundles = trust.DiskStatus(cfg, now)
 	return r
 }
 
-func certificateStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) ([]agent.Status, string) {
+// certificateStatus asks the running daemon, whose whole answer it also
+// returns, or reads the files on disk (the answer is then nil).
+func certificateStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) ([]agent.Status, *control.StatusResponse, string) {
 	sock := statedir.Dir(cfg.StateDir).ControlSocket()
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	resp, err := control.Status(ctx, cfg.StateDir, cfg.Path)
 	if err == nil {
-		return resp.Certificates, "from the running agent on " + sock
+		return resp.Certificates, resp, "from the running agent on " + sock
 	}
 	log.Debug("no running agent answered; reading the files on disk", "error", err)
 	var other *control.OtherConfigError
 	if errors.As(err, &other) {
-		return agent.DiskStatus(cfg, now), "read from disk: " + other.Error()
+		return agent.DiskStatus(cfg, now), nil, "read from disk: " + other.Error()
 	}
-	return agent.DiskStatus(cfg, now), "read from disk (no running agent answered on " + sock + ")"
+	return agent.DiskStatus(cfg, now), nil, "read from disk (no running agent answered on " + sock + ")"
 }

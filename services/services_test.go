@@ -10,11 +10,13 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +28,9 @@ import (
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
+	"github.com/certkeeper/certkeeper/test/cktest"
 )
 
 var fastBackoff = backoff.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
@@ -235,11 +239,22 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 		t.Errorf("observer saw %v, want check failures then ok", results)
 	}
 
-	// `certkeeper status` reads what the manager saved.
+	// `certkeeper status` reads what the manager saved, in a state
+	// directory only certkeeper can read.
 	waitFor(t, "the saved status", func() bool {
 		saved, err := ReadStatus(f.cfg)
 		return err == nil && len(saved) == 1 && saved[0].State == StateOK && saved[0].Reloads == 1
 	})
+	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statedir.Dir(f.cfg.StateDir).Services(): 0o700, statedir.Dir(f.cfg.StateDir).ServicesState(): 0o600} {
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if info.Mode().Perm() != mode || int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
+			t.Errorf("%s: mode %o owner %d:%d, want %o owned by %d:%d", path, info.Mode().Perm(), st.Uid, st.Gid, mode, os.Geteuid(), os.Getegid())
+		}
+	}
 }
 
 // TestReloadFailureRetried: a reload that exits non-zero is retried with
@@ -307,8 +322,10 @@ func alive(pid int) bool {
 // TestCommandOutputInError: a failing check's output reaches the error,
 // so `nginx -t` can say what is wrong.
 func TestCommandOutputInError(t *testing.T) {
-	err := runCommand(t.Context(), []string{"sh", "-c", "echo 'unknown directive \"bogus\" in /etc/nginx/nginx.conf:12' >&2; exit 1"}, 5*time.Second)
-	if err == nil || !strings.Contains(err.Error(), `unknown directive "bogus"`) || !strings.Contains(err.Error(), "exit status 1") {
+	// printf assembles the message, so it is in the output and not in the
+	// command line the error also quotes.
+	err := runCommand(t.Context(), []string{"sh", "-c", "printf 'unknown directive \"%s\" in %s:12\\n' bogus /etc/nginx/nginx.conf >&2; exit 1"}, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), `unknown directive "bogus" in /etc/nginx/nginx.conf:12`) || !strings.Contains(err.Error(), "exit status 1") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -384,10 +401,12 @@ func TestPIDFileWithReloadCommand(t *testing.T) {
 	if out := f.m.Flush(t.Context()); out[0].Result != ResultOK || f.lines("nginx.reloads") != 1 {
 		t.Fatalf("live pid: %+v, %d reloads", out, f.lines("nginx.reloads"))
 	}
-	os.WriteFile(svc.PIDFile, []byte("-1"), 0o644)
-	f.m.Changed(f.cfg.Certificates[0], f.write("3"))
-	if out := f.m.Flush(t.Context()); out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "not a process id") {
-		t.Fatalf("pid -1 must be refused, got %+v", out)
+	for i, bad := range []string{"-1", "1", "0"} { // a process group, init, ourselves
+		os.WriteFile(svc.PIDFile, []byte(bad), 0o644)
+		f.m.Changed(f.cfg.Certificates[0], f.write("3"+strconv.Itoa(i)))
+		if out := f.m.Flush(t.Context()); out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "not a process id") {
+			t.Fatalf("pid %s must be refused, got %+v", bad, out)
+		}
 	}
 }
 
@@ -457,7 +476,8 @@ func TestVerify(t *testing.T) {
 				Verify: &config.Verify{Address: srv.addr, Timeout: 300 * time.Millisecond},
 			}}
 			f.cfg.Certificates[0].Notify = []string{"web"}
-			f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond})
+			logs := &cktest.SyncBuffer{}
+			f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, nil))})
 			write := func(data []byte) *sinks.Change {
 				c, err := sinks.WriteSet(filepath.Join(f.dir, "j"), []sinks.File{{Path: f.cfg.Certificates[0].Files.Cert, Data: data, Mode: 0o644, UID: -1, GID: -1}})
 				if err != nil {
@@ -484,6 +504,12 @@ func TestVerify(t *testing.T) {
 			waitFor(t, "served after a new reload", func() bool { return f.status("web").State == StateOK })
 			if f.status("web").Served != pki.Serial(newCert.Leaf) {
 				t.Errorf("status = %+v", f.status("web"))
+			}
+			// The log says which failure it was and what is served now.
+			for _, want := range []string{`does not serve the certificate on disk \(written but not served\)`, `msg="service reloaded" .*served_serial=` + pki.Serial(newCert.Leaf)} {
+				if !regexp.MustCompile(want).MatchString(logs.String()) {
+					t.Errorf("logs lack %q:\n%s", want, logs)
+				}
 			}
 			f.obs.mu.Lock()
 			defer f.obs.mu.Unlock()
@@ -617,6 +643,193 @@ func selfSigned(t *testing.T) (*tls.Certificate, []byte) {
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pki.EncodeCerts(leaf)
 }
 
+// TestChangesDuringACheck: a change that arrives while a batch's check is
+// running is not part of that batch (the check never saw its files), and
+// it is never lost: when the check fails it is rolled back and retried
+// with the batch; when the check passes it gets a check and a reload of
+// its own.
+func TestChangesDuringACheck(t *testing.T) {
+	// blocking is a check that says it started, then waits for <dir>/release
+	// before failing while <dir>/broken exists.
+	blocking := func(dir string) config.Service {
+		svc := shell(dir, "nginx")
+		svc.Check = []string{"sh", "-c", "echo >> " + filepath.Join(dir, "nginx.checks") + "; touch " + filepath.Join(dir, "checking") +
+			"; while [ ! -e " + filepath.Join(dir, "release") + " ]; do sleep 0.01; done; test ! -e " + filepath.Join(dir, "broken")}
+		return svc
+	}
+	start := func(f *fixture, bo backoff.Backoff, log *slog.Logger) (stop func()) {
+		f.cfg.Services = []config.Service{blocking(f.dir)}
+		f.cfg.Certificates[0].Notify = []string{"nginx"}
+		f.m = New(Options{Config: f.cfg, Backoff: bo, Log: log})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			f.m.Run(ctx)
+			close(done)
+		}()
+		stop = func() { cancel(); <-done }
+		f.t.Cleanup(stop)
+		return stop
+	}
+	arriveDuringCheck := func(f *fixture) {
+		f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+		waitFor(f.t, "the check to start", func() bool { _, err := os.Stat(filepath.Join(f.dir, "checking")); return err == nil })
+		f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+		os.WriteFile(filepath.Join(f.dir, "release"), nil, 0o644)
+	}
+
+	t.Run("check fails", func(t *testing.T) {
+		f := newFixture(t)
+		f.write("0")
+		os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
+		// No retry by itself during the test: Flush does it below.
+		stop := start(f, backoff.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}, nil)
+		arriveDuringCheck(f)
+		waitFor(t, "the check to fail", func() bool { return f.status("nginx").State == StateCheckFailed })
+		if got := f.onDisk(); got != "KEY0/CERT0" {
+			t.Errorf("after the failed check the files hold %s; the change that arrived during it was not rolled back with the batch (want KEY0/CERT0)", got)
+		}
+		if st := f.status("nginx"); !st.Pending || st.Failures != 1 || strings.Contains(st.LastError, "rolling back failed") {
+			t.Errorf("status after one failed check whose rollback worked: %+v", st)
+		}
+		os.Remove(filepath.Join(f.dir, "broken"))
+		stop()
+		out := f.m.Flush(t.Context())
+		if len(out) != 1 || out[0].Result != ResultOK {
+			t.Fatalf("flush after the fix: %+v", out)
+		}
+		if got := f.onDisk(); got != "KEY2/CERT2" {
+			t.Errorf("after the fix the files hold %s, want the newest set KEY2/CERT2: the change that arrived during the check was lost", got)
+		}
+		if n := f.lines("nginx.reloads"); n != 1 {
+			t.Errorf("%d reloads, want 1", n)
+		}
+	})
+
+	t.Run("check passes", func(t *testing.T) {
+		f := newFixture(t)
+		f.write("0")
+		logs := &cktest.SyncBuffer{}
+		start(f, fastBackoff, slog.New(slog.NewTextHandler(logs, nil)))
+		arriveDuringCheck(f)
+		waitFor(t, "a second checked reload for the change that arrived during the first check", func() bool {
+			return f.lines("nginx.reloads") == 2 && f.lines("nginx.checks") == 2
+		})
+		time.Sleep(400 * time.Millisecond) // more than a settle window
+		if r, c := f.lines("nginx.reloads"), f.lines("nginx.checks"); r != 2 || c != 2 {
+			t.Errorf("%d reloads and %d checks, want 2 of each", r, c)
+		}
+		if got := f.onDisk(); got != "KEY2/CERT2" {
+			t.Errorf("files hold %s, want KEY2/CERT2", got)
+		}
+		if st := f.status("nginx"); st.State != StateOK || st.Pending {
+			t.Errorf("status after both batches: %+v", st)
+		}
+		// Nothing was rolled back, so nothing is "written again", and
+		// the state file was saved.
+		for _, wrong := range []string{"wrote the rolled-back files again", "cannot save service states"} {
+			if strings.Contains(logs.String(), wrong) {
+				t.Errorf("logs say %q:\n%s", wrong, logs)
+			}
+		}
+	})
+}
+
+// TestFlushRetriesAFailedReload: Flush (one-shot commands, shutdown)
+// reloads a service whose reload failed earlier even with no change
+// waiting, and tries a failing reload flushReloadAttempts times, no more.
+func TestFlushRetriesAFailedReload(t *testing.T) {
+	f := newFixture(t)
+	svc := shell(f.dir, "apache")
+	svc.Check = nil
+	attempts := filepath.Join(f.dir, "attempts")
+	svc.Reload = []string{"sh", "-c", "echo >> " + attempts + "; test -e " + filepath.Join(f.dir, "ok")}
+	f.cfg.Services = []config.Service{svc}
+	f.cfg.Certificates[0].Notify = []string{"apache"}
+	f.m = New(Options{Config: f.cfg, Backoff: backoff.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}})
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	out := f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultReloadFailed {
+		t.Fatalf("flush with a failing reload: %+v", out)
+	}
+	if n := f.lines("attempts"); n != flushReloadAttempts {
+		t.Errorf("flush tried the reload %d times, want %d", n, flushReloadAttempts)
+	}
+	// Nothing new is written; the reload is still owed.
+	os.WriteFile(filepath.Join(f.dir, "ok"), nil, 0o644)
+	out = f.m.Flush(t.Context())
+	if len(out) != 1 || out[0].Result != ResultOK || out[0].Err != nil {
+		t.Fatalf("flush owing a reload: %+v", out)
+	}
+	if out := f.m.Flush(t.Context()); len(out) != 0 {
+		t.Errorf("a flush with nothing owed did %+v", out)
+	}
+}
+
+// TestManagerDefaults: zero options mean the documented defaults, and the
+// n-th consecutive failure waits the backoff of attempt n-1.
+func TestManagerDefaults(t *testing.T) {
+	m := New(Options{Config: &config.Config{}})
+	if m.interval != 200*time.Millisecond || m.backoff != backoff.Default || m.rand == nil || m.log == nil || m.now == nil || m.files != FileSets(sinks.Sets{}) {
+		t.Errorf("defaults: interval %v, backoff %+v, files %T", m.interval, m.backoff, m.files)
+	}
+	if m := New(Options{Config: &config.Config{}, VerifyInterval: 20 * time.Millisecond}); m.interval != 20*time.Millisecond {
+		t.Errorf("VerifyInterval 20ms became %v", m.interval)
+	}
+	b := backoff.Backoff{Base: time.Second, Max: time.Minute}
+	m = New(Options{Config: &config.Config{}, Backoff: b, Rand: func() float64 { return 0.5 }})
+	for failures, want := range map[int]time.Duration{1: 500 * time.Millisecond, 2: time.Second, 3: 2 * time.Second} {
+		if got := m.retryDelay(failures); got != want {
+			t.Errorf("after %d failures: wait %v, want %v", failures, got, want)
+		}
+	}
+}
+
+// TestVerifyWaitsForTheReload: a server that takes a moment after its
+// reload to serve the new certificate (nginx's old workers finish first)
+// is retried until the verify timeout, not reported as not serving it.
+func TestVerifyWaitsForTheReload(t *testing.T) {
+	f := newFixture(t)
+	oldCert, oldPEM := selfSigned(t)
+	newCert, newPEM := selfSigned(t)
+	srv := newTLSServer(t, tls.VersionTLS13, oldCert)
+	reloaded := filepath.Join(f.dir, "reloaded")
+	f.cfg.Services = []config.Service{{
+		Name: "web", Reload: []string{"sh", "-c", "echo >> " + reloaded}, Timeout: time.Second, Settle: 10 * time.Millisecond,
+		Verify: &config.Verify{Address: srv.addr, Timeout: 3 * time.Second},
+	}}
+	f.cfg.Certificates[0].Notify = []string{"web"}
+	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Observer: f.obs, VerifyInterval: 20 * time.Millisecond})
+	cert := f.cfg.Certificates[0].Files.Cert
+	if err := os.WriteFile(cert, oldPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := os.Stat(reloaded); err == nil {
+				time.Sleep(300 * time.Millisecond)
+				srv.serve(newCert)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	c, err := sinks.WriteSet(filepath.Join(f.dir, "j"), []sinks.File{{Path: cert, Data: newPEM, Mode: 0o644, UID: -1, GID: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m.Changed(f.cfg.Certificates[0], c)
+	if out := f.m.Flush(t.Context()); len(out) != 1 || out[0].Result != ResultOK || out[0].Err != nil {
+		t.Fatalf("a server that serves the new certificate 300ms after its reload: %+v", out)
+	}
+	if got := f.obs.get(); !slices.Equal(got, []string{"web:ok"}) {
+		t.Errorf("observer saw %v, want one ok", got)
+	}
+	if n := f.lines("reloaded"); n != 1 {
+		t.Errorf("%d reloads, want 1: the first one took hold", n)
+	}
+}
+
 // refusingSets is a file-set owner that cannot roll back.
 type refusingSets struct {
 	sinks.Sets
@@ -673,4 +886,68 @@ func (c *steppedClock) now() time.Time {
 		return time.Now()
 	}
 	return c.at
+}
+
+// TestReadStatusTrustsOnlyItsOwn: `certkeeper status` shows saved service
+// states only from a file certkeeper itself wrote; another user's (or a
+// group-writable one) is refused with whose it is, and none of it shown.
+func TestReadStatusTrustsOnlyItsOwn(t *testing.T) {
+	f := newFixture(t, shell(t.TempDir(), "nginx"))
+	path := statedir.Dir(f.cfg.StateDir).ServicesState()
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte(`{"version":1,"services":[{"name":"nginx","state":"ok","served_serial":"planted"}]}`), 0o600)
+	if saved, err := ReadStatus(f.cfg); err != nil || saved[0].Served != "planted" {
+		t.Fatalf("its own file: %+v, %v", saved, err)
+	}
+	spoil := map[string]func() string{"group-writable": func() string { os.Chmod(path, 0o620); return "(mode 0620)" }}
+	if os.Geteuid() == 0 {
+		spoil["another user's"] = func() string { os.Chown(path, 65534, 65534); return "owned by uid 65534" }
+	}
+	for name, do := range spoil {
+		os.Chmod(path, 0o600)
+		os.Chown(path, os.Geteuid(), os.Getegid())
+		want := do()
+		saved, err := ReadStatus(f.cfg)
+		if err == nil || !strings.Contains(err.Error(), "refusing to read "+path) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want a refusal saying %q", name, err, want)
+		}
+		if len(saved) != 0 {
+			t.Errorf("%s: shown anyway: %+v", name, saved)
+		}
+	}
+}
+
+// TestMigrateStateMovesServicesJSON: the services' state an older
+// certkeeper kept at <state_dir>/services.json moves to services/, once;
+// a certificate's record found there (a certificate named "services") is
+// not the services' and stays for the agent.
+func TestMigrateStateMovesServicesJSON(t *testing.T) {
+	f := newFixture(t, shell(t.TempDir(), "nginx"))
+	dir := statedir.Dir(f.cfg.StateDir)
+	os.MkdirAll(f.cfg.StateDir, 0o700)
+	old := dir.Legacy().ServicesState()
+	saved := `{"version":1,"services":[{"name":"nginx","state":"ok","reloads":3,"served_serial":"01:02"}]}`
+	os.WriteFile(old, []byte(saved), 0o600)
+	if moved, err := MigrateState(f.cfg); err != nil || !moved {
+		t.Fatalf("moved %v, %v", moved, err)
+	}
+	st, err := ReadStatus(f.cfg)
+	if err != nil || st[0].Served != "01:02" {
+		t.Errorf("after migration: %+v, %v", st, err)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the old file is still there")
+	}
+	if moved, err := MigrateState(f.cfg); err != nil || moved {
+		t.Errorf("a second migration: %v, %v", moved, err)
+	}
+
+	record := `{"version":1,"mount":"pki_int","role":"web","serial":"0a"}`
+	os.WriteFile(old, []byte(record), 0o600)
+	if moved, err := MigrateState(f.cfg); err != nil || moved {
+		t.Errorf("a record at services.json: moved %v, %v", moved, err)
+	}
+	if got, _ := os.ReadFile(old); string(got) != record {
+		t.Errorf("the record at services.json was touched: %q", got)
+	}
 }

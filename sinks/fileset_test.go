@@ -2,7 +2,7 @@ package sinks
 
 import (
 	"bytes"
-	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +16,17 @@ func set(dir string, key, cert string) []File {
 		{Path: filepath.Join(dir, "web.key"), Data: []byte(key), Mode: 0o600, UID: -1, GID: -1},
 		{Path: filepath.Join(dir, "web.crt"), Data: []byte(cert), Mode: 0o644, UID: -1, GID: -1},
 	}
+}
+
+// openTestDir walks to dir for a test that calls the writer's steps one by
+// one.
+func openTestDir(t *testing.T, ds dirs, dir string) *dir {
+	t.Helper()
+	d, err := ds.open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func mustRead(t *testing.T, path string) string {
@@ -37,9 +48,9 @@ func perm(t *testing.T, path string) os.FileMode {
 }
 
 func TestWriteSetModesIgnoreUmask(t *testing.T) {
+	dir := t.TempDir() // before the umask: a 0777 directory would be refused
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
-	dir := t.TempDir()
 	if _, err := WriteSet(filepath.Join(dir, "j"), set(dir, "KEY1", "CERT1")); err != nil {
 		t.Fatal(err)
 	}
@@ -190,15 +201,17 @@ func TestRecoverFinishesInterruptedSet(t *testing.T) {
 	WriteSet(journal, set(dir, "KEY1", "CERT1"))
 
 	files := set(dir, "KEY2", "CERT2")
+	ds := dirs{}
+	defer ds.close()
 	var renames []rename
 	for _, f := range files {
-		tmp, err := writeTemp(f)
+		tmp, err := writeTemp(openTestDir(t, ds, dir), f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		renames = append(renames, rename{From: tmp, To: f.Path})
 	}
-	if err := writeJournal(journal, renames); err != nil {
+	if err := writeJournal(ds, journal, renames); err != nil {
 		t.Fatal(err)
 	}
 	os.Rename(renames[0].From, renames[0].To) // the crash happens here
@@ -218,7 +231,9 @@ func TestRecoverFinishesInterruptedSet(t *testing.T) {
 func TestRecoverRemovesStrayTemps(t *testing.T) {
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "web.key")
-	tmp, err := writeTemp(File{Path: dest, Data: []byte("half"), Mode: 0o600, UID: -1, GID: -1})
+	ds := dirs{}
+	defer ds.close()
+	tmp, err := writeTemp(openTestDir(t, ds, dir), File{Path: dest, Data: []byte("half"), Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,9 +252,32 @@ func TestRecoverRejectsForeignJournal(t *testing.T) {
 	if err := Recover(journal, nil); err == nil {
 		t.Fatal("a garbage journal was accepted")
 	}
-	var r []rename
-	if json.Unmarshal([]byte(`[{"from":"a","to":"b"}]`), &r); len(r) != 1 {
-		t.Fatal("journal format changed")
+}
+
+// TestRecoverReadsTheJournalFormat: a journal an earlier certkeeper left
+// behind, written here by hand in the on-disk format, is finished by
+// Recover. Renaming a JSON field would strand the sets of every host that
+// crashed mid-write before an upgrade.
+func TestRecoverReadsTheJournalFormat(t *testing.T) {
+	dir := t.TempDir()
+	journal := filepath.Join(dir, "web.journal")
+	key, crt := filepath.Join(dir, "web.key"), filepath.Join(dir, "web.crt")
+	os.WriteFile(key, []byte("KEY2"), 0o600) // renamed before the crash
+	os.WriteFile(crt, []byte("CERT1"), 0o644)
+	tmp := filepath.Join(dir, ".web.crt"+tempMarker+"123")
+	os.WriteFile(tmp, []byte("CERT2"), 0o644)
+	text := fmt.Sprintf(`[{"from":%q,"to":%q},{"from":%q,"to":%q}]`, filepath.Join(dir, ".web.key"+tempMarker+"456"), key, tmp, crt)
+	if err := os.WriteFile(journal, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Recover(journal, []string{key, crt}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, key) + "/" + mustRead(t, crt); got != "KEY2/CERT2" {
+		t.Errorf("after recovery %s, want KEY2/CERT2", got)
+	}
+	if _, err := os.Stat(journal); err == nil {
+		t.Error("journal left after recovery")
 	}
 }
 

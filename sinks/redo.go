@@ -27,9 +27,10 @@ func (Sets) Reapply(c *Change) error {
 		return nil
 	}
 	defer lockSet(c.journal)()
-	if _, err := writeSet(c.journal, c.next); err != nil {
+	if _, err := writeSet(c.journal, c.next, nil); err != nil {
 		return fmt.Errorf("writing again: %w", err)
 	}
+	rolledBack.Delete(c.journal)
 	return nil
 }
 

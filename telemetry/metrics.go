@@ -1,6 +1,7 @@
 // Package telemetry is what certkeeper tells the outside world about
-// itself: Prometheus metrics, health and readiness, and the JSON status the
-// `status` command reads. It only reads the agent's state and records
+// itself: Prometheus metrics, health and readiness, and a bounded JSON
+// status for remote readers (`certkeeper status` asks the daemon over the
+// control socket instead). It only reads the agent's state and records
 // events it is told about; it never changes a certificate or a file.
 //
 // Metric names are a contract with operators' alerts and dashboards
@@ -12,6 +13,7 @@ package telemetry
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,17 +71,26 @@ var (
 		"How long HTTP requests to Vault took, by operation.", "histogram", []string{"operation"}}
 	vaultTokenExpiry = def{"certkeeper_vault_token_expiry_timestamp_seconds",
 		"When the Vault token certkeeper uses expires, as last renewed; absent before the first login.", "gauge", nil}
+	vaultLogins = def{"certkeeper_vault_logins_total",
+		`Logins to Vault since certkeeper started, by auth method (the auth block's method: cert, aws, jwt, approle, token) and result ("success" or "failure").`, "counter",
+		[]string{"method", "result"}}
+	vaultAuthInUse = def{"certkeeper_vault_auth_method_in_use",
+		`1 for the auth block whose token certkeeper holds, 0 for the others; position is the block's place in the chain, "1" being the preferred one.`, "gauge",
+		[]string{"method", "mount", "position"}}
 	fileNotAfter = def{"certkeeper_file_certificate_not_after_timestamp_seconds",
 		"When each certificate in a watched file (one certkeeper does not manage) expires.", "gauge", []string{"path", "subject"}}
 	fileReadErrors = def{"certkeeper_file_read_errors_total",
 		"Times a watched file changed into something that could not be read as PEM certificates.", "counter", []string{"path"}}
+	telemetryListenFailures = def{"certkeeper_telemetry_listen_failures_total",
+		"Failed attempts to bind the telemetry endpoint's address since certkeeper started: any increase means scrapes and probes may have reached another process.", "counter", nil}
 )
 
 // catalog is every metric above, for documentation and tests.
 var catalog = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures, certRevoked,
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
-	vaultRequests, vaultDuration, vaultTokenExpiry, fileNotAfter, fileReadErrors,
+	vaultRequests, vaultDuration, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
+	telemetryListenFailures,
 }
 
 // MetricNames lists every metric certkeeper defines (not the Go and process
@@ -124,19 +135,41 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	served        *prometheus.GaugeVec
 	crlNext       *prometheus.GaugeVec
+	// listenFailures is the endpoint's own (Listener). A gauge of whether
+	// it listens would be 1 in every scrape of it.
+	listenFailures prometheus.Counter
 
 	mu sync.Mutex
 	// renewals are kept here rather than in a CounterVec so that a
 	// certificate dropped from the config drops out of the scrape with
 	// its other series (see stateCollector).
 	renewals map[string]*renewalCount
+	// logins by auth method, exported by the state collector for the
+	// methods configured, so both results of each exist from the start.
+	logins map[string]*renewalCount
+
+	// onChange, when set, hears that a pass, reload or CRL changed what
+	// the metrics say (the textfile writes then).
+	onChange atomic.Pointer[func()]
+}
+
+// OnChange registers f to be called, without blocking, after every event
+// that changes a certificate's, service's or trust bundle's metrics, a
+// login, and a failed bind of the telemetry endpoint.
+func (m *Metrics) OnChange(f func()) { m.onChange.Store(&f) }
+
+func (m *Metrics) changed() {
+	if f := m.onChange.Load(); f != nil {
+		(*f)()
+	}
 }
 
 type renewalCount struct{ success, failure float64 }
 
 var (
-	_ agent.Observer = (*Metrics)(nil)
-	_ vault.Observer = (*Metrics)(nil)
+	_ agent.Observer      = (*Metrics)(nil)
+	_ vault.Observer      = (*Metrics)(nil)
+	_ vault.LoginObserver = (*Metrics)(nil)
 )
 
 // New registers certkeeper's event metrics on reg.
@@ -153,9 +186,12 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: servedMatches.name, Help: servedMatches.help}, servedMatches.labels),
 		crlNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: crlNextUpdate.name, Help: crlNextUpdate.help}, crlNextUpdate.labels),
+		listenFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: telemetryListenFailures.name, Help: telemetryListenFailures.help}),
 		renewals: map[string]*renewalCount{},
+		logins:   map[string]*renewalCount{},
 	}
-	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext} {
+	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext, m.listenFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -174,10 +210,38 @@ func (m *Metrics) ObserveVaultRequest(operation string, code int, d time.Duratio
 	m.vaultDuration.WithLabelValues(operation).Observe(d.Seconds())
 }
 
+// ObserveLogin implements vault.LoginObserver: one login attempt with an
+// auth method.
+func (m *Metrics) ObserveLogin(method string, ok bool) {
+	defer m.changed()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.logins[method]
+	if c == nil {
+		c = &renewalCount{}
+		m.logins[method] = c
+	}
+	if ok {
+		c.success++
+	} else {
+		c.failure++
+	}
+}
+
+func (m *Metrics) loginCounts(method string) renewalCount {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.logins[method]; c != nil {
+		return *c
+	}
+	return renewalCount{}
+}
+
 // ObservePass implements agent.Observer: a pass that got a new certificate
 // is a successful renewal, a pass that failed is a failed one, and a pass
 // that found the held certificate good is neither.
 func (m *Metrics) ObservePass(st agent.Status, res *agent.Result, err error) {
+	defer m.changed()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rc := m.renewals[st.Name]
@@ -218,6 +282,7 @@ func (m *Metrics) ServiceConfigured(service string) {
 // reload or its verification failed (the log line says which and why).
 func (m *Metrics) ServiceReloaded(service, result string) {
 	m.reloads.WithLabelValues(service, result).Inc()
+	m.changed()
 }
 
 // ServedMatches records whether the certificate service is seen serving
@@ -228,24 +293,28 @@ func (m *Metrics) ServedMatches(service string, ok bool) {
 		v = 1
 	}
 	m.served.WithLabelValues(service).Set(v)
+	m.changed()
 }
 
 // ForgetService drops a service's series when it leaves the config.
 func (m *Metrics) ForgetService(service string) {
 	m.reloads.DeletePartialMatch(prometheus.Labels{"service": service})
 	m.served.DeleteLabelValues(service)
+	m.changed()
 }
 
 // CRLNextUpdate records the NextUpdate of the CRL from issuer (its subject)
 // in the trust bundle of that configured name.
 func (m *Metrics) CRLNextUpdate(bundle, issuer string, t time.Time) {
 	m.crlNext.WithLabelValues(bundle, issuer).Set(unixSeconds(t))
+	m.changed()
 }
 
 // ForgetTrustBundle drops a bundle's CRL series, when the bundle leaves the
 // config or a CA (and its CRL) leaves the bundle and is re-recorded.
 func (m *Metrics) ForgetTrustBundle(bundle string) {
 	m.crlNext.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.changed()
 }
 
 func unixSeconds(t time.Time) float64 {

@@ -2,12 +2,14 @@ package telemetry
 
 import (
 	"crypto/x509"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/telemetry/filewatch"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // Certificates is the agent's current state; *agent.Agent is the real one.
@@ -22,6 +24,11 @@ type Token interface {
 	TokenExpiration() time.Time
 }
 
+// Auth is the chain of Vault auth methods; *vault.Client is the real one.
+type Auth interface {
+	AuthStatus() []vault.AuthMethodStatus
+}
+
 // Files are watched files; *filewatch.Watcher is the real one.
 type Files interface {
 	Files() []filewatch.File
@@ -31,6 +38,7 @@ type Files interface {
 type Sources struct {
 	Certificates Certificates
 	Token        Token
+	Auth         Auth
 	Files        Files
 }
 
@@ -48,7 +56,7 @@ type stateCollector struct {
 
 var stateDefs = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures, certRevoked,
-	caNotAfter, vaultTokenExpiry, fileNotAfter, fileReadErrors,
+	caNotAfter, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
 }
 
 var stateDescs = func() map[string]*prometheus.Desc {
@@ -101,6 +109,23 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if src := c.src.Token; src != nil {
 		gauge(vaultTokenExpiry, src.TokenExpiration())
+	}
+	if src := c.src.Auth; src != nil {
+		seen := map[string]bool{}
+		for i, st := range src.AuthStatus() {
+			inUse := 0.0
+			if st.InUse {
+				inUse = 1
+			}
+			emit(vaultAuthInUse, prometheus.GaugeValue, inUse, st.Method, st.Mount, strconv.Itoa(i+1))
+			if seen[st.Method] {
+				continue
+			}
+			seen[st.Method] = true
+			lc := c.m.loginCounts(st.Method)
+			emit(vaultLogins, prometheus.CounterValue, lc.success, st.Method, ResultSuccess)
+			emit(vaultLogins, prometheus.CounterValue, lc.failure, st.Method, ResultFailure)
+		}
 	}
 	if src := c.src.Files; src != nil {
 		for _, f := range src.Files() {

@@ -19,6 +19,7 @@ import (
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/telemetry/filewatch"
 	"github.com/certkeeper/certkeeper/test/cktest"
+	"github.com/certkeeper/certkeeper/vault"
 )
 
 // fakeAgent is the agent's read side, as a test sets it.
@@ -45,6 +46,17 @@ func (f *fakeAgent) CAChain(name string) []*x509.Certificate {
 type fakeToken struct{ exp time.Time }
 
 func (f fakeToken) TokenExpiration() time.Time { return f.exp }
+
+type fakeAuth struct {
+	mu sync.Mutex
+	st []vault.AuthMethodStatus
+}
+
+func (f *fakeAuth) AuthStatus() []vault.AuthMethodStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.st)
+}
 
 type fakeFiles []filewatch.File
 
@@ -213,6 +225,64 @@ func TestVaultRequests(t *testing.T) {
 	}
 	if got := cktest.MustFind(t, s, "certkeeper_vault_request_duration_seconds", "operation", "sign"); got != 4 {
 		t.Errorf("sign duration count = %v, want 4", got)
+	}
+}
+
+// Logins are counted by method, both results of every configured method
+// existing from the start at zero (so increase() sees the first failure);
+// the method in use is 1 by its position in the chain, the others 0; a
+// method that leaves the config leaves the scrape.
+func TestLoginsByMethod(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	fa := &fakeAuth{st: []vault.AuthMethodStatus{
+		{Method: "cert", Mount: "cert"},
+		{Method: "aws", Mount: "aws"},
+		{Method: "jwt", Mount: "jwt-gcp"},
+		{Method: "jwt", Mount: "jwt-azure"},
+	}}
+	if err := m.ExposeState(Sources{Auth: fa}); err != nil {
+		t.Fatal(err)
+	}
+	s := cktest.Gather(t, reg)
+	for _, method := range []string{"cert", "aws", "jwt"} {
+		for _, r := range []string{"success", "failure"} {
+			if got := cktest.MustFind(t, s, "certkeeper_vault_logins_total", "method", method, "result", r); got != 0 {
+				t.Errorf("logins{%s,%s} before any login = %v, want 0", method, r, got)
+			}
+		}
+	}
+	m.ObserveLogin("cert", false)
+	m.ObserveLogin("aws", true)
+	m.ObserveLogin("cert", false)
+	m.ObserveLogin("cert", true)
+	m.ObserveLogin("jwt", true)
+	fa.mu.Lock()
+	fa.st[0].InUse = true
+	fa.mu.Unlock()
+	s = cktest.Gather(t, reg)
+	for _, c := range []struct {
+		method, result string
+		want           float64
+	}{{"cert", "failure", 2}, {"cert", "success", 1}, {"aws", "success", 1}, {"aws", "failure", 0}, {"jwt", "success", 1}} {
+		if got := cktest.MustFind(t, s, "certkeeper_vault_logins_total", "method", c.method, "result", c.result); got != c.want {
+			t.Errorf("logins{%s,%s} = %v, want %v", c.method, c.result, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		method, mount, pos string
+		want               float64
+	}{{"cert", "cert", "1", 1}, {"aws", "aws", "2", 0}, {"jwt", "jwt-gcp", "3", 0}, {"jwt", "jwt-azure", "4", 0}} {
+		if got := cktest.MustFind(t, s, "certkeeper_vault_auth_method_in_use", "method", c.method, "mount", c.mount, "position", c.pos); got != c.want {
+			t.Errorf("in_use{%s,%s,%s} = %v, want %v", c.method, c.mount, c.pos, got, c.want)
+		}
+	}
+	fa.mu.Lock()
+	fa.st = fa.st[:1]
+	fa.mu.Unlock()
+	for _, x := range cktest.Gather(t, reg) {
+		if x.Labels["method"] == "aws" || x.Labels["method"] == "jwt" {
+			t.Errorf("an auth method left the config but %s%v is still exported", x.Name, x.Labels)
+		}
 	}
 }
 

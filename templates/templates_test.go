@@ -168,8 +168,8 @@ func haproxyLoads(t *testing.T, dir, file string) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/haproxy"); serr != nil {
-			t.Log("haproxy is not installed (Debian package haproxy): skipping the HAProxy load check")
-			return
+			// The PEM checks above have passed; only HAProxy's own is left.
+			t.Skip("haproxy is not installed (Debian package haproxy; .ci/run installs it): HAProxy's own load check cannot run")
 		}
 		bin = "/usr/sbin/haproxy"
 	}
@@ -288,13 +288,26 @@ func TestCertificateFields(t *testing.T) {
 	}
 }
 
+// outsideFunctions are the functions consul-template v0.41.1 defines (its
+// template.funcMap) that reach Vault, Consul or Nomad, read or write a
+// file, or run a program. The list is the test's own, not funcs.go's
+// deniedNames: a name dropped from the implementation must fail here.
+var outsideFunctions = []string{
+	"secret", "secrets", "pkiCert", "caLeaf", "caRoots",
+	"key", "keyExists", "keyOrDefault", "ls", "safeLs", "tree", "safeTree",
+	"service", "services", "connect", "node", "nodes", "datacenters",
+	"exportedServices", "partitions", "peerings",
+	"nomadServices", "nomadService", "nomadVarList", "nomadVarListSafe", "nomadVar", "nomadVarExists",
+	"file", "writeToFile", "plugin",
+}
+
 // TestDisabledFunctions: every function that would reach Vault, Consul or
 // Nomad, read or write a file, or run a program is refused by Check (at
 // load, with the template line and the reason, even in a branch not
 // taken) and fails with the reason if reached at render time.
 func TestDisabledFunctions(t *testing.T) {
 	cert, _ := NewCertificate("web", testBundle(t, "ec", 256))
-	for _, name := range deniedNames {
+	for _, name := range outsideFunctions {
 		t.Run(name, func(t *testing.T) {
 			text := "{{ with certificate }}{{ .Cert }}{{ end }}\n{{ if false }}{{ " + name + " \"x\" }}{{ end }}"
 			_, err := Check(Input{Text: text}, Certificate{Name: "web"})
@@ -381,5 +394,58 @@ func TestStockNames(t *testing.T) {
 		if _, ok := Stock(bad); ok {
 			t.Errorf("Stock(%q) found something", bad)
 		}
+	}
+}
+
+// TestCheckLooksInElseBranches: a disabled function hidden in an else
+// branch (never taken with the sample) is refused at load too.
+func TestCheckLooksInElseBranches(t *testing.T) {
+	for _, text := range []string{
+		`{{ if true }}x{{ else }}{{ secret "a" }}{{ end }}`,
+		`{{ with certificate }}x{{ else }}{{ file "/etc/shadow" }}{{ end }}`,
+		`{{ range $s := (certificate).DNSNames }}x{{ else }}{{ plugin "sh" }}{{ end }}`,
+	} {
+		if _, err := Check(Input{Text: text}, Certificate{}); err == nil || !strings.Contains(err.Error(), "is disabled") {
+			t.Errorf("%s: %v, want a refusal", text, err)
+		}
+	}
+}
+
+// TestCheckSampleLooksIssued: Check renders with a sample certificate;
+// what the config cannot know yet (serial, dates, issuer, fingerprint)
+// has the shape and meaning of an issued certificate, so a template that
+// slices a serial or compares dates is not refused at load, and what the
+// caller knows is kept.
+func TestCheckSampleLooksIssued(t *testing.T) {
+	before := time.Now()
+	s := Certificate{Name: "web"}.withPlaceholders(before)
+	if parts := strings.Split(s.Serial, ":"); len(parts) < 16 {
+		t.Errorf("sample serial %q", s.Serial)
+	}
+	if !s.NotBefore.Before(before) || !s.NotAfter.After(before.Add(24*time.Hour)) {
+		t.Errorf("sample is valid from %v to %v, want valid now and for a day", s.NotBefore, s.NotAfter)
+	}
+	if s.Issuer == "" || len(s.FingerprintSHA256) != 64 {
+		t.Errorf("sample issuer %q, fingerprint %q", s.Issuer, s.FingerprintSHA256)
+	}
+	known := Certificate{Serial: "0a:0b", NotBefore: before.Add(-time.Hour), NotAfter: before.Add(time.Hour), Issuer: "Real CA", FingerprintSHA256: "ab"}.withPlaceholders(before)
+	if known.Serial != "0a:0b" || !known.NotBefore.Equal(before.Add(-time.Hour)) || known.Issuer != "Real CA" || known.FingerprintSHA256 != "ab" {
+		t.Errorf("known values replaced: %+v", known)
+	}
+	text := `{{ with certificate }}{{ index (split ":" .Serial) 15 }} {{ slice .FingerprintSHA256 0 16 }} {{ index (split " " .Issuer) 0 }}{{ end }}`
+	if _, err := Check(Input{Text: text}, Certificate{Name: "web"}); err != nil {
+		t.Errorf("a template using the serial, fingerprint and issuer was refused: %v", err)
+	}
+}
+
+// TestMustEnv: mustEnv returns a set variable and refuses an empty one.
+func TestMustEnv(t *testing.T) {
+	t.Setenv("CERTKEEPER_TEST_SITE", "eu-1")
+	t.Setenv("CERTKEEPER_TEST_EMPTY", "")
+	if out, err := Render(Input{Text: `{{ mustEnv "CERTKEEPER_TEST_SITE" }}`}, Certificate{}); err != nil || string(out) != "eu-1" {
+		t.Errorf("mustEnv of a set variable: %q, %v", out, err)
+	}
+	if _, err := Render(Input{Text: `{{ mustEnv "CERTKEEPER_TEST_EMPTY" }}`}, Certificate{}); err == nil || !strings.Contains(err.Error(), "required environment variable CERTKEEPER_TEST_EMPTY is empty") {
+		t.Errorf("mustEnv of an empty variable: %v", err)
 	}
 }

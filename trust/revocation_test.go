@@ -76,7 +76,7 @@ func TestCRLNearExpiryIsRebuilt(t *testing.T) {
 	if k.rotateAt < 0.849 || k.rotateAt > 0.851 {
 		t.Fatalf("rotateAt = %v, want 0.85 for a draw of 0.5", k.rotateAt)
 	}
-	inter.age = 50 * time.Hour // 70% of 72h
+	inter.age, inter.crlLife = 50*time.Hour, 22*time.Hour // 70% of 72h
 	if out := k.Once(t.Context()); out[0].Err != nil {
 		t.Fatal(out[0].Err)
 	}
@@ -84,7 +84,7 @@ func TestCRLNearExpiryIsRebuilt(t *testing.T) {
 		t.Fatal("asked vault to rebuild a CRL at 70% of its life")
 	}
 
-	inter.age, inter.cached = 63*time.Hour, nil // 88%
+	inter.age, inter.crlLife, inter.cached = 63*time.Hour, 9*time.Hour, nil // 88%
 	if out := k.Once(t.Context()); out[0].Err != nil {
 		t.Fatal(out[0].Err)
 	}
@@ -103,7 +103,7 @@ func TestCRLNearExpiryIsRebuilt(t *testing.T) {
 	}
 
 	f.rotateErr = errors.New("permission denied")
-	inter.age, inter.cached = 65*time.Hour, nil
+	inter.age, inter.crlLife, inter.cached = 65*time.Hour, 7*time.Hour, nil
 	if out := k.Once(t.Context()); out[0].Err != nil {
 		t.Fatalf("a refused rebuild failed the refresh: %v", out[0].Err)
 	}

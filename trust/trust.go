@@ -24,6 +24,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/outdirs"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -100,6 +101,9 @@ type Keeper struct {
 	refused map[string]bool
 	// warned are the warnings logged already (warnOnce).
 	warned map[string]bool
+	// writing keeps refreshes one at a time: Run's and those of a once
+	// request to the running daemon write the same files.
+	writing sync.Mutex
 }
 
 // New makes a keeper; it touches neither disk nor Vault until used.
@@ -145,11 +149,13 @@ const (
 // in one round, sharing what was fetched for their mounts.
 const roundWindow = time.Second
 
-// Run refreshes every bundle now, calls ready (if not nil) once each has
-// had its first attempt, then keeps them fresh until ctx ends. Beside the
-// bundles it watches the CRLs of the issuers of the certificates held
-// (revocation.go).
-func (k *Keeper) Run(ctx context.Context, ready func()) {
+// Run refreshes every bundle now, then keeps them fresh until ctx ends.
+// passed, if not nil, is called after every round of refreshes, whatever
+// their outcome; Unplaced then says which bundles are not in place (the
+// daemon's READY=1 waits on that). Beside the bundles it watches the CRLs
+// of the issuers of the certificates held (revocation.go), with or
+// without bundles.
+func (k *Keeper) Run(ctx context.Context, passed func()) {
 	q := k.queue
 	for _, tb := range k.cfg.TrustBundles {
 		q.Set(tb.Name, time.Time{})
@@ -158,11 +164,9 @@ func (k *Keeper) Run(ctx context.Context, ready func()) {
 		// After the bundles: what they fetch need not be fetched again.
 		q.Set(watchKey, k.now().Add(roundWindow))
 	}
-	if len(k.cfg.TrustBundles) == 0 && ready != nil {
-		ready()
+	if len(k.cfg.TrustBundles) == 0 && passed != nil {
+		passed()
 	}
-	seen := map[string]bool{}
-	readySent := len(k.cfg.TrustBundles) == 0
 	for {
 		name, err := q.Next(ctx)
 		if err != nil {
@@ -194,7 +198,6 @@ func (k *Keeper) Run(ctx context.Context, ready func()) {
 			if at, queued := q.When(n); !queued || at.Before(next) {
 				q.Set(n, next)
 			}
-			seen[n] = true
 		}
 		if at, ok := q.When(watchKey); watchDue || (ok && at.Before(k.now().Add(roundWindow))) {
 			next := k.checkHeld(ctx, r)
@@ -203,11 +206,8 @@ func (k *Keeper) Run(ctx context.Context, ready func()) {
 			}
 			q.Set(watchKey, next)
 		}
-		if !readySent && len(seen) == len(k.cfg.TrustBundles) {
-			readySent = true
-			if ready != nil {
-				ready()
-			}
+		if passed != nil {
+			passed()
 		}
 	}
 }
@@ -272,7 +272,10 @@ type Result struct {
 
 // refresh fetches, checks and writes one bundle.
 func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (*Result, error) {
-	existing := readCRLs(tb.CRLFile)
+	k.writing.Lock()
+	defer k.writing.Unlock()
+	prevCAs := caCount(tb.CAFile)
+	existing := readCRLs(tb.CRLFile, prevCAs)
 	b, err := build(ctx, r, tb, existing, k.rotateAt)
 	if err != nil {
 		return nil, err
@@ -288,14 +291,18 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 	}
 	k.covers(tb, b)
 	journal := statedir.Dir(k.cfg.StateDir).TrustJournal(tb.Name)
-	dests := []string{tb.CAFile}
-	if tb.CRLFile != "" {
-		dests = append(dests, tb.CRLFile)
-	}
-	if err := sinks.Recover(journal, dests); err != nil {
+	if err := sinks.Recover(journal, destinations(tb)); err != nil {
 		return nil, err
 	}
-	change, err := sinks.WriteSet(journal, b.files(tb))
+	dests := destinations(tb)
+	gids := make([]int, len(dests))
+	for i := range gids {
+		gids[i] = tb.GID
+	}
+	if err := outdirs.Files(dests, gids, k.log.With("bundle", tb.Name)); err != nil {
+		return nil, err
+	}
+	change, err := sinks.WriteSet(journal, b.files(tb, max(len(existing), prevCAs)))
 	if err != nil {
 		return nil, err
 	}
@@ -324,6 +331,15 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		}
 	}
 	return res, nil
+}
+
+// destinations are every file a bundle's set writes.
+func destinations(tb config.TrustBundle) []string {
+	dests := []string{tb.CAFile}
+	if tb.CRLFile != "" {
+		dests = append(dests, tb.CRLFile)
+	}
+	return dests
 }
 
 func crlSummary(cas []CAInfo) []string {

@@ -24,7 +24,32 @@ type loginFunc func(ctx context.Context, c *api.Client) (*api.Secret, error)
 // login is needed; nil when there is nothing.
 type prepareFunc func(ctx context.Context, c *api.Client) error
 
-func newLogin(a config.Auth, closeIdle func()) (loginFunc, prepareFunc, error) {
+// method is one auth block of the chain. Its backoff is its own: a
+// method that failed is not tried again before nextTry, however often the
+// others are, so a broken method costs Vault one attempt per backoff
+// step, not one per login.
+type method struct {
+	cfg     config.Auth
+	login   loginFunc
+	prepare prepareFunc
+
+	failures int
+	nextTry  time.Time
+	lastErr  error
+	// reissueAsked: a renewal of cert auth's certificate was asked for
+	// since this cert method last logged in; asked once, so a certificate
+	// that a fresh one does not cure is not renewed at every login.
+	reissueAsked bool
+}
+
+// loginEnv is what the login functions share beyond their config block.
+type loginEnv struct {
+	closeIdle func() // drops keep-alive connections (cert auth)
+	timeout   time.Duration
+	now       func() time.Time
+}
+
+func newLogin(a config.Auth, env loginEnv) (loginFunc, prepareFunc, error) {
 	switch a.Method {
 	case config.AuthToken:
 		return tokenLogin(a.TokenFile), nil, nil
@@ -32,7 +57,11 @@ func newLogin(a config.Auth, closeIdle func()) (loginFunc, prepareFunc, error) {
 		r := &appRole{auth: a}
 		return r.login, r.prepare, nil
 	case config.AuthCert:
-		return certLogin(a, closeIdle), nil, nil
+		return certLogin(a, env.closeIdle), nil, nil
+	case config.AuthAWS:
+		return newAWSLogin(a, env).login, nil, nil
+	case config.AuthJWT:
+		return newJWTLogin(a, env).login, nil, nil
 	}
 	return nil, nil, fmt.Errorf("auth method %q is not supported", a.Method)
 }
@@ -68,18 +97,27 @@ func tokenLogin(file string) loginFunc {
 // session holds the current token. Logins are serialised: when a hundred
 // renewals find the token revoked at once, one of them logs in and the rest
 // use its token, so Vault sees one login, not a hundred.
+//
+// A login walks the chain of methods from the top and stops at the first
+// that logs in, so a preferred method that works again is used again at
+// the next login; methods still backing off from a failure are passed
+// over without a request.
 type session struct {
-	client *api.Client
-	login  loginFunc
-	log    *slog.Logger
-	now    func() time.Time
-	rand   func() float64
+	client  *api.Client
+	methods []*method
+	log     *slog.Logger
+	now     func() time.Time
+	rand    func() float64
+	// logins hears every login attempt (metrics); reissue asks for a new
+	// cert auth certificate. Either may be nil.
+	logins  LoginObserver
+	reissue func(certificate string)
 
 	mu         sync.Mutex
-	gen        int  // bumped on every successful login
-	valid      bool // a token is set and believed good
-	failures   int
-	nextLogin  time.Time // after a failed login, others wait until then
+	gen        int       // bumped on every successful login
+	valid      bool      // a token is set and believed good
+	inUse      int       // index of the method whose token is set; -1 for none
+	nextLogin  time.Time // after every method failed, others wait until then
 	lastErr    error
 	stopWatch  context.CancelFunc
 	expiration time.Time
@@ -89,8 +127,8 @@ type session struct {
 	deniedGen int
 }
 
-func newSession(c *api.Client, login loginFunc, log *slog.Logger, now func() time.Time, rand func() float64) *session {
-	return &session{client: c, login: login, log: log, now: now, rand: rand}
+func newSession(c *api.Client, methods []*method, log *slog.Logger, now func() time.Time, rand func() float64) *session {
+	return &session{client: c, methods: methods, log: log, now: now, rand: rand, inUse: -1}
 }
 
 // ensure returns the generation of a token believed good, logging in if
@@ -101,25 +139,147 @@ func (s *session) ensure(ctx context.Context) (int, error) {
 	if s.valid {
 		return s.gen, nil
 	}
-	if now := s.now(); now.Before(s.nextLogin) {
-		return 0, fmt.Errorf("vault login failed, next attempt at %s: %w", s.nextLogin.Format(time.TimeOnly), s.lastErr)
+	now := s.now()
+	if now.Before(s.nextLogin) {
+		return 0, loginWait(s.nextLogin.Sub(now), s.lastErr)
 	}
-	secret, err := s.login(ctx, s.client)
-	if err != nil {
-		d := backoff.Default.Delay(s.failures, s.rand())
-		s.failures++
-		s.nextLogin = s.now().Add(d)
-		s.lastErr = err
-		return 0, err
+	var failed []error
+	for i, m := range s.methods {
+		if now.Before(m.nextTry) {
+			s.log.Debug("auth method passed over: backing off after its last failure", "method", m.cfg.Method, "mount", m.cfg.Mount, "next_try", m.nextTry.Format(time.RFC3339))
+			failed = append(failed, &MethodError{Method: m.cfg.Method, Mount: m.cfg.Mount, NotBefore: m.nextTry, Err: m.lastErr})
+			continue
+		}
+		secret, err := m.login(ctx, s.client)
+		s.observe(m, err == nil)
+		if err != nil {
+			m.lastErr = err
+			m.nextTry = s.now().Add(backoff.Default.Delay(m.failures, s.rand()))
+			m.failures++
+			failed = append(failed, &MethodError{Method: m.cfg.Method, Mount: m.cfg.Mount, Err: err})
+			if i < len(s.methods)-1 {
+				s.log.Warn("vault login failed; trying the next auth method", "method", m.cfg.Method, "mount", m.cfg.Mount,
+					"error", err, "failures", m.failures, "retry_at", m.nextTry.Format(time.RFC3339))
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		m.failures, m.lastErr, m.nextTry, m.reissueAsked = 0, nil, time.Time{}, false
+		s.loggedIn(i, secret)
+		return s.gen, nil
 	}
-	s.failures, s.lastErr = 0, nil
+	// Every method failed or is backing off: nobody tries again before
+	// the first of them may.
+	s.nextLogin = time.Time{}
+	for _, m := range s.methods {
+		if s.nextLogin.IsZero() || m.nextTry.Before(s.nextLogin) {
+			s.nextLogin = m.nextTry
+		}
+	}
+	if len(failed) == 1 {
+		// One method: its error as it is, as before chains existed.
+		s.lastErr = failed[0].(*MethodError).Err
+	} else {
+		s.lastErr = &LoginError{Methods: failed}
+	}
+	return 0, s.lastErr
+}
+
+// loggedIn puts the token from method i in force.
+func (s *session) loggedIn(i int, secret *api.Secret) {
+	m := s.methods[i]
 	s.gen++
 	s.valid = true
+	s.inUse = i
 	s.loggedInAt = s.now()
 	s.watch(secret)
-	s.log.Info("logged in to vault", "accessor", accessor(secret), "ttl", leaseDuration(secret).String(), "renewable", secret != nil && secret.Auth != nil && secret.Auth.Renewable)
-	return s.gen, nil
+	s.log.Info("logged in to vault", "accessor", accessor(secret), "method", m.cfg.Method, "mount", m.cfg.Mount,
+		"ttl", leaseDuration(secret).String(), "renewable", secret != nil && secret.Auth != nil && secret.Auth.Renewable)
+	if i == 0 {
+		return
+	}
+	pref := s.methods[0]
+	s.log.Warn("logged in with a fallback auth method; the preferred one is tried again at the next login",
+		"method", m.cfg.Method, "mount", m.cfg.Mount, "preferred", pref.cfg.Method, "preferred_mount", pref.cfg.Mount,
+		"preferred_skipped_because", errText(pref.lastErr), "preferred_retry_at", pref.nextTry.Format(time.RFC3339))
+	for _, before := range s.methods[:i] {
+		if before.cfg.Method == config.AuthCert {
+			s.reissueCert(before)
+		}
+	}
 }
+
+// reissueCert asks, once per failing spell, for a new certificate for cert
+// auth that another method had to stand in for. A certificate that has
+// expired, or is missing, is renewed by the agent anyway (it is past its
+// renewal point); one that is still valid but no longer logs in (revoked,
+// or no longer trusted by the cert role) would be kept until its renewal
+// point, and every login until then would fall back.
+func (s *session) reissueCert(m *method) {
+	if s.reissue == nil || m.reissueAsked || m.lastErr == nil {
+		return
+	}
+	if !certValidAt(m.cfg.ClientCert, s.now()) {
+		return
+	}
+	m.reissueAsked = true
+	s.log.Info("renewing the cert auth certificate now, so the next login can use cert auth again",
+		"cert", m.cfg.Certificate, "cert_auth_error", errText(m.lastErr))
+	s.reissue(m.cfg.Certificate)
+}
+
+func (s *session) observe(m *method, ok bool) {
+	if s.logins != nil {
+		s.logins.ObserveLogin(m.cfg.Method, ok)
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// MethodError is why one auth method did not log in: it failed now, or
+// it was passed over because it failed before and is backing off.
+type MethodError struct {
+	Method, Mount string
+	// NotBefore is set when the method was not tried: it may be tried
+	// again from then on.
+	NotBefore time.Time
+	Err       error
+}
+
+func (e *MethodError) Error() string {
+	name := e.Method
+	if e.Mount != e.Method {
+		name += " (mount " + e.Mount + ")"
+	}
+	if !e.NotBefore.IsZero() {
+		// No time in the text: status says when the chain is tried next,
+		// once (AuthStatus has each method's own next attempt).
+		return fmt.Sprintf("auth %s: not tried, backing off after: %v", name, e.Err)
+	}
+	return fmt.Sprintf("auth %s: %v", name, e.Err)
+}
+func (e *MethodError) Unwrap() error { return e.Err }
+
+// LoginError is a login at which no method of the chain logged in.
+type LoginError struct {
+	Methods []error // *MethodError, in the order of the chain
+}
+
+func (e *LoginError) Error() string {
+	parts := make([]string, len(e.Methods))
+	for i, m := range e.Methods {
+		parts[i] = m.Error()
+	}
+	return "no auth method logged in: " + strings.Join(parts, "; ")
+}
+func (e *LoginError) Unwrap() []error { return e.Methods }
 
 // policyRefreshAfter is how old a token must be before a 403 that the
 // token itself survives is worth a new login: a role's policy list reaches
@@ -163,6 +323,7 @@ func (s *session) invalidate(gen int) {
 	defer s.mu.Unlock()
 	if gen == s.gen {
 		s.valid = false
+		s.inUse = -1
 	}
 }
 

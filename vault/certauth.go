@@ -52,9 +52,22 @@ func newClientCertSource(a config.Auth) *clientCertSource {
 	return &clientCertSource{certFile: a.ClientCert, keyFile: a.ClientKey, chainFile: a.ClientChain}
 }
 
-// get is tls.Config.GetClientCertificate. An unreadable pair fails the
-// handshake with a message that says which file to look at.
+// get is tls.Config.GetClientCertificate. Vault asks every connection
+// for a certificate, but only cert auth's login needs one: when the pair
+// cannot be read, the handshake goes on without one, so the other methods
+// of the chain (and requests with a token) still reach Vault, and cert
+// auth's login (which checks the pair first) says which file is wrong.
 func (s *clientCertSource) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	pair, err := s.check()
+	if err != nil {
+		return &tls.Certificate{}, nil
+	}
+	return pair, nil
+}
+
+// check reads the pair as a handshake would, with a message that names
+// the files when it cannot.
+func (s *clientCertSource) check() (*tls.Certificate, error) {
 	var err error
 	// A renewal replaces key and certificate by two renames: a handshake
 	// between them sees a pair that does not match. Read again shortly.
@@ -129,7 +142,13 @@ func (t *certRotationTransport) RoundTrip(req *http.Request) (*http.Response, er
 
 // certLogin logs in with the client certificate on disk.
 func certLogin(a config.Auth, closeIdle func()) loginFunc {
+	certs := newClientCertSource(a)
 	return func(ctx context.Context, c *api.Client) (*api.Secret, error) {
+		// Without a readable pair the handshake sends no certificate, and
+		// Vault's answer would not say which file is wrong.
+		if _, err := certs.check(); err != nil {
+			return nil, fmt.Errorf("cert login: %w", err)
+		}
 		// An idle keep-alive connection carries the certificate it was
 		// opened with; a fresh handshake presents the one on disk now.
 		closeIdle()

@@ -28,7 +28,6 @@ type Client struct {
 	api     *api.Client
 	session *session
 	log     *slog.Logger
-	prepare prepareFunc
 }
 
 // Observer is told about every HTTP request made to Vault, for metrics.
@@ -40,6 +39,12 @@ type Observer interface {
 type Options struct {
 	Log      *slog.Logger
 	Observer Observer // may be nil
+	// Logins, if not nil, hears every login attempt by method (metrics).
+	Logins LoginObserver
+	// Reissue, if not nil, is asked to renew the certificate block of
+	// that name at once: cert auth's certificate, still valid but refused,
+	// after a later method of the chain logged in instead.
+	Reissue func(certificate string)
 	// Now and Rand decide login backoff, token expiry and Retry-After;
 	// they default to the real clock and math/rand.
 	Now  func() time.Time
@@ -98,10 +103,15 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 		}
 	}
 	var transport http.RoundTripper = base
-	if cfg.Auth.Method == config.AuthCert {
-		certs := newClientCertSource(cfg.Auth)
-		base.TLSClientConfig.GetClientCertificate = certs.get
-		transport = &certRotationTransport{next: transport, certs: certs, closeIdle: base.CloseIdleConnections}
+	for _, a := range cfg.Auth {
+		if a.Method == config.AuthCert {
+			// The config allows one cert block: a connection presents one
+			// client certificate.
+			certs := newClientCertSource(a)
+			base.TLSClientConfig.GetClientCertificate = certs.get
+			transport = &certRotationTransport{next: transport, certs: certs, closeIdle: base.CloseIdleConnections}
+			break
+		}
 	}
 	if len(cfg.Addresses) > 1 {
 		ft, err := newFailoverTransport(transport, cfg.Addresses, log)
@@ -126,27 +136,47 @@ func New(cfg config.Vault, opts Options) (*Client, error) {
 	// the token is decided by the auth method alone.
 	c.ClearToken()
 	c.SetNamespace(cfg.Namespace)
-	login, prepare, err := newLogin(cfg.Auth, base.CloseIdleConnections)
-	if err != nil {
-		return nil, err
+	env := loginEnv{closeIdle: base.CloseIdleConnections, timeout: cfg.Timeout, now: now}
+	var methods []*method
+	for _, a := range cfg.Auth {
+		login, prepare, err := newLogin(a, env)
+		if err != nil {
+			return nil, err
+		}
+		methods = append(methods, &method{cfg: a, login: login, prepare: prepare})
 	}
-	return &Client{
-		api:     c,
-		session: newSession(c, login, log, now, rnd),
-		log:     log,
-		prepare: prepare,
-	}, nil
+	if len(methods) == 0 {
+		return nil, errors.New("vault client: no auth method")
+	}
+	s := newSession(c, methods, log, now, rnd)
+	s.logins, s.reissue = opts.Logins, opts.Reissue
+	return &Client{api: c, session: s, log: log}, nil
 }
 
-// Prepare does what the auth method needs done at start, before any
+// Prepare does what the auth methods need done at start, before any
 // certificate is due: today, unwrapping a response-wrapped secret_id,
-// whose wrapping token would expire if left for the first login. Errors
-// are worth logging loudly; the agent can still serve what is on disk.
+// whose wrapping token would expire if left for the first login. With one
+// method, its error is returned, worth logging loudly (the agent can still
+// serve what is on disk). In a chain, a method that cannot be prepared is
+// only warned about here: the others may log in, and its own logins say
+// why it fails.
 func (c *Client) Prepare(ctx context.Context) error {
-	if c.prepare == nil {
-		return nil
+	methods := c.session.methods
+	for _, m := range methods {
+		if m.prepare == nil {
+			continue
+		}
+		err := m.prepare(ctx, c.api)
+		if err == nil {
+			continue
+		}
+		if len(methods) == 1 {
+			return err
+		}
+		c.log.Warn("an auth method cannot be prepared; its logins fail until this is fixed, and the other methods are tried",
+			"method", m.cfg.Method, "mount", m.cfg.Mount, "error", err)
 	}
-	return c.prepare(ctx, c.api)
+	return nil
 }
 
 // Close stops token renewal.
@@ -243,6 +273,20 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
+
+// loginWait is the error of a request not sent because the last login
+// failed and the next one is not due for wait. Its RetryAfter makes the
+// caller's next attempt come no sooner (an earlier one would only meet
+// this again), and its text names no time of its own: the caller says
+// when it tries next, once.
+func loginWait(wait time.Duration, last error) error {
+	ve := &Error{RetryAfter: wait, Err: fmt.Errorf("vault login failed: %w", last)}
+	var inner *Error
+	if errors.As(last, &inner) {
+		ve.Status = inner.Status // Transient judges the login's failure
+	}
+	return ve
+}
 
 func classify(err error, info *callInfo) error {
 	ve := &Error{Err: err, Status: info.status, RetryAfter: info.retryAfter}

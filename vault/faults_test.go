@@ -40,10 +40,15 @@ type scriptedVault struct {
 	lookup  func(w http.ResponseWriter) bool
 	wrapped map[string]string // wrapping token -> creation path
 	secret  string            // the secret_id a login needs
+	// tokenPrefix begins every token (then the login's number); lease
+	// and renewable describe them, and renew-self renews them.
+	tokenPrefix string
+	lease       int
+	renewable   bool
 }
 
 func newScriptedVault() *scriptedVault {
-	return &scriptedVault{hits: map[string]int{}, tokens: map[string]bool{}, wrapped: map[string]string{}, secret: "the-secret-id"}
+	return &scriptedVault{hits: map[string]int{}, tokens: map[string]bool{}, wrapped: map[string]string{}, secret: "the-secret-id", tokenPrefix: "tok-", lease: 3600}
 }
 
 func (v *scriptedVault) count(path string) int {
@@ -77,10 +82,17 @@ func (v *scriptedVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		v.mu.Lock()
 		v.issued++
-		tok := fmt.Sprintf("tok-%d", v.issued)
+		tok := fmt.Sprintf("%s%d", v.tokenPrefix, v.issued)
 		v.tokens[tok] = true
+		n, lease, renewable := v.issued, v.lease, v.renewable
 		v.mu.Unlock()
-		fmt.Fprintf(w, `{"auth":{"client_token":%q,"accessor":"acc-%s","lease_duration":3600,"renewable":false}}`, tok, tok)
+		fmt.Fprintf(w, `{"auth":{"client_token":%q,"accessor":"acc-%d","lease_duration":%d,"renewable":%t}}`, tok, n, lease, renewable)
+	case r.URL.Path == "/v1/auth/token/renew-self":
+		if !live {
+			vaultErr(w, 403, "permission denied")
+			return
+		}
+		fmt.Fprintf(w, `{"auth":{"client_token":%q,"accessor":"acc-renewed","lease_duration":%d,"renewable":true}}`, token, v.lease)
 	case r.URL.Path == "/v1/auth/token/lookup-self":
 		if v.lookup != nil && v.lookup(w) {
 			return
@@ -139,7 +151,7 @@ func newTestClient(t *testing.T, addrs []string, mutate func(*config.Vault)) (*C
 	os.WriteFile(sid, []byte("the-secret-id"), 0o600)
 	cfg := config.Vault{
 		Addresses: addrs, Timeout: 5 * time.Second, MaxParallel: 4,
-		Auth: config.Auth{Method: config.AuthAppRole, Mount: "approle", RoleIDFile: rid, SecretIDFile: sid},
+		Auth: []config.Auth{{Method: config.AuthAppRole, Mount: "approle", RoleIDFile: rid, SecretIDFile: sid}},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -366,8 +378,8 @@ func TestWrappedSecretID(t *testing.T) {
 	wrapFile := filepath.Join(dir, "wrapped")
 	os.WriteFile(wrapFile, []byte("wrap-1\n"), 0o600)
 	wrapped := func(cfg *config.Vault) {
-		cfg.Auth.SecretIDFile = wrapFile
-		cfg.Auth.SecretIDWrapped = true
+		cfg.Auth[0].SecretIDFile = wrapFile
+		cfg.Auth[0].SecretIDWrapped = true
 	}
 	c, logs := newTestClient(t, []string{srv.URL}, wrapped)
 	if err := c.Prepare(t.Context()); err != nil {
@@ -465,13 +477,18 @@ func TestTLSFailsClosed(t *testing.T) {
 }
 
 // TestClientCertSourceFollowsRotation: the pair is read at each handshake,
-// and a replaced file is noticed once.
+// and a replaced file is noticed once. Missing files make a handshake
+// without a certificate (the other auth methods still reach Vault), and
+// the check cert auth's login makes names the file.
 func TestClientCertSourceFollowsRotation(t *testing.T) {
 	dir := t.TempDir()
 	a := config.Auth{ClientCert: filepath.Join(dir, "id.crt"), ClientKey: filepath.Join(dir, "id.key")}
 	s := newClientCertSource(a)
-	if _, err := s.get(nil); err == nil || !strings.Contains(err.Error(), "id.crt") {
-		t.Fatalf("missing files: err = %v, want one naming the file", err)
+	if got, err := s.get(nil); err != nil || got == nil || len(got.Certificate) != 0 {
+		t.Fatalf("missing files: handshake gets %v, %v; want no certificate and no error", got, err)
+	}
+	if _, err := s.check(); err == nil || !strings.Contains(err.Error(), "id.crt") {
+		t.Fatalf("missing files: check = %v, want an error naming the file", err)
 	}
 	writePair(t, a, "first")
 	s.rotated()
@@ -569,5 +586,64 @@ func TestRedirectToAConfiguredAddressIsFollowed(t *testing.T) {
 	}
 	if standbyHits != 1 || active.count("/v1/pki/sign/web") != 1 {
 		t.Errorf("standby hits %d, signs on the active %d; want the request to go to the standby and follow its redirect", standbyHits, active.count("/v1/pki/sign/web"))
+	}
+}
+
+// TestNoTokenInDebugLogs: a whole client lifecycle at debug level (login,
+// token renewals, a token revoked behind the agent's back and the login
+// that follows, a request Vault refuses, a login Vault refuses) never puts
+// a token or the secret_id in a log line or an error; logins are named by
+// their accessor. TestNoSecretsAnywhere proves the same against Vault in
+// minutes; this one fails in seconds.
+func TestNoTokenInDebugLogs(t *testing.T) {
+	v := newScriptedVault()
+	v.tokenPrefix = "hvs.CAESIJxqUtUbb8QuvV8xC6jAXnAdAdm0a9Ss-"
+	v.lease, v.renewable = 2, true // the lifetime watcher renews within a second or two
+	srv := httptest.NewServer(v)
+	defer srv.Close()
+	c, logs := newTestClient(t, []string{srv.URL}, nil)
+	var errs []string
+	obtain := func() {
+		if _, err := c.Obtain(t.Context(), signReq); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	obtain()
+	waitUntil(t, "a token renewal", func() bool { return v.count("/v1/auth/token/renew-self") >= 1 })
+	v.revoke(v.tokenPrefix + "1")
+	obtain() // 403, then a new login
+	v.mu.Lock()
+	v.sign = func(w http.ResponseWriter, _ int) bool {
+		vaultErr(w, 400, "common name web.example.internal not allowed by this role")
+		return true
+	}
+	v.secret = "another-secret-id"
+	v.mu.Unlock()
+	obtain() // refused
+	c.session.invalidate(c.session.gen)
+	obtain() // login refused
+
+	out := logs.String() + "\n" + strings.Join(errs, "\n")
+	if v.count("/v1/auth/approle/login") < 3 || len(errs) < 2 || !strings.Contains(out, "accessor=acc-2") {
+		t.Fatalf("the lifecycle did not run: %d logins, errors %q, logs:\n%s", v.count("/v1/auth/approle/login"), errs, logs)
+	}
+	for i := 1; i <= v.count("/v1/auth/approle/login"); i++ {
+		if tok := fmt.Sprintf("%s%d", v.tokenPrefix, i); strings.Contains(out, tok) {
+			t.Errorf("token %d is in the logs or an error", i)
+		}
+	}
+	if strings.Contains(out, v.tokenPrefix) || strings.Contains(out, "the-secret-id") {
+		t.Errorf("a token or the secret_id is in the logs or an error:\n%s", out)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

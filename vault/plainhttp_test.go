@@ -24,7 +24,7 @@ func TestPlainHTTPWarnsAtStart(t *testing.T) {
 		{[]string{"https://vault.example.internal:8200"}, ""},
 	} {
 		var logs bytes.Buffer
-		c, err := New(config.Vault{Addresses: tt.addrs, Timeout: time.Second, MaxParallel: 1, Auth: config.Auth{Method: config.AuthToken}},
+		c, err := New(config.Vault{Addresses: tt.addrs, Timeout: time.Second, MaxParallel: 1, Auth: []config.Auth{{Method: config.AuthToken}}},
 			Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)

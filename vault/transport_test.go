@@ -48,7 +48,7 @@ func TestConnectionsKeptAlive(t *testing.T) {
 		Addresses:   []string{srv.URL},
 		Timeout:     10 * time.Second,
 		MaxParallel: parallel,
-		Auth:        config.Auth{Method: config.AuthToken, TokenFile: tokenFile},
+		Auth:        []config.Auth{{Method: config.AuthToken, TokenFile: tokenFile}},
 	}, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -84,10 +84,35 @@ func dash(s string) string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// printAuthStatus prints the running daemon's Vault auth methods, in the
+// order they are tried: which one holds the token, and why the others (the
+// preferred one above all) were passed over.
+func printAuthStatus(e *env, r daemon.StatusReport, now time.Time) {
+	if len(r.Auth) == 0 {
+		return
+	}
+	fmt.Fprintln(e.stdout)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VAULT AUTH\tMOUNT\tSTATE\tNOTE")
+	for i, st := range r.Auth {
+		state, note := "-", ""
+		switch {
+		case st.InUse:
+			state, note = "in use", "logged in "+ago(now, st.LoggedInAt)
+		case st.Failures > 0:
+			state = "failing"
+			note = fmt.Sprintf("failed %d times in a row, next attempt in %s: %s", st.Failures, until(now, st.NextAttempt), oneLine(st.LastError))
+		}
+		fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\n", i+1, st.Method, st.Mount, state, note)
+	}
+	tw.Flush()
+}
+
 // printServingStatus prints the services and trust bundles for `status`
 // and returns 1 when one needs attention: a service that failed its check
 // or reload or does not serve what is on disk, a bundle with a CA lacking
-// its CRL or a stale CRL.
+// its CRL or a stale CRL, or a telemetry endpoint that cannot bind its
+// address (so whatever answers there is not this certkeeper).
 func printServingStatus(e *env, r daemon.StatusReport, now time.Time) int {
 	code := 0
 	if r.ServicesErr != nil {
@@ -105,8 +130,14 @@ func printServingStatus(e *env, r daemon.StatusReport, now time.Time) int {
 			code = 1
 		}
 	}
+	if t := r.Telemetry; t != nil && t.Problem != "" {
+		code = 1
+	}
 	if e.json {
 		return code
+	}
+	if t := r.Telemetry; t != nil && t.Problem != "" {
+		fmt.Fprintf(e.stdout, "\nTELEMETRY: %s\n", t.Problem)
 	}
 	if len(svcs) > 0 {
 		fmt.Fprintln(e.stdout)

@@ -102,6 +102,12 @@ func TestChmodIgnoredWhenNotAsked(t *testing.T) {
 	_, ch := watch(t, Options{}, cfg)
 	os.Chmod(cfg, 0o640)
 	quiet(t, ch)
+	// The same watcher reports a real change: the chmod was ignored, not
+	// missed by a watcher that sees nothing.
+	os.WriteFile(cfg, []byte("y"), 0o600)
+	if b := next(t, ch); len(b) != 1 || b[0] != (Event{cfg, "modified"}) {
+		t.Fatalf("batch after a write %v, want %s modified", b, cfg)
+	}
 }
 
 // TestMissingDirectoryPickedUpLater: outputs of a certificate added by a

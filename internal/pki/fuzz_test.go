@@ -105,15 +105,26 @@ func TestParseCRLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	pemData := pemEncode("X509 CRL", der)
-	for name, in := range map[string][]byte{"pem": pemData, "der": der, "two pem": append(append([]byte{}, pemData...), pemData...)} {
-		crls, err := ParseCRLs(in)
-		if err != nil || len(crls) == 0 || crls[0].CheckSignatureFrom(ca.cert) != nil {
-			t.Errorf("%s: %d crls, %v", name, len(crls), err)
+	for name, tt := range map[string]struct {
+		in   []byte
+		want int
+	}{"pem": {pemData, 1}, "der": {der, 1}, "two pem": {append(append([]byte{}, pemData...), pemData...), 2}} {
+		crls, err := ParseCRLs(tt.in)
+		if err != nil || len(crls) != tt.want || crls[0].CheckSignatureFrom(ca.cert) != nil {
+			t.Errorf("%s: %d crls, %v; want %d", name, len(crls), err, tt.want)
 		}
 	}
-	for name, in := range map[string][]byte{"empty": nil, "other pem": pemEncode("CERTIFICATE", []byte{1, 2}), "garbage der": []byte{0x30, 0x03, 1, 2, 3}} {
-		if _, err := ParseCRLs(in); err == nil {
-			t.Errorf("%s parsed as a crl", name)
+	for name, tt := range map[string]struct {
+		in   []byte
+		want string // the error begins so
+	}{
+		"empty":         {nil, "no PEM crl found"},
+		"other pem":     {pemEncode("CERTIFICATE", []byte{1, 2}), "no PEM crl found"},
+		"garbage der":   {[]byte{0x30, 0x03, 1, 2, 3}, "parsing der crl: "},
+		"broken second": {append(append([]byte{}, pemData...), pemEncode("X509 CRL", []byte{0x30, 0x03, 1, 2, 3})...), "parsing crl 2: "},
+	} {
+		if _, err := ParseCRLs(tt.in); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tt.want)
 		}
 	}
 }

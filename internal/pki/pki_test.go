@@ -7,6 +7,8 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +52,7 @@ type leafOpts struct {
 	cn        string
 	dns       []string
 	ips       []net.IP
+	uris      []string
 	notBefore time.Time
 	notAfter  time.Time
 }
@@ -70,6 +73,13 @@ func (ca *testCA) issue(t *testing.T, pub crypto.PublicKey, o leafOpts) *x509.Ce
 		NotBefore:    o.notBefore,
 		NotAfter:     o.notAfter,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, u := range o.uris {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, parsed)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 	if err != nil {
@@ -131,6 +141,42 @@ func TestCheckRejectsWrongKeyType(t *testing.T) {
 	err := Check(NewBundle(leaf, key, []*x509.Certificate{root.cert}), Want{Names: Names{CommonName: "a.example.internal"}, KeyType: "ec", KeyBits: 256}, now)
 	if err == nil || !strings.Contains(err.Error(), "key is rsa 2048, config asks for ec 256") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCheckURISANs: uri_sans (SPIFFE IDs and the like) must be exactly
+// what was asked, like DNS names and IPs: a certificate missing one, or
+// carrying one nobody asked for, would authenticate the wrong workload.
+func TestCheckURISANs(t *testing.T) {
+	root := newCA(t, "root", nil)
+	key, _ := GenerateKey("ec", 256)
+	const id, other = "spiffe://example.internal/web", "spiffe://example.internal/db"
+	want := Want{Names: Names{CommonName: "web.example.internal", URIs: []string{id}}, KeyType: "ec", KeyBits: 256}
+	for _, tt := range []struct {
+		name    string
+		uris    []string
+		wantErr string
+	}{
+		{"exact", []string{id}, ""},
+		{"missing", nil, "URI SANs are [], want [" + id + "]"},
+		{"another", []string{other}, "URI SANs are [" + other + "], want [" + id + "]"},
+		{"extra", []string{id, other}, "URI SANs are [" + id + " " + other + "], want [" + id + "]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			leaf := root.issue(t, key.Public(), leafOpts{cn: "web.example.internal", uris: tt.uris})
+			err := Check(NewBundle(leaf, key, []*x509.Certificate{root.cert}), want, now)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+	// Asking for none: a certificate with one is refused too.
+	leaf := root.issue(t, key.Public(), leafOpts{cn: "web.example.internal", uris: []string{id}})
+	if err := Check(NewBundle(leaf, key, []*x509.Certificate{root.cert}), Want{Names: Names{CommonName: "web.example.internal"}, KeyType: "ec", KeyBits: 256}, now); err == nil {
+		t.Error("a URI SAN nobody asked for was accepted")
 	}
 }
 
@@ -203,6 +249,60 @@ func TestParseKeyNeverQuotesInput(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "U0VDUkVU") {
 		t.Errorf("error leaks key bytes: %v", err)
+	}
+}
+
+// TestParseCertificates: every CERTIFICATE block in order, whatever else
+// the PEM holds (a key, another kind of block); a broken certificate is
+// named by its position.
+func TestParseCertificates(t *testing.T) {
+	root := newCA(t, "root", nil)
+	inter := newCA(t, "intermediate", root)
+	key, _ := GenerateKey("ec", 256)
+	keyPEM, _ := MarshalKey(key)
+	leaf := inter.issue(t, key.Public(), leafOpts{cn: "web.example.internal"})
+	mixed := slices.Concat(keyPEM, EncodeCerts(leaf), pemEncode("X509 CRL", []byte{1}), EncodeCerts(inter.cert))
+	certs, err := ParseCertificates(mixed)
+	if err != nil || len(certs) != 2 || !certs[0].Equal(leaf) || !certs[1].Equal(inter.cert) {
+		t.Fatalf("got %d certificates, %v; want the leaf then the intermediate", len(certs), err)
+	}
+	if _, err := ParseCertificates(keyPEM); err == nil || err.Error() != "no PEM certificate found" {
+		t.Errorf("a key alone: %v", err)
+	}
+	broken := slices.Concat(EncodeCerts(leaf), pemEncode("CERTIFICATE", []byte{0x30, 0x03, 1, 2, 3}))
+	if _, err := ParseCertificates(broken); err == nil || !strings.HasPrefix(err.Error(), "parsing certificate 2: ") {
+		t.Errorf("a broken second certificate: %v", err)
+	}
+}
+
+// TestCheckKeySize: a key of the right type but another size is refused;
+// key_bits 0 means any size.
+func TestCheckKeySize(t *testing.T) {
+	root := newCA(t, "root", nil)
+	key, _ := GenerateKey("ec", 256)
+	b := NewBundle(root.issue(t, key.Public(), leafOpts{cn: "a.example.internal"}), key, []*x509.Certificate{root.cert})
+	names := Names{CommonName: "a.example.internal"}
+	if err := Check(b, Want{Names: names, KeyType: "ec", KeyBits: 384}, now); err == nil || !strings.Contains(err.Error(), "key is ec 256, config asks for ec 384") {
+		t.Errorf("ec 256 for ec 384: %v", err)
+	}
+	if err := Check(b, Want{Names: names, KeyType: "ec", KeyBits: 0}, now); err != nil {
+		t.Errorf("ec 256 when any size will do: %v", err)
+	}
+}
+
+// TestCheckIPCommonName: Vault copies an IP common name into the IP SANs;
+// that one extra is allowed, any other is not.
+func TestCheckIPCommonName(t *testing.T) {
+	root := newCA(t, "root", nil)
+	key, _ := GenerateKey("ec", 256)
+	want := Want{Names: Names{CommonName: "10.0.0.7"}, KeyType: "ec", KeyBits: 256}
+	copied := root.issue(t, key.Public(), leafOpts{cn: "10.0.0.7", ips: []net.IP{net.ParseIP("10.0.0.7")}})
+	if err := Check(NewBundle(copied, key, []*x509.Certificate{root.cert}), want, now); err != nil {
+		t.Errorf("IP common name copied into the SANs: %v", err)
+	}
+	extra := root.issue(t, key.Public(), leafOpts{cn: "10.0.0.7", ips: []net.IP{net.ParseIP("10.0.0.7"), net.ParseIP("10.0.0.8")}})
+	if err := Check(NewBundle(extra, key, []*x509.Certificate{root.cert}), want, now); err == nil || !strings.Contains(err.Error(), "IP SANs [10.0.0.8] were not asked for") {
+		t.Errorf("an extra IP SAN: %v", err)
 	}
 }
 

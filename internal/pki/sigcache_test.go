@@ -36,3 +36,27 @@ func TestRememberedSignaturesNeverConfuseCAs(t *testing.T) {
 		t.Error("remembered signatures are wrong")
 	}
 }
+
+// TestRememberedSignaturesAreBounded: the memo keeps what it learns (a
+// fleet's one intermediate and root are checked once, not per
+// certificate) and never holds more than caSignaturesMax pairs.
+func TestRememberedSignaturesAreBounded(t *testing.T) {
+	caSignatures.Lock()
+	caSignatures.ok = nil
+	caSignatures.Unlock()
+	size := func() int {
+		caSignatures.Lock()
+		defer caSignatures.Unlock()
+		return len(caSignatures.ok)
+	}
+	root := newCA(t, "root", nil)
+	for i := range caSignaturesMax + 1 {
+		inter := newCA(t, "intermediate", root)
+		if !signedBy(inter.cert, root.cert) {
+			t.Fatal("an intermediate is not taken as signed by its root")
+		}
+		if want := i%caSignaturesMax + 1; size() != want {
+			t.Fatalf("after %d pairs the memo holds %d, want %d", i+1, size(), want)
+		}
+	}
+}
