@@ -73,7 +73,7 @@ func startExample(t *testing.T, w *webServer, cfg string) *cktest.Daemon {
 	}
 	w.start(t)
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 	return d
 }
 

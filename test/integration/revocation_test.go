@@ -53,7 +53,7 @@ func TestRevokedCertificateReplaced(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC, `revocation_check = "1s"`), e.cert("api", vaulttest.RoleEC, `revocation_check = "1s"`))
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 	webFile := filepath.Join(e.dir, "web.crt")
 	web, api := cktest.ReadLeaf(t, webFile), cktest.ReadLeaf(t, filepath.Join(e.dir, "api.crt"))
 

@@ -77,7 +77,7 @@ func TestVaultLoadPerHost(t *testing.T) {
 	cfg := filepath.Join(dir, "certkeeper.hcl")
 	os.WriteFile(cfg, []byte(text+"\ntelemetry {\n  listen = \"\"\n}\n"), 0o600)
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 	// Past the first round of every poll (the first CRL fetches are whole).
 	time.Sleep(70 * time.Second)
 	from := time.Now()
