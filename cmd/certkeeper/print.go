@@ -58,6 +58,13 @@ func serviceStates(e *env, svcs []services.Status) func(cert string) string {
 // note is what an operator needs next: why it fails and when the next
 // attempt is, or why a certificate on disk will be replaced.
 func note(st agent.Status, now time.Time) string {
+	if !st.RevokedAt.IsZero() {
+		n := "revoked in vault " + ago(now, st.RevokedAt) + ", being replaced"
+		if st.Failures > 0 {
+			n += fmt.Sprintf("; failed %d times in a row: %s", st.Failures, oneLine(st.LastError))
+		}
+		return n
+	}
 	if st.Failures > 0 {
 		n := fmt.Sprintf("failed %d times in a row", st.Failures)
 		if !st.NextAttempt.IsZero() {
