@@ -33,8 +33,13 @@ type Issuer interface {
 
 // Notifier hears about certificate sets that changed on disk, so the
 // servers reading them can be reloaded. Nil means nobody listens.
+// *services.Manager is the real one; its Delivered option calls back
+// Agent.Delivered.
 type Notifier interface {
 	Changed(cert config.Certificate, change *sinks.Change)
+	// Reload asks for cert's services to be checked and reloaded though
+	// nothing changed; token is delivered when they have been.
+	Reload(cert config.Certificate, token *sinks.Change)
 }
 
 // Options builds an Agent.
@@ -45,6 +50,9 @@ type Options struct {
 	Notifier Notifier
 	// Observer, if not nil, hears the outcome of every pass (metrics).
 	Observer Observer
+	// Revoker revokes the certificates a renewal replaced, for
+	// revoke_superseded; nil means the Issuer, if it can (*vault.Client).
+	Revoker Revoker
 	// Now and Rand default to the real clock and math/rand; tests inject.
 	Now  func() time.Time
 	Rand func() float64
@@ -88,6 +96,13 @@ type Agent struct {
 	// placed marks certificates whose files this process has written, or
 	// found right, from a certificate that fits the config (Placed).
 	placed map[string]bool
+
+	// revoked are held certificates a CRL lists (revoked.go).
+	revoked map[string]revocation
+	// revoker revokes replaced certificates; sup is what waits for it
+	// (superseded.go).
+	revoker Revoker
+	sup     supersededSet
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -102,6 +117,8 @@ func New(o Options) *Agent {
 		rand:     o.Rand,
 		held:     map[string]*held{},
 		status:   map[string]*Status{},
+		revoked:  map[string]revocation{},
+		revoker:  o.Revoker,
 		placed:   map[string]bool{},
 
 		reconfigured: map[string]bool{},
@@ -116,6 +133,7 @@ func New(o Options) *Agent {
 		a.rand = rand.Float64
 	}
 	a.queue = schedule.New(a.now)
+	a.sup.init(a.now)
 	return a
 }
 
@@ -166,6 +184,12 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	}
 	now := a.now()
 	h, reason := a.current(c, now)
+	if h != nil {
+		if at, revoked := a.revokedNow(c.Name, h.record.Serial); revoked {
+			reason = "the certificate was revoked in vault at " + at.UTC().Format(time.RFC3339)
+			h = nil
+		}
+	}
 	if h != nil && !force {
 		at, _ := renewAt(c, h)
 		if now.Before(at) {
@@ -205,6 +229,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	} else {
 		log.Info("writing the certificate obtained at an earlier attempt; vault is not asked again", "serial", h.record.Serial)
 	}
+	a.supersede(c, h)
 	res, err := a.write(c, h)
 	if err != nil {
 		a.setPending(c, h)
@@ -363,6 +388,9 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	res.Missing = slices.DeleteFunc(change.Created(), func(p string) bool { return p == record })
 	if len(res.Written) > 0 {
 		res.Action = Restored
+		// Before the services hear of it: the change is what tells when
+		// a replaced certificate is out of service.
+		a.awaitDelivery(c, h, change)
 		if a.notifier != nil {
 			a.notifier.Changed(c, change)
 		}
@@ -391,6 +419,7 @@ func (a *Agent) forget(name string) {
 	a.mu.Lock()
 	delete(a.held, name)
 	delete(a.status, name)
+	delete(a.revoked, name)
 	delete(a.placed, name)
 	a.mu.Unlock()
 }

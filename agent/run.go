@@ -28,6 +28,10 @@ func (a *Agent) Run(ctx context.Context, passed func(name string)) error {
 	defer inflight.Wait()
 	// Passes a once request runs beside the loop end before Run does.
 	defer a.oneShots.Wait()
+	// Replaced certificates a previous process left waiting for their
+	// revocation (superseded.go), then the revocations as they fall due.
+	a.resumeSuperseded()
+	inflight.Go(func() { a.revokeLoop(ctx) })
 	for {
 		name, err := q.Next(ctx)
 		if err != nil {
@@ -129,6 +133,8 @@ type Outcome struct {
 // per certificate, in config order.
 func (a *Agent) Once(ctx context.Context) []Outcome {
 	cfg := a.config()
+	a.resumeSuperseded()
+	a.RevokeDue(ctx)
 	out := make([]Outcome, len(cfg.Certificates))
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var wg sync.WaitGroup

@@ -45,7 +45,7 @@ func TestPolicyNamesTheAuthRoles(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatalf("the output is not HCL: %v", diags)
 	}
-	if n := len(f.Body.(*hclsyntax.Body).Blocks); n != 3 {
-		t.Errorf("%d path blocks, want 3 (lookup-self, renew-self, the sign path)", n)
+	if n := len(f.Body.(*hclsyntax.Body).Blocks); n != 7 {
+		t.Errorf("%d path blocks, want 7 (lookup-self, renew-self, the sign path, and the issuers, issuer json, CRL and crl/rotate of its mount for the revocation check)", n)
 	}
 }
