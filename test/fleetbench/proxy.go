@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -10,6 +12,26 @@ import (
 	"sync"
 	"time"
 )
+
+// Why a proxy at each node's door rather than Vault's audit log:
+//   - The audit log sees only what reaches Vault's request handling. A
+//     request a standby answers with a redirect or a 500 during an
+//     election, or one cut off when its node dies, is never audited, and
+//     those are exactly what the leader-kill phase is about.
+//   - An audit entry is timestamped inside Vault, after the request was
+//     read, parsed and (on a standby) forwarded; a client waits for all of
+//     that. The proxy's time is the node's answer time as a client on the
+//     same host sees it, minus only the loopback hop.
+//   - A file audit device writes two JSON entries per request on Vault's
+//     own path (the active node's, since standbys forward): it would slow
+//     the very thing being measured. The proxy costs the bench's process,
+//     not Vault's.
+//   - On a Raft cluster every node appends to the same configured audit
+//     path; the proxy knows which node each request went to.
+//
+// The proxy does add one loopback hop per request and uses some of the
+// shared CPU: the bench measures that hop before the run (proxyOverhead)
+// and the report states it.
 
 // record is one request as seen at a Vault node's door: when it arrived,
 // how long until the last byte of the answer was written back, and the
