@@ -110,7 +110,7 @@ func newHost(root string, i int, addrs []string, roleID, secretID string, certs 
 
 // start runs `certkeeper run` with its log going straight to a file, so
 // the bench copies nothing while the fleet runs.
-func (h *host) start(bin string) error {
+func (h *host) start(bin string, cred *syscall.Credential) error {
 	f, err := os.OpenFile(h.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -120,7 +120,7 @@ func (h *host) start(bin string) error {
 	h.cmd.Dir = h.dir
 	h.cmd.Stdout, h.cmd.Stderr = f, f
 	h.cmd.Env = cleanEnv(h.dir)
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if err := h.cmd.Start(); err != nil {
 		return fmt.Errorf("starting host %d: %w", h.i, err)
 	}

@@ -17,16 +17,22 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +65,7 @@ type options struct {
 	out        string
 	work       string
 	keep       bool
+	ownUser    bool
 	certkeeper string
 }
 
@@ -88,6 +95,7 @@ func run(args []string) int {
 	fs.StringVar(&o.work, "work", "", "work directory (default: a new temporary one)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	fs.StringVar(&o.certkeeper, "certkeeper", "bin/certkeeper", "certkeeper binary")
+	fs.BoolVar(&o.ownUser, "own-user", true, "when root, run the fleet as a system user made for the run (and removed after), so its inotify instances do not come out of root's")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -177,6 +185,24 @@ func bench(ctx context.Context, o *options) error {
 			return err
 		}
 	}
+	var cred *syscall.Credential
+	if o.ownUser && os.Geteuid() == 0 {
+		name, c, remove, err := fleetUser()
+		if err != nil {
+			return err
+		}
+		defer remove()
+		cred = c
+		// The user must reach its own directories under the work directory.
+		if err := os.Chmod(o.work, 0o711); err != nil {
+			return err
+		}
+		if err := chownTree(filepath.Join(o.work, "hosts"), int(c.Uid), int(c.Gid)); err != nil {
+			return err
+		}
+		logf("the fleet runs as %s (uid %d)", name, c.Uid)
+	}
+	env.InotifyLimit = inotifyLimit()
 	defer func() {
 		for _, h := range hosts {
 			if h.cmd != nil && h.running() {
@@ -200,7 +226,7 @@ func bench(ctx context.Context, o *options) error {
 	ph := r.begin("cold start", 0, "all processes started at once, no files on disk")
 	marks := markAll(hosts)
 	for _, h := range hosts {
-		if err := h.start(o.certkeeper); err != nil {
+		if err := h.start(o.certkeeper, cred); err != nil {
 			return err
 		}
 		if o.startGap > 0 {
@@ -412,6 +438,52 @@ func waitIssued(ctx context.Context, hosts []*host, marks [][2]int, reason strin
 			return ctx.Err()
 		}
 	}
+}
+
+// fleetUser makes a system user for the fleet, as owner_test does for
+// its tests, and returns a function that removes it.
+func fleetUser() (string, *syscall.Credential, func(), error) {
+	b := make([]byte, 3)
+	crand.Read(b)
+	name := "ckfleet" + hex.EncodeToString(b)
+	if out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+		"--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		return "", nil, nil, fmt.Errorf("useradd %s: %w\n%s", name, err, out)
+	}
+	remove := func() {
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			logf("userdel %s: %v %s", name, err, out)
+		}
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		remove()
+		return "", nil, nil, err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return name, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, remove, nil
+}
+
+func chownTree(root string, uid, gid int) error {
+	return filepath.WalkDir(root, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+// inotifyLimit is the kernel's inotify instances per user: each
+// certkeeper holds two (config and output files), so a fleet on one
+// machine beyond half of it runs partly without file watches.
+func inotifyLimit() int {
+	b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_instances")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
 }
 
 // proxyOverhead is the median time of 200 sys/health requests to a node

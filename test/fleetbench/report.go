@@ -29,6 +29,7 @@ type benchEnv struct {
 	VaultVersion          string
 	CertkeeperVersion     string
 	LoadBefore, LoadAfter string
+	InotifyLimit          int
 }
 
 func describeEnv(o *options) benchEnv {
@@ -413,7 +414,9 @@ func (r *runResult) markdown(png string) string {
 	o, e := r.opts, r.env
 	fmt.Fprintf(&b, "# Fleet run: %d certkeeper processes, 3-node Raft Vault\n\n", o.n)
 	fmt.Fprintf(&b, "%s, commit %s, certkeeper %s, %s, Go %s.\n", e.Date, e.Commit, e.CertkeeperVersion, e.VaultVersion, e.GoVersion)
-	fmt.Fprintf(&b, "%s, %d cores, Linux %s. Load average (1, 5, 15 min): %s before, %s after.\n\n", e.CPU, e.Cores, e.Kernel, e.LoadBefore, e.LoadAfter)
+	fmt.Fprintf(&b, "%s, %d cores, Linux %s. Load average (1, 5, 15 min): %s before, %s after. "+
+		"fs.inotify.max_user_instances %d (each certkeeper holds two: its config and its output files).\n\n",
+		e.CPU, e.Cores, e.Kernel, e.LoadBefore, e.LoadAfter, e.InotifyLimit)
 	fmt.Fprintf(&b, "Command: `bin/certkeeper-fleetbench -n %d -certs %d -ttl %s -spreads %s -kill-spread %s -settle %s`\n\n",
 		o.n, o.certs, o.ttl, joinDurations(o.spreads), o.killSpread, o.settle)
 	fmt.Fprintf(&b, "Each process is `certkeeper run` with its own config, state directory and AppRole secret_id, %d EC P-256 certificates (TTL %s) "+
@@ -455,6 +458,15 @@ func (r *runResult) markdown(png string) string {
 	fmt.Fprintf(&b, "- Certificates valid on disk at the end (pair with their key, chain to the CA file, the serial last logged): %d of %d.\n", f.certsOK, o.n*o.certs)
 	fmt.Fprintf(&b, "- Serials Vault stored during the run: %d; written by the hosts: %d; stored but never written (issued twice): %d; written but not stored: %d; written twice: %d.\n",
 		f.vaultNew, f.logged, len(f.unexpected), len(f.missingInVault), f.duplicateLogged)
+	noWatch := 0
+	for _, ph := range r.phases {
+		for _, w := range ph.warns {
+			if strings.Contains(w, "couldn't initialize inotify") {
+				noWatch++
+			}
+		}
+	}
+	fmt.Fprintf(&b, "- File watches that could not be set up for lack of inotify instances (the daemon then checks its files at each pass only): %d.\n", noWatch)
 	fmt.Fprintf(&b, "- Issuances outside the phases (renewals the run did not ask for): %d.\n", f.outsidePhases)
 	if len(r.failures) == 0 {
 		b.WriteString("- Every check passed.\n")
