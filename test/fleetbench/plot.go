@@ -66,7 +66,9 @@ func (r *runResult) plot(path string) error {
 	top.Add(allLine, issueLine)
 	top.Legend.Add("all requests", allLine)
 	top.Legend.Add("certificates issued (200)", issueLine)
+	// Below the phase labels, which run along the top.
 	top.Legend.Top = true
+	top.Legend.YOffs = -vg.Points(24)
 
 	var labels plotter.XYLabels
 	evenInLegend := false
