@@ -33,8 +33,9 @@ func (r *runResult) plot(path string) error {
 	const latBin = 5
 	lat := make([][]time.Duration, secs/latBin+1)
 	for _, rec := range r.records {
+		// Before t0 are the requests that measured the proxy itself.
 		i := int(rec.Start.Sub(r.t0).Seconds())
-		if i < 0 || i >= secs {
+		if rec.Start.Before(r.t0) || i >= secs {
 			continue
 		}
 		all[i]++
