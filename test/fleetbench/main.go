@@ -320,6 +320,14 @@ func bench(ctx context.Context, o *options) error {
 		r.failf("processes: %v", err)
 	}
 	r.records = proxies.rec.all()
+	for _, rec := range r.records {
+		if rec.kind() == "issue" && rec.Status == 200 {
+			r.outcome.issue200AtProxies++
+		}
+	}
+	if r.outcome.issue200AtProxies != r.outcome.vaultNew {
+		r.failf("%d issue requests answered 200 at the doors, Vault stored %d new certificates", r.outcome.issue200AtProxies, r.outcome.vaultNew)
+	}
 	env.LoadAfter = loadAvg()
 	r.env = env
 	path, err := r.write(o.out)
