@@ -60,8 +60,15 @@ func TestAwaitReady(t *testing.T) {
 	mu.Lock()
 	missing = nil
 	mu.Unlock()
-	wake <- struct{}{}
-	if !<-done {
+	// awaitReady may already have looked again after the last pass and
+	// seen everything in place; otherwise the next pass tells it.
+	var ready bool
+	select {
+	case wake <- struct{}{}:
+		ready = <-done
+	case ready = <-done:
+	}
+	if !ready {
 		t.Error("not ready with everything in place")
 	}
 	if n := strings.Count(logs.String(), "not ready yet"); n != 1 {
