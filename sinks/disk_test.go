@@ -107,44 +107,74 @@ func TestRecoverReportsTempsItCannotRemove(t *testing.T) {
 
 // TestJournalIsPrivate: the journal names every file of the set; it is
 // written 0600 and owned by certkeeper itself, whatever the set's files
-// ask for, before it is renamed (or linked) into place, and a state directory made
-// for it is 0700.
+// ask for, before it is renamed (or linked) into place, and a state
+// directory made for it is 0700. Both writers are checked: a set written
+// alone (rollbacks, redo, moves) renames its journal into place; a group
+// links its journal under the set's journal name.
 func TestJournalIsPrivate(t *testing.T) {
-	dir := t.TempDir()
-	journal := filepath.Join(dir, "state", "trust", "j")
-	var checked bool
-	// A set written alone renames its journal into place; a group links
-	// its journal under the set's journal name.
-	check := func(from, to string) bool {
-		if to != journal {
-			return true
-		}
-		checked = true
-		info, err := os.Stat(from)
-		if err != nil {
-			t.Error(err)
-			return true
-		}
-		st := info.Sys().(*syscall.Stat_t)
-		if info.Mode().Perm() != 0o600 || int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
-			t.Errorf("journal written with mode %o, owner %d:%d; want 600, %d:%d", info.Mode().Perm(), st.Uid, st.Gid, os.Geteuid(), os.Getegid())
-		}
-		return true
-	}
-	err := withDisk(faultyDisk{onRename: check, onLink: check}, func() error {
-		_, err := WriteSet(journal, set(dir, "KEY1", "CERT1"))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !checked {
-		t.Fatal("a two-file set was written without a journal")
-	}
-	for _, d := range []string{filepath.Join(dir, "state"), filepath.Dir(journal)} {
-		if got := perm(t, d); got != 0o700 {
-			t.Errorf("%s made with mode %o, want 700", d, got)
-		}
+	for _, w := range []struct {
+		name  string
+		write func(journal string, files []File) error
+	}{
+		{"alone", func(journal string, files []File) error {
+			defer lockSet(journal)()
+			_, err := writeSet(journal, files, nil)
+			return err
+		}},
+		{"grouped", func(journal string, files []File) error {
+			_, err := WriteSet(journal, files)
+			return err
+		}},
+	} {
+		t.Run(w.name, func(t *testing.T) {
+			dir := t.TempDir()
+			journal := filepath.Join(dir, "state", "trust", "j")
+			var checked bool
+			check := func(from, to string) bool {
+				if to != journal {
+					return true
+				}
+				checked = true
+				info, err := os.Stat(from)
+				if err != nil {
+					t.Error(err)
+					return true
+				}
+				st := info.Sys().(*syscall.Stat_t)
+				if info.Mode().Perm() != 0o600 || int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
+					t.Errorf("journal written with mode %o, owner %d:%d; want 600, %d:%d", info.Mode().Perm(), st.Uid, st.Gid, os.Geteuid(), os.Getegid())
+				}
+				return true
+			}
+			fs := set(dir, "KEY1", "CERT1")
+			if os.Geteuid() == 0 {
+				for i := range fs {
+					fs[i].UID, fs[i].GID = 1, 1 // asked of the files, never of the journal
+				}
+			}
+			if err := withDisk(faultyDisk{onRename: check, onLink: check}, func() error { return w.write(journal, fs) }); err != nil {
+				t.Fatal(err)
+			}
+			if !checked {
+				t.Fatal("a two-file set was written without a journal")
+			}
+			for _, d := range []string{filepath.Join(dir, "state"), filepath.Dir(journal)} {
+				if got := perm(t, d); got != 0o700 {
+					t.Errorf("%s made with mode %o, want 700", d, got)
+				}
+			}
+			// One file is replaced by one rename, atomic by itself: no
+			// journal is written for it.
+			checked = false
+			one := []File{fs[0]}
+			one[0].Data = []byte("KEY2")
+			if err := withDisk(faultyDisk{onRename: check, onLink: check}, func() error { return w.write(journal, one) }); err != nil {
+				t.Fatal(err)
+			}
+			if checked {
+				t.Error("a one-file set was written with a journal")
+			}
+		})
 	}
 }
 

@@ -73,7 +73,7 @@ type mkdirs struct {
 	// exact sets perm and gid on each directory made, whatever the umask;
 	// without it the umask applies and the group is the process's.
 	exact bool
-	gid   int // -1: the process's group
+	gid   int // with exact; -1: the process's group
 	made  []string
 }
 
@@ -235,7 +235,7 @@ func (ds dirs) open(path string) (*dir, error) { return ds.get(path, nil) }
 
 // make is open, creating what is missing with perm.
 func (ds dirs) make(path string, perm fs.FileMode) (*dir, error) {
-	return ds.get(path, &mkdirs{perm: perm, gid: -1})
+	return ds.get(path, &mkdirs{perm: perm}) // not exact: gid is not read
 }
 
 func (ds dirs) get(path string, mk *mkdirs) (*dir, error) {
