@@ -38,6 +38,12 @@ vault {
 func (e *env) writeRawConfig(vault string, certs ...string) string {
 	e.t.Helper()
 	cfg := fmt.Sprintf("state_dir = %q\n", filepath.Join(e.dir, "state")) + vault + strings.Join(certs, "\n")
+	if !strings.Contains(cfg, "telemetry {") {
+		// As writeConfig: the default 127.0.0.1:9847 is taken by
+		// whichever test of any package runs beside this one (the
+		// packaging tests' daemon has it by right).
+		cfg += "\ntelemetry {\n  listen = \"\"\n}\n"
+	}
 	path := filepath.Join(e.dir, "certkeeper.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		e.t.Fatal(err)

@@ -94,7 +94,7 @@ func TestFleetFallbackAndReturn(t *testing.T) {
 		t.Error("the identity certificate was not renewed after the fallback")
 	}
 	out, _, _ := runCertkeeper(t, e.procEnv(), "status", "-config", cfg)
-	for _, re := range []string{`(?m)^1 cert +cert +failing +failed \d+ times in a row, next attempt in .*auth/cert/login`,
+	for _, re := range []string{`(?m)^1 cert +cert +failing +failed \d+ times in a row, next attempt (in |now).*auth/cert/login`,
 		`(?m)^2 aws +aws +failing .*SignatureDoesNotMatch`, `(?m)^3 approle +approle +in use +logged in`} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("status during the fallback does not match %s:\n%s", re, out)
