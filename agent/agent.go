@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
@@ -31,9 +32,11 @@ type Issuer interface {
 }
 
 // Notifier hears about certificate sets that changed on disk, so the
-// servers reading them can be reloaded. Nil means nobody listens.
+// servers reading them can be reloaded. Nil means nobody listens. n says
+// what changed and why (notice.Notice), which decides whether the change
+// may wait for a service's reload budget and what hooks are told.
 type Notifier interface {
-	Changed(cert config.Certificate, change *sinks.Change)
+	Changed(cert config.Certificate, change *sinks.Change, n notice.Notice)
 }
 
 // Options builds an Agent.
@@ -149,11 +152,15 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 		return nil, err
 	}
 	now := a.now()
-	h, reason := a.current(c, now)
+	h, reason, cause := a.current(c, now)
 	if h != nil && !force {
-		at, _ := renewAt(c, h)
-		if now.Before(at) {
-			res, err := a.write(c, h)
+		pl := plan(c, h, now)
+		if now.Before(pl.At) {
+			kept := notice.Notice{Reason: notice.Restore}
+			if reconfigured {
+				kept.Reason = notice.Config
+			}
+			res, err := a.write(c, h, kept)
 			if err != nil {
 				return nil, err
 			}
@@ -165,11 +172,15 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 			}
 			return res, nil
 		}
-		reason = "renewal is due"
+		reason, cause = "renewal is due", notice.Renewal
+		if pl.Outside {
+			reason += "; " + outsideNote(pl)
+		}
 	}
 	if force {
-		reason = "rotation requested"
+		reason, cause = "rotation requested", notice.Rotation
 	}
+	why := a.changeNotice(c, cause, reason, now)
 
 	h = a.takePending(c, now)
 	if h == nil {
@@ -180,7 +191,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	} else {
 		log.Info("writing the certificate obtained at an earlier attempt; vault is not asked again", "serial", h.record.Serial)
 	}
-	res, err := a.write(c, h)
+	res, err := a.write(c, h, why)
 	if err != nil {
 		a.setPending(c, h)
 		return nil, err
@@ -192,8 +203,8 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 }
 
 // current returns the certificate held for c if it still fits the config,
-// else nil and why not.
-func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
+// else nil and why not, in words and as a notice reason.
+func (a *Agent) current(c config.Certificate, now time.Time) (*held, string, notice.Reason) {
 	a.mu.Lock()
 	h := a.held[c.Name]
 	a.mu.Unlock()
@@ -201,7 +212,7 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 		var err error
 		h, err = loadHeld(a.config(), c)
 		if err != nil {
-			return nil, err.Error()
+			return nil, err.Error(), notice.Issued
 		}
 		// What is on disk is what servers use: hold it, so status and
 		// metrics show its expiry even while getting a new one fails.
@@ -210,9 +221,13 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 		a.mu.Unlock()
 	}
 	if err := fits(c, h, now); err != nil {
-		return nil, strings.ReplaceAll(err.Error(), "\n", "; ")
+		cause := notice.Config
+		if leaf := h.bundle.Leaf; !now.Before(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+			cause = notice.Expired
+		}
+		return nil, strings.ReplaceAll(err.Error(), "\n", "; "), cause
 	}
-	return h, ""
+	return h, "", ""
 }
 
 // obtain gets a new certificate from Vault and checks it before anything
@@ -269,7 +284,7 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		IssuedAt: a.now().UTC(),
 		CAChain:  sharedCAs.intern(string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...))),
 	}}
-	if at, held := renewAt(c, h); held {
+	if at, held := renewAt(c, h, a.now()); held {
 		log.Warn("renewal policy does not fit this certificate's lifetime; renewing at 10% of its remaining life instead",
 			"lifetime", b.Leaf.NotAfter.Sub(b.Leaf.NotBefore).String(), "renew_fraction", c.RenewFraction, "renew_before", c.RenewBefore.String(), "renew_at", at)
 	}
@@ -288,7 +303,8 @@ func (e *RejectedError) Error() string {
 func (e *RejectedError) Unwrap() error { return e.Err }
 
 // write puts h on disk as c's outputs and makes it the held certificate.
-func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
+// why says why, for the services reading them (see changeNotice).
+func (a *Agent) write(c config.Certificate, h *held, why notice.Notice) (*Result, error) {
 	files, err := outputs(a.config(), c, h)
 	if err != nil {
 		return nil, err
@@ -301,7 +317,7 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	a.mu.Lock()
 	a.held[c.Name] = h
 	a.mu.Unlock()
-	at, _ := renewAt(c, h)
+	at, _ := renewAt(c, h, a.now())
 	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
 	// The record is certkeeper's own; only the outputs matter to servers.
 	record := dir.CertificateRecord(c.Name)
@@ -310,7 +326,7 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	if len(res.Written) > 0 {
 		res.Action = Restored
 		if a.notifier != nil {
-			a.notifier.Changed(c, change)
+			a.notifier.Changed(c, change, describe(c, h, why, res.Written))
 		}
 	}
 	return res, nil

@@ -95,12 +95,12 @@ func (a *Agent) rotateBy(c config.Certificate, now time.Time) time.Time {
 	if at, queued := a.queue.When(c.Name); queued {
 		take(at)
 	}
-	h, _ := a.current(c, now)
+	h, _, _ := a.current(c, now)
 	if h == nil {
 		take(now)
 		return by
 	}
-	at, _ := renewAt(c, h)
+	at, _ := renewAt(c, h, now)
 	take(at)
 	leaf := h.bundle.Leaf
 	take(leaf.NotAfter.Add(-time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * rotateMargin)))

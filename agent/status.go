@@ -36,6 +36,10 @@ type Status struct {
 	Failures    int       `json:"consecutive_failures"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+
+	// Window is the certificate's renewal windows, when it has any: the
+	// next one, and whether RenewAt falls outside them and why.
+	Window *WindowStatus `json:"renew_window,omitempty"`
 }
 
 // record folds the outcome of a pass into c's status and returns a copy.
@@ -53,7 +57,8 @@ func (a *Agent) record(c config.Certificate, res *Result, err error) Status {
 		leaf := h.bundle.Leaf
 		st.Serial, st.Issuer = h.record.Serial, leaf.Issuer.CommonName
 		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-		st.RenewAt, _ = renewAt(c, h)
+		st.RenewAt, _ = renewAt(c, h, now)
+		st.Window = windowStatus(c, plan(c, h, now), now)
 	}
 	if err != nil {
 		st.Failures++
@@ -124,7 +129,8 @@ func DiskStatus(cfg *config.Config, now time.Time) []Status {
 		leaf := h.bundle.Leaf
 		st.Serial, st.Issuer = h.record.Serial, leaf.Issuer.CommonName
 		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-		st.RenewAt, _ = renewAt(c, h)
+		st.RenewAt, _ = renewAt(c, h, now)
+		st.Window = windowStatus(c, plan(c, h, now), now)
 		st.State = stateOf(&st, now)
 		if err := fits(c, h, now); err != nil && st.State == StateValid {
 			// Good but no longer what the config asks: the agent will

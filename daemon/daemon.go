@@ -209,3 +209,7 @@ func (s serviceMetrics) ServiceReloaded(service, result string) {
 }
 
 func (s serviceMetrics) ServedMatches(service string, ok bool) { s.m.ServedMatches(service, ok) }
+func (s serviceMetrics) ReloadReason(service, reason string, urgent bool) {
+	s.m.ReloadReason(service, reason, urgent)
+}
+func (s serviceMetrics) Backlog(service string, changes int) { s.m.Backlog(service, changes) }

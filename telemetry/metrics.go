@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/trust"
 	"github.com/certkeeper/certkeeper/vault"
 )
 
@@ -77,6 +78,20 @@ var (
 		"When each certificate in a watched file (one certkeeper does not manage) expires.", "gauge", []string{"path", "subject"}}
 	fileReadErrors = def{"certkeeper_file_read_errors_total",
 		"Times a watched file changed into something that could not be read as PEM certificates.", "counter", []string{"path"}}
+
+	// Change control (reload budget, CA rotation).
+	serviceReloadReasons = def{"certkeeper_service_reloads_by_reason_total",
+		`Reloads that ran (the server was signalled or its reload command succeeded), by the reason of the change that led to them (renewal, rotation, revocation, expired, config, issued, restore, ca_rotation, ca_added, ca_removed, trust_refresh; "none" for a reload no change led to) and whether it was urgent ("true": it went past the reload budget).`, "counter",
+		[]string{"service", "reason", "urgent"}}
+	serviceBacklog = def{"certkeeper_service_reload_backlog",
+		"Changes waiting for the service's next reload: held by its reload budget (min_reload_interval), settling, or rolled back and waiting for a retry.", "gauge",
+		[]string{"service"}}
+	bundleCA = def{"certkeeper_trust_bundle_ca",
+		"Always 1: the trust bundle of this configured name on this host holds the CA with this subject and serial.", "gauge",
+		[]string{"name", "subject", "serial"}}
+	bundleCASince = def{"certkeeper_trust_bundle_ca_trusted_since_timestamp_seconds",
+		"When the CA with this serial entered the trust bundle of this configured name on this host; leaves move to a new default issuer ca_soak after this.", "gauge",
+		[]string{"name", "serial"}}
 )
 
 // catalog is every metric above, for documentation and tests.
@@ -84,6 +99,7 @@ var catalog = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures,
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
 	vaultRequests, vaultDuration, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
+	serviceReloadReasons, serviceBacklog, bundleCA, bundleCASince,
 }
 
 // MetricNames lists every metric certkeeper defines (not the Go and process
@@ -129,6 +145,11 @@ type Metrics struct {
 	served        *prometheus.GaugeVec
 	crlNext       *prometheus.GaugeVec
 
+	reasons  *prometheus.CounterVec
+	backlog  *prometheus.GaugeVec
+	cas      *prometheus.GaugeVec
+	casSince *prometheus.GaugeVec
+
 	mu sync.Mutex
 	// renewals are kept here rather than in a CounterVec so that a
 	// certificate dropped from the config drops out of the scrape with
@@ -145,6 +166,7 @@ var (
 	_ agent.Observer      = (*Metrics)(nil)
 	_ vault.Observer      = (*Metrics)(nil)
 	_ vault.LoginObserver = (*Metrics)(nil)
+	_ trust.Observer      = (*Metrics)(nil)
 )
 
 // New registers certkeeper's event metrics on reg.
@@ -163,8 +185,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: crlNextUpdate.name, Help: crlNextUpdate.help}, crlNextUpdate.labels),
 		renewals: map[string]*renewalCount{},
 		logins:   map[string]*renewalCount{},
+
+		reasons:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: serviceReloadReasons.name, Help: serviceReloadReasons.help}, serviceReloadReasons.labels),
+		backlog:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: serviceBacklog.name, Help: serviceBacklog.help}, serviceBacklog.labels),
+		cas:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: bundleCA.name, Help: bundleCA.help}, bundleCA.labels),
+		casSince: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: bundleCASince.name, Help: bundleCASince.help}, bundleCASince.labels),
 	}
-	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext} {
+	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext, m.reasons, m.backlog, m.cas, m.casSince} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -246,6 +273,7 @@ func (m *Metrics) renewalCounts(name string) renewalCount {
 func (m *Metrics) ServiceConfigured(service string) {
 	m.reloads.WithLabelValues(service, ResultSuccess)
 	m.reloads.WithLabelValues(service, ResultFailure)
+	m.backlog.WithLabelValues(service)
 }
 
 // ServiceReloaded counts one reload of service (its configured name);
@@ -269,6 +297,32 @@ func (m *Metrics) ServedMatches(service string, ok bool) {
 func (m *Metrics) ForgetService(service string) {
 	m.reloads.DeletePartialMatch(prometheus.Labels{"service": service})
 	m.served.DeleteLabelValues(service)
+	m.reasons.DeletePartialMatch(prometheus.Labels{"service": service})
+	m.backlog.DeleteLabelValues(service)
+}
+
+// ReloadReason counts one reload that ran, by the reason of the change
+// that led to it and whether that was urgent.
+func (m *Metrics) ReloadReason(service, reason string, urgent bool) {
+	m.reasons.WithLabelValues(service, reason, strconv.FormatBool(urgent)).Inc()
+}
+
+// Backlog records how many changes wait for the service's next reload.
+func (m *Metrics) Backlog(service string, changes int) {
+	m.backlog.WithLabelValues(service).Set(float64(changes))
+}
+
+// BundleCAs records the CAs a trust bundle holds now, replacing what it
+// held before (a CA that left it leaves the scrape).
+func (m *Metrics) BundleCAs(bundle string, cas []trust.CAInfo) {
+	m.cas.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.casSince.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	for _, ca := range cas {
+		m.cas.WithLabelValues(bundle, ca.Subject, ca.Serial).Set(1)
+		if !ca.TrustedSince.IsZero() {
+			m.casSince.WithLabelValues(bundle, ca.Serial).Set(unixSeconds(ca.TrustedSince))
+		}
+	}
 }
 
 // CRLNextUpdate records the NextUpdate of the CRL from issuer (its subject)
@@ -281,6 +335,8 @@ func (m *Metrics) CRLNextUpdate(bundle, issuer string, t time.Time) {
 // config or a CA (and its CRL) leaves the bundle and is re-recorded.
 func (m *Metrics) ForgetTrustBundle(bundle string) {
 	m.crlNext.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.cas.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.casSince.DeletePartialMatch(prometheus.Labels{"name": bundle})
 }
 
 func unixSeconds(t time.Time) float64 {

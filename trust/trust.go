@@ -24,6 +24,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -37,9 +38,10 @@ type Source interface {
 }
 
 // Notifier hears about bundle files that changed, so the services reading
-// them can be reloaded. *services.Manager is the real one.
+// them can be reloaded; n says what changed (rotation.go).
+// *services.Manager is the real one.
 type Notifier interface {
-	Notify(source string, services []string, change *sinks.Change)
+	BundleChanged(tb config.TrustBundle, change *sinks.Change, n notice.Notice)
 }
 
 // Observer hears about CRLs, for metrics. Nil is fine.
@@ -47,6 +49,9 @@ type Observer interface {
 	// CRLNextUpdate reports when the CRL of issuer (its common name) in
 	// bundle must be replaced.
 	CRLNextUpdate(bundle, issuer string, t time.Time)
+	// BundleCAs reports the CAs bundle holds after a refresh, with when
+	// each entered it on this host.
+	BundleCAs(bundle string, cas []CAInfo)
 }
 
 // Options build a Keeper.
@@ -73,6 +78,9 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	status map[string]*Status
+	// saved are the CAs of each bundle as a previous process saved them,
+	// read once (rotation.go).
+	saved map[string][]CAInfo
 }
 
 // New makes a keeper; it touches neither disk nor Vault until used.
@@ -215,6 +223,7 @@ type Result struct {
 func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (*Result, error) {
 	now := k.now()
 	existing := readCRLs(tb.CRLFile)
+	oldCAs := readCAs(tb.CAFile)
 	b, err := build(ctx, r, tb, existing, now)
 	if err != nil {
 		return nil, err
@@ -235,17 +244,21 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		return nil, err
 	}
 	res := &Result{CAs: b.info(), Written: change.Written}
+	k.trustedSince(tb, res.CAs, now)
 	if k.observer != nil {
 		for _, ca := range res.CAs {
 			if !ca.CRLNextUpdate.IsZero() {
 				k.observer.CRLNextUpdate(tb.Name, ca.Subject, ca.CRLNextUpdate)
 			}
 		}
+		k.observer.BundleCAs(tb.Name, res.CAs)
 	}
 	if change.Changed() {
-		k.log.Info("trust bundle written", "bundle", tb.Name, "files", change.Written, "cas", len(res.CAs), "crls", crlSummary(res.CAs))
+		n := changeNotice(tb, oldCAs, existing, res.CAs, change.Written)
+		k.log.Info("trust bundle written", "bundle", tb.Name, "files", change.Written, "cas", len(res.CAs), "crls", crlSummary(res.CAs),
+			"reason", n.Reason, "added", caNames(n.Added), "removed", caNames(n.Removed))
 		if k.notifier != nil {
-			k.notifier.Notify("trust_bundle "+tb.Name, tb.Notify, change)
+			k.notifier.BundleChanged(tb, change, n)
 		}
 	} else {
 		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
 	"github.com/certkeeper/certkeeper/vault"
@@ -184,12 +185,14 @@ func twoTier(t *testing.T) (*fakeVault, *testCA, *testCA) {
 type notified struct {
 	mu      sync.Mutex
 	sources []string
+	notices []notice.Notice
 }
 
-func (n *notified) Notify(source string, services []string, change *sinks.Change) {
+func (n *notified) BundleChanged(tb config.TrustBundle, change *sinks.Change, note notice.Notice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.sources = append(n.sources, source+"->"+strings.Join(services, ","))
+	n.sources = append(n.sources, note.Source()+"->"+strings.Join(tb.Notify, ","))
+	n.notices = append(n.notices, note)
 }
 
 func (n *notified) count() int {
