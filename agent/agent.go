@@ -47,6 +47,11 @@ type Options struct {
 	Notifier Notifier
 	// Observer, if not nil, hears the outcome of every pass (metrics).
 	Observer Observer
+	// Issuers lists the mounts' issuers for CA rotation (carotation.go);
+	// nil means the Issuer, if it can (*vault.Client). Trust, if not nil,
+	// says how long this host's trust bundles have held a CA.
+	Issuers IssuerLister
+	Trust   Trust
 	// Now and Rand default to the real clock and math/rand; tests inject.
 	Now  func() time.Time
 	Rand func() float64
@@ -83,6 +88,11 @@ type Agent struct {
 
 	// pending holds certificates obtained but not yet written (pending.go).
 	pending map[string]*held
+
+	// issuers, trust and iw serve CA rotation (carotation.go).
+	issuers IssuerLister
+	trust   Trust
+	iw      issuerWatch
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -97,6 +107,8 @@ func New(o Options) *Agent {
 		rand:     o.Rand,
 		held:     map[string]*held{},
 		status:   map[string]*Status{},
+		issuers:  o.Issuers,
+		trust:    o.Trust,
 
 		reconfigured: map[string]bool{},
 	}
@@ -153,9 +165,10 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	}
 	now := a.now()
 	h, reason, cause := a.current(c, now)
+	step := a.caStepFor(a.config(), c, a.heldNow(c.Name), now)
 	if h != nil && !force {
 		pl := plan(c, h, now)
-		if now.Before(pl.At) {
+		if now.Before(pl.At) && !step.moving(now) {
 			kept := notice.Notice{Reason: notice.Restore}
 			if reconfigured {
 				kept.Reason = notice.Config
@@ -170,11 +183,16 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
 					"missing", strings.Join(res.Missing, ","), "vault_asked", false)
 			}
+			res.RenewAt = step.next(res.RenewAt)
 			return res, nil
 		}
-		reason, cause = "renewal is due", notice.Renewal
-		if pl.Outside {
-			reason += "; " + outsideNote(pl)
+		if now.Before(pl.At) {
+			reason, cause = step.describeMove(a.config()), notice.CAMove
+		} else {
+			reason, cause = "renewal is due", notice.Renewal
+			if pl.Outside {
+				reason += "; " + outsideNote(pl)
+			}
 		}
 	}
 	if force {
@@ -185,7 +203,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	h = a.takePending(c, now)
 	if h == nil {
 		var err error
-		if h, err = a.obtain(ctx, c, log); err != nil {
+		if h, err = a.obtain(ctx, c, log, a.issuerFor(ctx, c, log)); err != nil {
 			return nil, err
 		}
 	} else {
@@ -199,6 +217,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	a.setPending(c, nil)
 	res.Action = Issued
 	res.Reason = reason
+	res.RenewAt = a.caStepFor(a.config(), c, h, a.now()).next(res.RenewAt)
 	return res, nil
 }
 
@@ -231,9 +250,9 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string, not
 }
 
 // obtain gets a new certificate from Vault and checks it before anything
-// is written.
-func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logger) (*held, error) {
-	req := vault.CertRequest{Certificate: c}
+// is written. With step.pin, it must come from that issuer.
+func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logger, step caStep) (*held, error) {
+	req := vault.CertRequest{Certificate: c, IssuerRef: step.pin}
 	var key crypto.Signer
 	if c.IssueMode == config.ModeSign {
 		var err error
@@ -284,6 +303,13 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		IssuedAt: a.now().UTC(),
 		CAChain:  sharedCAs.intern(string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...))),
 	}}
+	if step.pinned != nil && !step.pinned.Equal(issuerOf(h)) {
+		return nil, &RejectedError{Err: fmt.Errorf("it was asked of issuer %q (%s) and is not signed by it", step.pinned.Subject.CommonName, step.pin)}
+	}
+	if outlives, caNotAfter := outlivesIssuer(h); outlives {
+		log.Warn("the certificate outlives the CA that signed it: clients cannot verify it past the CA's expiry; rotate the issuer in vault",
+			"not_after", b.Leaf.NotAfter.UTC().Format(time.RFC3339), "issuer_not_after", caNotAfter.UTC().Format(time.RFC3339))
+	}
 	if at, held := renewAt(c, h, a.now()); held {
 		log.Warn("renewal policy does not fit this certificate's lifetime; renewing at 10% of its remaining life instead",
 			"lifetime", b.Leaf.NotAfter.Sub(b.Leaf.NotBefore).String(), "renew_fraction", c.RenewFraction, "renew_before", c.RenewBefore.String(), "renew_at", at)

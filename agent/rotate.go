@@ -211,6 +211,7 @@ func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Dura
 	if err != nil {
 		return nil, err
 	}
+	a.refreshMounts(ctx)
 	out := make([]Outcome, len(certs))
 	sem := make(chan struct{}, a.config().Vault.MaxParallel)
 	var wg sync.WaitGroup

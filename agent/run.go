@@ -38,6 +38,8 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	// The mounts' issuers, for CA rotation (carotation.go).
+	inflight.Go(func() { a.issuerLoop(ctx) })
 	for {
 		name, err := q.Next(ctx)
 		if err != nil {
@@ -138,6 +140,7 @@ type Outcome struct {
 // per certificate, in config order.
 func (a *Agent) Once(ctx context.Context) []Outcome {
 	cfg := a.config()
+	a.refreshMounts(ctx)
 	out := make([]Outcome, len(cfg.Certificates))
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var wg sync.WaitGroup

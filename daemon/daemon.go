@@ -108,6 +108,9 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	to.Notifier = d.services
 	ao.Notifier = d.services
 	d.trust = trust.New(to)
+	// CA rotation: leaves move to a new issuer once this host's trust
+	// bundles have held it for ca_soak.
+	ao.Trust = d.trust
 	d.agent = agent.New(ao)
 
 	if d.metrics != nil && cfg.Telemetry.Listen != "" {

@@ -89,6 +89,10 @@ var (
 	bundleCA = def{"certkeeper_trust_bundle_ca",
 		"Always 1: the trust bundle of this configured name on this host holds the CA with this subject and serial.", "gauge",
 		[]string{"name", "subject", "serial"}}
+	certOutlives = def{"certkeeper_certificate_outlives_issuer",
+		"1 when the certificate held for this configured name expires after the CA that signed it (clients cannot verify it past the CA's expiry), else 0.", "gauge", []string{"name"}}
+	certPinned = def{"certkeeper_certificate_issuer_pinned",
+		"1 while renewals of this configured name stay with the issuer it came from because its mount's new default issuer has not been in this host's trust bundles for ca_soak, else 0.", "gauge", []string{"name"}}
 	bundleCASince = def{"certkeeper_trust_bundle_ca_trusted_since_timestamp_seconds",
 		"When the CA with this serial entered the trust bundle of this configured name on this host; leaves move to a new default issuer ca_soak after this.", "gauge",
 		[]string{"name", "serial"}}
@@ -99,7 +103,7 @@ var catalog = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures,
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
 	vaultRequests, vaultDuration, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
-	serviceReloadReasons, serviceBacklog, bundleCA, bundleCASince,
+	serviceReloadReasons, serviceBacklog, bundleCA, bundleCASince, certOutlives, certPinned,
 }
 
 // MetricNames lists every metric certkeeper defines (not the Go and process

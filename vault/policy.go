@@ -23,6 +23,12 @@ func Policy(cfg *config.Config) string {
 	}
 	for _, c := range cfg.Certificates {
 		rules[fmt.Sprintf("%s/%s/%s", c.Mount, c.IssueMode, c.Role)] = []string{"update"}
+		// During a CA rotation a certificate stays with its issuer until
+		// the new one has soaked (agent/carotation.go): the issuer is named
+		// in the path, and the mount's issuers are listed to notice it.
+		rules[fmt.Sprintf("%s/issuer/+/%s/%s", c.Mount, c.IssueMode, c.Role)] = []string{"update"}
+		rules[c.Mount+"/issuers"] = []string{"list"}
+		rules[c.Mount+"/issuer/+/json"] = []string{"read"}
 	}
 	for _, tb := range cfg.TrustBundles {
 		for _, m := range tb.Mounts {

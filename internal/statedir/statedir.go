@@ -11,6 +11,9 @@
 //	    status.json            trust bundle states
 //	    status.journal         its crash journal
 //	    <bundle>.journal       crash journal of a bundle's files
+//	  ca/
+//	    issuers.json           when each issuer of the certificates' mounts was first seen
+//	    issuers.journal        its crash journal
 //
 // Certificate records share the top level with the services files, so a
 // certificate named "services" would share services.journal with them; a
@@ -66,6 +69,18 @@ func (d Dir) TrustStateJournal() string { return d.join("trust", "status.journal
 
 // TrustJournal is the crash journal of a trust bundle's files.
 func (d Dir) TrustJournal(bundle string) string { return d.join("trust", bundle+".journal") }
+
+// CA is the directory of what the agent keeps about its mounts' issuers,
+// for CA rotation.
+func (d Dir) CA() string { return d.join("ca") }
+
+// IssuersSeen holds when this host first saw each issuer of its
+// certificates' mounts: a new issuer's soak counts from then where no
+// trust bundle takes the mount.
+func (d Dir) IssuersSeen() string { return d.join("ca", "issuers.json") }
+
+// IssuersSeenJournal is the crash journal of IssuersSeen.
+func (d Dir) IssuersSeenJournal() string { return d.join("ca", "issuers.journal") }
 
 // ControlSocket is where the running daemon listens (package control).
 func (d Dir) ControlSocket() string { return d.join("control.sock") }
