@@ -146,6 +146,9 @@ type Result struct {
 	Serial  string
 	Leaf    *pki.Bundle
 	RenewAt time.Time
+	// NextPass, when set, is when the certificate must be looked at again
+	// before RenewAt (a CA rotation's soak or move, carotation.go).
+	NextPass time.Time
 	Written []string
 	// Missing are the written files that did not exist (deleted, or new
 	// outputs); the rest of Written existed with other bytes, mode or owner.
@@ -183,7 +186,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
 					"missing", strings.Join(res.Missing, ","), "vault_asked", false)
 			}
-			res.RenewAt = step.next(res.RenewAt)
+			res.NextPass = step.next(res.RenewAt)
 			return res, nil
 		}
 		if now.Before(pl.At) {
@@ -217,7 +220,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	a.setPending(c, nil)
 	res.Action = Issued
 	res.Reason = reason
-	res.RenewAt = a.caStepFor(a.config(), c, h, a.now()).next(res.RenewAt)
+	res.NextPass = a.caStepFor(a.config(), c, h, a.now()).next(res.RenewAt)
 	return res, nil
 }
 

@@ -263,8 +263,8 @@ func TestLeavesStayWithTheirIssuerUntilTheSoak(t *testing.T) {
 		st.CARotation.NewIssuer != "intermediate int-2" || !strings.Contains(st.CARotation.Note, "no trust bundle") {
 		t.Errorf("status while not trusted: %+v", st.CARotation)
 	}
-	if want := r.clock().Add(r.cfg.IssuerCheck); res.RenewAt.After(want) {
-		t.Errorf("next look at +%v, want by the next issuer check (+%v)", res.RenewAt.Sub(r.start), want.Sub(r.start))
+	if want := r.clock().Add(r.cfg.IssuerCheck); res.NextPass.IsZero() || res.NextPass.After(want) {
+		t.Errorf("next look at +%v, want by the next issuer check (+%v)", res.NextPass.Sub(r.start), want.Sub(r.start))
 	}
 
 	// The bundles take it in at +2h: the soak ends at +26h.
@@ -282,15 +282,15 @@ func TestLeavesStayWithTheirIssuerUntilTheSoak(t *testing.T) {
 
 	r.at(soakEnd.Sub(r.start) - time.Minute)
 	res = r.ensure(t, false)
-	if res.Action != Kept || res.RenewAt.After(soakEnd) {
-		t.Fatalf("just before the soak ends: %s, next pass at +%v (soak ends +%v)", res.Action, res.RenewAt.Sub(r.start), soakEnd.Sub(r.start))
+	if res.Action != Kept || res.NextPass.IsZero() || res.NextPass.After(soakEnd) {
+		t.Fatalf("just before the soak ends: %s, next pass at +%v (soak ends +%v)", res.Action, res.NextPass.Sub(r.start), soakEnd.Sub(r.start))
 	}
 
 	r.at(soakEnd.Sub(r.start))
 	res = r.ensure(t, false)
 	st := r.a.Statuses()[0]
 	moveAt := st.CARotation.MoveAt
-	if res.Action != Kept || st.CARotation.Pinned || moveAt.Before(soakEnd) || moveAt.After(soakEnd.Add(r.cfg.CASoak/10)) || !res.RenewAt.Equal(moveAt) {
+	if res.Action != Kept || st.CARotation.Pinned || moveAt.Before(soakEnd) || moveAt.After(soakEnd.Add(r.cfg.CASoak/10)) || !res.NextPass.Equal(moveAt) {
 		t.Fatalf("soak over: %s, status %+v; want kept with a move planned within a tenth of ca_soak after %v", res.Action, st.CARotation, soakEnd)
 	}
 

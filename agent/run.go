@@ -93,6 +93,9 @@ func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool)
 		return st.NextAttempt, true
 	}
 	a.logResult(res, st)
+	if !res.NextPass.IsZero() && res.NextPass.Before(res.RenewAt) {
+		return res.NextPass, true
+	}
 	return res.RenewAt, true
 }
 
