@@ -146,13 +146,14 @@ type Result struct {
 	Serial  string
 	Leaf    *pki.Bundle
 	RenewAt time.Time
-	// NextPass, when set, is when the certificate must be looked at again
-	// before RenewAt (a CA rotation's soak or move, carotation.go).
-	NextPass time.Time
 	Written []string
 	// Missing are the written files that did not exist (deleted, or new
 	// outputs); the rest of Written existed with other bytes, mode or owner.
 	Missing []string
+
+	// NextPass, when set, is when the certificate must be looked at again
+	// before RenewAt (a CA rotation's soak or move, carotation.go).
+	NextPass time.Time
 }
 
 // ensure makes certificate c valid and written. With force, a new
