@@ -442,10 +442,11 @@ func (g *group) reported(s *service, res, served string, batch *batchInfo) {
 		g.m.observer.ReloadReason(s.cfg.Name, reason, urgent)
 	}
 	s.loaded = nil
-	log := g.m.log.With("service", s.cfg.Name, "reason", reason, "urgent", urgent)
+	log := g.m.log.With("service", s.cfg.Name)
 	if batch != nil {
 		log = log.With("sources", batch.sources, "changes", batch.changes, "since_change", g.m.now().Sub(batch.first).Round(time.Millisecond).String())
 	}
+	log = log.With("reason", reason, "urgent", urgent)
 	now := g.m.now()
 	pending := g.hasPending(s.cfg.Name)
 	switch res {
