@@ -412,3 +412,27 @@ func TestOutlivesIssuerIsReported(t *testing.T) {
 		t.Error("disk status does not report it")
 	}
 }
+
+// TestIssuerListingLooksAgainOnlyWhereItMatters: a listing that finds the
+// default unchanged for a certificate (the first listing after a start)
+// asks for no pass; one that finds a new default asks for one.
+func TestIssuerListingLooksAgainOnlyWhereItMatters(t *testing.T) {
+	r := newRotation(t, true)
+	r.ensure(t, false)
+	if _, err := r.a.refreshMount(t.Context(), r.c.Mount); err != nil {
+		t.Fatal(err)
+	}
+	r.a.lookAgain(r.cfg, r.c.Mount)
+	if _, queued := r.a.queue.When("web"); queued {
+		t.Error("a certificate from the default issuer was queued for another pass")
+	}
+	r.v.add(t, "int-2", time.Now().Add(365*24*time.Hour))
+	r.v.setDefault("int-2")
+	if changed, _ := r.a.refreshMount(t.Context(), r.c.Mount); !changed {
+		t.Fatal("the new default was not noticed")
+	}
+	r.a.lookAgain(r.cfg, r.c.Mount)
+	if at, queued := r.a.queue.When("web"); !queued || !at.IsZero() {
+		t.Errorf("after the default changed: queued %v at %v, want a pass now", queued, at)
+	}
+}

@@ -241,11 +241,7 @@ func (a *Agent) issuerLoop(ctx context.Context) {
 				continue
 			}
 			if changed {
-				for _, c := range cfg.Certificates {
-					if c.Mount == mount {
-						a.queue.Set(c.Name, time.Time{})
-					}
-				}
+				a.lookAgain(cfg, mount)
 			}
 		}
 		t := time.NewTimer(cfg.IssuerCheck)
@@ -254,6 +250,28 @@ func (a *Agent) issuerLoop(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// lookAgain asks for a pass of every certificate of mount that is held
+// and not from the mount's default issuer, so its CA rotation step (pin,
+// soak, move) is planned now rather than at its renewal point.
+func (a *Agent) lookAgain(cfg *config.Config, mount string) {
+	mi := a.iw.mount(mount)
+	if mi == nil || mi.def == nil {
+		return
+	}
+	for _, c := range cfg.Certificates {
+		if c.Mount != mount {
+			continue
+		}
+		h := a.heldNow(c.Name)
+		if h == nil {
+			continue // its first pass is coming anyway
+		}
+		if from := issuerOf(h); from != nil && !from.Equal(mi.def.cert) {
+			a.queue.Set(c.Name, time.Time{})
 		}
 	}
 }
