@@ -19,6 +19,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/notice"
+	"github.com/certkeeper/certkeeper/internal/outdirs"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
@@ -88,6 +89,13 @@ type Agent struct {
 
 	// pending holds certificates obtained but not yet written (pending.go).
 	pending map[string]*held
+	// oneShots counts passes OnceRunning has under way, which Run waits
+	// for before it returns.
+	oneShots sync.WaitGroup
+
+	// placed marks certificates whose files this process has written, or
+	// found right, from a certificate that fits the config (Placed).
+	placed map[string]bool
 
 	// issuers, trust and iw serve CA rotation (carotation.go).
 	issuers IssuerLister
@@ -107,6 +115,7 @@ func New(o Options) *Agent {
 		rand:     o.Rand,
 		held:     map[string]*held{},
 		status:   map[string]*Status{},
+		placed:   map[string]bool{},
 		issuers:  o.Issuers,
 		trust:    o.Trust,
 
@@ -150,11 +159,17 @@ type Result struct {
 	// Missing are the written files that did not exist (deleted, or new
 	// outputs); the rest of Written existed with other bytes, mode or owner.
 	Missing []string
-
+	// recheck, when set, is when to look again before RenewAt: the files
+	// were left to the services' retry, which may not write all of them.
+	recheck time.Time
 	// NextPass, when set, is when the certificate must be looked at again
 	// before RenewAt (a CA rotation's soak or move, carotation.go).
 	NextPass time.Time
 }
+
+// rolledBackRecheck is how soon a certificate whose files a failed
+// service check rolled back is looked at again.
+const rolledBackRecheck = time.Minute
 
 // ensure makes certificate c valid and written. With force, a new
 // certificate is obtained even if the held one is good.
@@ -173,20 +188,22 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	if h != nil && !force {
 		pl := plan(c, h, now)
 		if now.Before(pl.At) && !step.moving(now) {
-			kept := notice.Notice{Reason: notice.Restore}
-			if reconfigured {
-				kept.Reason = notice.Config
+			if !reconfigured && sinks.RolledBack(statedir.Dir(a.config().StateDir).CertificateJournal(c.Name)) {
+				// A service's check failed on these files and rolled them
+				// back: they are the services' until their retry writes
+				// them again and checks them. Restoring them here would
+				// put back what failed the check, behind their back, at
+				// every change event. A new certificate or a config
+				// change is still written (the services check it).
+				log.Debug("files rolled back after a failed service check; leaving them to the services' retry", "vault_asked", false)
+				return &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: pl.At,
+					recheck: now.Add(rolledBackRecheck), NextPass: step.next(pl.At)}, nil
 			}
-			res, err := a.write(c, h, kept)
+			res, err := a.write(c, h, keptNotice(reconfigured))
 			if err != nil {
 				return nil, err
 			}
-			if reconfigured && res.Action == Restored {
-				log.Info("config changed; rewrote the outputs from the certificate held", "files", strings.Join(res.Written, ","), "vault_asked", false)
-			} else if res.Action == Restored {
-				log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
-					"missing", strings.Join(res.Missing, ","), "vault_asked", false)
-			}
+			a.logRestored(log, res, reconfigured)
 			res.NextPass = step.next(res.RenewAt)
 			return res, nil
 		}
@@ -204,10 +221,14 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	}
 	why := a.changeNotice(c, cause, reason, now)
 
+	held := h
 	h = a.takePending(c, now)
 	if h == nil {
 		var err error
 		if h, err = a.obtain(ctx, c, log, a.issuerFor(ctx, c, log)); err != nil {
+			if held != nil {
+				a.keepHeld(c, held, log, reconfigured)
+			}
 			return nil, err
 		}
 	} else {
@@ -223,6 +244,40 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	res.Reason = reason
 	res.NextPass = a.caStepFor(a.config(), c, h, a.now()).next(res.RenewAt)
 	return res, nil
+}
+
+// keepHeld makes the files of the certificate held right (restoring any
+// that were deleted or changed) after getting a new one failed: the
+// servers keep reading a whole set, and the certificate is in place
+// (Placed, READY=1) while Vault is away. Only on failure: when the new one
+// comes, its own write makes the files right anyway.
+func (a *Agent) keepHeld(c config.Certificate, h *held, log *slog.Logger, reconfigured bool) {
+	res, err := a.write(c, h, keptNotice(reconfigured))
+	if err != nil {
+		log.Debug("cannot write the files of the certificate held either", "error", err)
+		return
+	}
+	a.logRestored(log, res, reconfigured)
+}
+
+// keptNotice is why the files of a certificate kept are written: a
+// restore, or a config change.
+func keptNotice(reconfigured bool) notice.Notice {
+	if reconfigured {
+		return notice.Notice{Reason: notice.Config}
+	}
+	return notice.Notice{Reason: notice.Restore}
+}
+
+func (a *Agent) logRestored(log *slog.Logger, res *Result, reconfigured bool) {
+	switch {
+	case res.Action != Restored:
+	case reconfigured:
+		log.Info("config changed; rewrote the outputs from the certificate held", "files", strings.Join(res.Written, ","), "vault_asked", false)
+	default:
+		log.Warn("output files differed from the certificate held; restored them", "files", strings.Join(res.Written, ","),
+			"missing", strings.Join(res.Missing, ","), "vault_asked", false)
+	}
 }
 
 // current returns the certificate held for c if it still fits the config,
@@ -340,12 +395,16 @@ func (a *Agent) write(c config.Certificate, h *held, why notice.Notice) (*Result
 		return nil, err
 	}
 	dir := statedir.Dir(a.config().StateDir)
+	if err := a.makeDirs(c, files); err != nil {
+		return nil, err
+	}
 	change, err := sinks.WriteSet(dir.CertificateJournal(c.Name), files)
 	if err != nil {
 		return nil, err
 	}
 	a.mu.Lock()
 	a.held[c.Name] = h
+	a.placed[c.Name] = true
 	a.mu.Unlock()
 	at, _ := renewAt(c, h, a.now())
 	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
@@ -362,10 +421,47 @@ func (a *Agent) write(c config.Certificate, h *held, why notice.Notice) (*Result
 	return res, nil
 }
 
+// makeDirs makes the missing directories of c's outputs (outdirs), each
+// logged, before the set is written: left to sinks they would be made
+// through the umask, silently.
+func (a *Agent) makeDirs(c config.Certificate, files []sinks.File) error {
+	record := statedir.Dir(a.config().StateDir).CertificateRecord(c.Name)
+	var paths []string
+	var gids []int
+	for _, f := range files {
+		if f.Path == record {
+			continue // state_dir's own, made private by statedir
+		}
+		paths, gids = append(paths, f.Path), append(gids, f.GID)
+	}
+	return outdirs.Files(paths, gids, a.log.With("cert", c.Name))
+}
+
 // forget drops what is held for certificates no longer configured.
 func (a *Agent) forget(name string) {
 	a.mu.Lock()
 	delete(a.held, name)
 	delete(a.status, name)
+	delete(a.placed, name)
 	a.mu.Unlock()
+}
+
+// Unplaced returns the status of every configured certificate whose
+// files are not in place: this process has not yet written them (or found
+// them right) from a certificate that fits the config, or that
+// certificate has expired. A certificate past its renewal point whose
+// renewal fails is in place as long as it has not expired: servers can
+// start with it. The daemon sends READY=1 once this is empty.
+func (a *Agent) Unplaced() []Status {
+	now := a.now()
+	var out []Status
+	for _, st := range a.Statuses() {
+		a.mu.Lock()
+		placed := a.placed[st.Name]
+		a.mu.Unlock()
+		if !placed || st.NotAfter.IsZero() || !now.Before(st.NotAfter) {
+			out = append(out, st)
+		}
+	}
+	return out
 }

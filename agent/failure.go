@@ -20,5 +20,20 @@ func (a *Agent) logFailure(name string, err error, st Status) {
 			append(args, "alert", "vault_permission_denied", "path", denied.Path)...)
 		return
 	}
-	a.log.Error("renewal failed; keeping the files on disk", args...)
+	a.log.Error(failedMsg(st, true), args...)
+}
+
+// failedMsg is the log message of a failed pass: it says what is on disk
+// (a certificate kept, or none at all) and, for the daemon (retrying),
+// that another attempt follows; once and rotate exit instead.
+func failedMsg(st Status, retrying bool) string {
+	switch {
+	case !st.NotAfter.IsZero() && retrying:
+		return "renewal failed; keeping the files on disk"
+	case !st.NotAfter.IsZero():
+		return "renewal failed; the files on disk stay as they were"
+	case retrying:
+		return "renewal failed; no certificate on disk yet, retrying with backoff"
+	}
+	return "renewal failed; no certificate on disk"
 }

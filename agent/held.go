@@ -118,7 +118,13 @@ func loadHeld(cfg *config.Config, c config.Certificate) (*held, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Files.Key, err)
 	}
-	recJSON, err := sinks.ReadFile(statedir.Dir(cfg.StateDir).CertificateRecord(c.Name))
+	recJSON, err := sinks.ReadState(statedir.Dir(cfg.StateDir).CertificateRecord(c.Name))
+	var refused *sinks.UnsafePathError
+	if errors.As(err, &refused) {
+		// Another user's record (or one others may write) is never used:
+		// a new certificate replaces it.
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("no record of where the certificate came from: %w", err)
 	}

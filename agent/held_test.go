@@ -12,11 +12,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/vault"
 )
 
@@ -259,5 +261,58 @@ func TestURISANsThroughTheAgent(t *testing.T) {
 	fv.tamper = func(_ vault.CertRequest, tmpl *x509.Certificate, _ *crypto.PublicKey) { tmpl.URIs = nil }
 	if _, err := a.ensure(t.Context(), c, true); err == nil || !strings.Contains(err.Error(), "URI SANs are [], want ["+id+"]") {
 		t.Errorf("a certificate without the URI SAN: err = %v, want a rejection", err)
+	}
+}
+
+// TestRecordOfAnotherUserIsNotTrusted: a record in state_dir that is not
+// the running user's own (left by root before the owner took over, or
+// planted) is never used: the pass says whose it is, gets a new
+// certificate, and the record written in its place is the running
+// user's. A group-writable one is refused the same way.
+func TestRecordOfAnotherUserIsNotTrusted(t *testing.T) {
+	cases := map[string]func(path string) string{
+		"group-writable": func(path string) string {
+			os.Chmod(path, 0o660)
+			return "writable by group or others (mode 0660)"
+		},
+	}
+	if os.Geteuid() == 0 {
+		cases["another user's"] = func(path string) string {
+			os.Chown(path, 65534, 65534)
+			return "owned by uid 65534"
+		}
+	}
+	for name, spoil := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t, "web")
+			c := cfg.Certificates[0]
+			fv := newFakeVault(t)
+			if _, err := New(Options{Config: cfg, Issuer: fv}).ensure(t.Context(), c, false); err != nil {
+				t.Fatal(err)
+			}
+			record := statedir.Dir(cfg.StateDir).CertificateRecord(c.Name)
+			want := spoil(record)
+			a := New(Options{Config: cfg, Issuer: fv})
+			if st := DiskStatus(cfg, time.Now())[0]; !strings.Contains(st.LastError, "refusing to read "+record) || !strings.Contains(st.LastError, want) {
+				t.Errorf("status of the disk: %+v, want the refusal saying %q", st, want)
+			}
+			res, err := a.ensure(t.Context(), c, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Action != Issued || !strings.Contains(res.Reason, want) {
+				t.Errorf("pass: %s (%s), want a new certificate because the record was refused (%q)", res.Action, res.Reason, want)
+			}
+			if n := fv.count("web.example.internal"); n != 2 {
+				t.Errorf("vault asked %d times, want 2", n)
+			}
+			info, err := os.Stat(record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := info.Sys().(*syscall.Stat_t); int(st.Uid) != os.Geteuid() || info.Mode().Perm() != 0o600 {
+				t.Errorf("record now owned by %d with mode %o, want the running user's, 600", st.Uid, info.Mode().Perm())
+			}
+		})
 	}
 }

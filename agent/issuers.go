@@ -5,8 +5,9 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"slices"
 	"strings"
 	"sync"
@@ -184,8 +185,17 @@ func (a *Agent) loadSeen() {
 	}
 	w.loaded = true
 	w.seen = map[string]time.Time{}
-	data, err := sinks.ReadFile(statedir.Dir(a.config().StateDir).IssuersSeen())
+	dir := statedir.Dir(a.config().StateDir)
+	if err := sinks.Recover(dir.IssuersSeenJournal(), []string{dir.IssuersSeen()}); err != nil {
+		a.log.Warn("cannot recover the file of when the mounts' issuers were first seen", "error", err)
+	}
+	// Read back under the state rule: a file another user could have
+	// written must not shorten a soak.
+	data, err := sinks.ReadState(dir.IssuersSeen())
 	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			a.log.Warn("cannot read when the mounts' issuers were first seen; their soak starts again", "error", err)
+		}
 		return
 	}
 	var st issuersState
@@ -212,7 +222,7 @@ func (a *Agent) saveSeen() {
 	dir := statedir.Dir(a.config().StateDir)
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
-		err = os.MkdirAll(dir.CA(), statedir.Mode)
+		err = dir.Ensure()
 	}
 	if err == nil {
 		_, err = sinks.WriteSet(dir.IssuersSeenJournal(), []sinks.File{{Path: dir.IssuersSeen(), Data: append(data, '\n'), Mode: 0o600, UID: -1, GID: -1}})

@@ -92,19 +92,23 @@ func (a *Agent) Reconfigure(cfg *config.Config, issuer Issuer) Changes {
 			delete(a.held, c.Name)
 			delete(a.status, c.Name)
 			delete(a.reconfigured, c.Name)
+			delete(a.placed, c.Name)
 		}
 	}
 	a.cfg = &next
 	if issuer != nil {
 		a.issuer = issuer
 	}
-	// Removed certificates are scheduled too: their pass finds them gone,
-	// forgets them and releases Run's wait for a first pass.
+	// Removed certificates are scheduled too: their pass finds them gone
+	// and forgets them.
 	for _, name := range slices.Concat(ch.Added, ch.Changed, ch.Removed) {
 		a.queue.Set(name, time.Time{})
 	}
 	for _, name := range ch.Changed {
 		a.reconfigured[name] = true
+		// Its files were right for the old settings; the pass decides
+		// whether they still are.
+		delete(a.placed, name)
 	}
 	return ch
 }

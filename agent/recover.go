@@ -34,11 +34,18 @@ func (a *Agent) recoverFiles(c config.Certificate) error {
 			}
 		}
 	})
-	unswept := a.swept.missing(destinations(cfg, c))
-	if err := sinks.Recover(statedir.Dir(cfg.StateDir).CertificateJournal(c.Name), unswept); err != nil {
+	// The journal is replayed only within the set's destinations, so it
+	// is given all of them; only those not yet swept send it looking for
+	// stray temp files.
+	dests := destinations(cfg, c)
+	journal := statedir.Dir(cfg.StateDir).CertificateJournal(c.Name)
+	if len(a.swept.missing(dests)) == 0 {
+		return sinks.Finish(journal, dests)
+	}
+	if err := sinks.Recover(journal, dests); err != nil {
 		return err
 	}
-	a.swept.add(unswept)
+	a.swept.add(dests)
 	return nil
 }
 

@@ -23,6 +23,14 @@ type rotation struct {
 	seq      int
 	inflight map[string]bool
 	again    map[string]time.Time // asked for while in flight
+	// at is when each forced rotation was to start, as saved in
+	// state_dir (pendingrotations.go); resume holds those taken up at
+	// start whose time has not come, so the passes before it are
+	// ordinary ones.
+	at     map[string]time.Time
+	resume map[string]time.Time
+	// saveMu keeps the saves of the pending rotations in order.
+	saveMu sync.Mutex
 }
 
 // Scheduled is when a forced renewal of a certificate will start.
@@ -51,7 +59,10 @@ func (a *Agent) Rotate(names []string, spread time.Duration) ([]Scheduled, error
 	}
 	r := &a.rot
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer func() {
+		r.mu.Unlock()
+		a.saveRotations()
+	}()
 	r.init()
 	var out []Scheduled
 	for i, c := range certs {
@@ -61,6 +72,8 @@ func (a *Agent) Rotate(names []string, spread time.Duration) ([]Scheduled, error
 		}
 		r.seq++
 		r.forced[c.Name] = r.seq
+		r.at[c.Name] = at
+		delete(r.resume, c.Name)
 		if r.inflight[c.Name] {
 			if prev, ok := r.again[c.Name]; !ok || at.Before(prev) {
 				r.again[c.Name] = at
@@ -113,6 +126,7 @@ const maxDuration = time.Duration(1<<63 - 1)
 func (r *rotation) init() {
 	if r.forced == nil {
 		r.forced, r.inflight, r.again = map[string]int{}, map[string]bool{}, map[string]time.Time{}
+		r.at, r.resume = map[string]time.Time{}, map[string]time.Time{}
 	}
 }
 
@@ -162,6 +176,31 @@ func (a *Agent) begin(name string) bool {
 	return true
 }
 
+// beginWait is begin for a pass outside Run's loop: it waits, while ctx
+// allows, for a pass in flight to end instead of asking for another one.
+func (a *Agent) beginWait(ctx context.Context, name string) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r := &a.rot
+		r.mu.Lock()
+		r.init()
+		free := !r.inflight[name]
+		if free {
+			r.inflight[name] = true
+		}
+		r.mu.Unlock()
+		if free {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
 // end closes a pass begun with begin and schedules the next one: at next,
 // or sooner if a rotation was asked for meanwhile. Scheduling happens
 // under the same lock as Rotate, so a rotation is never overwritten by the
@@ -187,18 +226,34 @@ func (a *Agent) end(name string, next time.Time, schedule bool) {
 // forced says whether the next pass for name must get a new certificate:
 // non-zero identifies the request that asked for it.
 func (a *Agent) forced(name string) int {
-	a.rot.mu.Lock()
-	defer a.rot.mu.Unlock()
-	return a.rot.forced[name]
+	r := &a.rot
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if at, ok := r.resume[name]; ok && a.now().Before(at) {
+		// Taken up at start and not due yet: this pass is an ordinary
+		// one, and the one after it comes at the rotation's time.
+		if prev, asked := r.again[name]; !asked || at.Before(prev) {
+			r.again[name] = at
+		}
+		return 0
+	}
+	return r.forced[name]
 }
 
 // rotated clears the forced mark once a new certificate is written,
-// unless a newer request came in meanwhile.
+// unless a newer request came in meanwhile, and forgets it in state_dir.
 func (a *Agent) rotated(name string, req int) {
-	a.rot.mu.Lock()
-	defer a.rot.mu.Unlock()
-	if a.rot.forced[name] == req {
-		delete(a.rot.forced, name)
+	r := &a.rot
+	r.mu.Lock()
+	done := r.forced[name] == req
+	if done {
+		delete(r.forced, name)
+		delete(r.at, name)
+		delete(r.resume, name)
+	}
+	r.mu.Unlock()
+	if done {
+		a.saveRotations()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,9 +18,9 @@ func TestRotateRenewsValidCertificate(t *testing.T) {
 	a := New(Options{Config: cfg, Issuer: fv})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	ready := make(chan struct{})
+	passed, ready := whenPlaced(a)
 	go func() {
-		a.Run(ctx, func() { close(ready) })
+		a.Run(ctx, passed)
 		close(done)
 	}()
 	defer func() { cancel(); <-done }()
@@ -42,6 +43,18 @@ func TestRotateRenewsValidCertificate(t *testing.T) {
 	if st := a.Statuses()[1]; st.Name != "web" || st.LastResult != string(Issued) {
 		t.Errorf("status = %+v", st)
 	}
+}
+
+// whenPlaced is a passed hook for Run and a channel closed once every
+// certificate is in place.
+func whenPlaced(a *Agent) (func(string), <-chan struct{}) {
+	ready := make(chan struct{})
+	var once sync.Once
+	return func(string) {
+		if len(a.Unplaced()) == 0 {
+			once.Do(func() { close(ready) })
+		}
+	}, ready
 }
 
 func readCertSerial(t *testing.T, a *Agent, name string) string {
@@ -176,9 +189,9 @@ func TestRotateSpreadNeverDelaysRenewal(t *testing.T) {
 	a := New(Options{Config: cfg, Issuer: fv, Rand: func() float64 { return draw.Load().(float64) }})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	ready := make(chan struct{})
+	passed, ready := whenPlaced(a)
 	go func() {
-		a.Run(ctx, func() { close(ready) })
+		a.Run(ctx, passed)
 		close(done)
 	}()
 	defer func() { cancel(); <-done }()

@@ -11,33 +11,23 @@ import (
 	"github.com/certkeeper/certkeeper/vault"
 )
 
-// Run keeps every certificate fresh until ctx ends. ready, if not nil, is
-// called once every certificate has had its first pass (whether it
-// succeeded or not), which is when a service manager may start the servers
-// that read the files. On return no write is in flight.
-func (a *Agent) Run(ctx context.Context, ready func()) error {
+// Run keeps every certificate fresh until ctx ends. passed, if not nil, is
+// called after every pass, whatever its outcome, with the certificate's
+// name; Placed then says whether its files are in place (the daemon's
+// READY=1 waits on that). On return no write is in flight.
+func (a *Agent) Run(ctx context.Context, passed func(name string)) error {
 	q := a.queue
 	cfg := a.config()
-	// started are the certificates ready waits for; ones a reload adds
-	// later do not hold it back.
-	started := map[string]bool{}
 	for _, c := range cfg.Certificates {
 		q.Set(c.Name, time.Time{})
-		started[c.Name] = true
 	}
-	var pending sync.WaitGroup
-	pending.Add(len(cfg.Certificates))
-	go func() {
-		pending.Wait()
-		if ready != nil && ctx.Err() == nil {
-			ready()
-		}
-	}()
-	first := map[string]bool{}
+	a.loadRotations()
 
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	// Passes a once request runs beside the loop end before Run does.
+	defer a.oneShots.Wait()
 	// The mounts' issuers, for CA rotation (carotation.go).
 	inflight.Go(func() { a.issuerLoop(ctx) })
 	for {
@@ -53,17 +43,15 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 		case <-ctx.Done():
 			return nil
 		}
-		initial := !first[name] && started[name]
-		first[name] = true
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
 			defer func() { <-sem }()
 			next, ok := a.pass(ctx, name)
-			if initial {
-				pending.Done()
-			}
 			a.end(name, next, ok && ctx.Err() == nil)
+			if passed != nil && ctx.Err() == nil {
+				passed(name)
+			}
 		}()
 	}
 }
@@ -93,10 +81,13 @@ func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool)
 		return st.NextAttempt, true
 	}
 	a.logResult(res, st)
-	if !res.NextPass.IsZero() && res.NextPass.Before(res.RenewAt) {
-		return res.NextPass, true
+	at := res.RenewAt
+	for _, t := range []time.Time{res.recheck, res.NextPass} {
+		if !t.IsZero() && t.Before(at) {
+			at = t
+		}
 	}
-	return res.RenewAt, true
+	return at, true
 }
 
 func (a *Agent) logResult(res *Result, st Status) {
@@ -153,14 +144,50 @@ func (a *Agent) Once(ctx context.Context) []Outcome {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = a.onceOne(ctx, c)
+			out[i] = a.onceOne(ctx, c, false)
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-func (a *Agent) onceOne(ctx context.Context, c config.Certificate) Outcome {
+// OnceRunning is Once inside a running agent (a `once` request to the
+// daemon): each certificate's pass waits for one the loop has in flight,
+// runs with the one-shot retries, and schedules the next pass as the loop
+// would. Every certificate configured now gets one, in config order.
+func (a *Agent) OnceRunning(ctx context.Context) []Outcome {
+	cfg := a.config()
+	out := make([]Outcome, len(cfg.Certificates))
+	sem := make(chan struct{}, cfg.Vault.MaxParallel)
+	var wg sync.WaitGroup
+	for i, c := range cfg.Certificates {
+		wg.Add(1)
+		a.oneShots.Add(1)
+		go func() {
+			defer wg.Done()
+			defer a.oneShots.Done()
+			if !a.beginWait(ctx, c.Name) {
+				out[i] = Outcome{Err: ctx.Err(), Status: Status{Name: c.Name, LastError: "stopped before its pass: " + ctx.Err().Error()}}
+				return
+			}
+			sem <- struct{}{}
+			out[i] = a.onceOne(ctx, c, true)
+			<-sem
+			next := out[i].Status.NextAttempt
+			if out[i].Result != nil {
+				next = out[i].Result.RenewAt
+			}
+			a.end(c.Name, next, ctx.Err() == nil)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// onceOne is one certificate's pass with the one-shot retries; retrying
+// says whether a daemon tries again later (a once request to it) or the
+// process exits after (once alone).
+func (a *Agent) onceOne(ctx context.Context, c config.Certificate, retrying bool) Outcome {
 	var res *Result
 	err := backoff.OneShot.Do(ctx, a.oneShot(c), func() (err error) {
 		res, err = a.ensure(ctx, c, false)
@@ -169,7 +196,7 @@ func (a *Agent) onceOne(ctx context.Context, c config.Certificate) Outcome {
 	st := a.record(c, res, err)
 	a.observe(st, res, err)
 	if err != nil {
-		a.log.Error("renewal failed; keeping the files on disk", "cert", c.Name, "error", err,
+		a.log.Error(failedMsg(st, retrying), "cert", c.Name, "error", err,
 			"failures", st.Failures, "current_not_after", formatTime(st.NotAfter))
 	} else {
 		a.logResult(res, st)

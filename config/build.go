@@ -96,7 +96,9 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Telemetry = b.telemetry(raw.Telemetry)
 	cfg.Watch = b.watch(raw.Watch, cfg.Telemetry)
 	b.serving(raw, cfg, writers)
+	b.telemetryRefs(cfg, raw.Telemetry, writers)
 	b.crossCheck(cfg, raw)
+	b.credentials(cfg, raw)
 	cfg.byName = make(map[string]int, len(cfg.Certificates))
 	for i, c := range cfg.Certificates {
 		cfg.byName[c.Name] = i
@@ -291,6 +293,10 @@ func (b *builder) auth(ra *rawAuth) Auth {
 // us-gov-west-1, cn-north-1, ap-southeast-4.
 var awsRegion = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 
+// IsAWSRegion says whether auth "aws" takes s as its region (for the
+// converter, which must print only what validates).
+func IsAWSRegion(s string) bool { return awsRegion.MatchString(s) }
+
 // jwtSource checks where the JWT of auth "jwt" comes from: a file, or a
 // cloud's metadata server, which needs the audience to put in the token.
 func (b *builder) jwtSource(ra *rawAuth, a *Auth) {
@@ -372,6 +378,9 @@ func (b *builder) certificate(rc *rawCertificate) Certificate {
 	}
 	if rc.Name == "" || strings.ContainsAny(rc.Name, "/\\\x00") {
 		b.fail(rc.DefRange, "certificate name %q must be non-empty and must not contain slashes", rc.Name)
+	}
+	if strings.HasPrefix(rc.Name, ".") {
+		b.fail(rc.DefRange, "certificate name %q must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files", rc.Name)
 	}
 	for name, val := range map[string]string{"mount": c.Mount, "role": c.Role, "common_name": c.CommonName} {
 		if strings.TrimSpace(val) == "" {

@@ -79,6 +79,9 @@ testdata/invalid-binary.hcl:4:4: Invalid character encoding: All input files mus
 testdata/invalid-duplicates.hcl:21:1: certificate "api" writes /tmp/web.key, which certificate "web" also writes`},
 		{"invalid-empty.hcl", `testdata/invalid-empty.hcl:1:1: a "vault" block is required
 testdata/invalid-empty.hcl:1:1: at least one "certificate" or "trust_bundle" block is required`},
+		{"invalid-names.hcl", `testdata/invalid-names.hcl:5:1: certificate name ".web.json.certkeeper-tmp-1" must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files
+testdata/invalid-names.hcl:13:1: certificate name ".." must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files
+testdata/invalid-names.hcl:29:1: trust_bundle name ".clients" must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files`},
 		{"invalid-missing.hcl", `testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "cert_file" is required, but no definition was found.
 testdata/invalid-missing.hcl:5:19: Missing required argument: The argument "mount" is required, but no definition was found.`},
 		{"invalid-syntax.hcl", `testdata/invalid-syntax.hcl:4:19: Unclosed configuration block: There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.`},
@@ -110,8 +113,18 @@ testdata/invalid-change-control.hcl:20:18: renew_window "0 2 * * 1-5 2027 for 3h
 testdata/invalid-change-control.hcl:20:18: renew_window "0 2 31 2 * for 1h" cron expression "0 2 31 2 *" never matches (a day such as 31 February)
 testdata/invalid-change-control.hcl:20:18: renew_window "02:00-05:00 Mars/Olympus" time zone "Mars/Olympus" is not an IANA zone name such as Europe/Berlin or UTC
 testdata/invalid-change-control.hcl:29:18: renew_window must be a window, a list of windows, or "any"`},
+		{"invalid-telemetry-tls.hcl", `testdata/invalid-telemetry-tls.hcl:20:29: web_config_file TESTDATA/web-config-tls.yml has a tls_server_config, and tls_certificate also sets up TLS: keep one (with tls_certificate, the file may still hold basic_auth_users)
+testdata/invalid-telemetry-tls.hcl:21:29: tls_certificate: no certificate block named "metrics" (the endpoint serves a certificate certkeeper manages)
+testdata/invalid-telemetry-tls.hcl:22:29: tls_client_trust_bundle: no trust_bundle block named "scrapers"`},
+		{"invalid-telemetry-names.hcl", `testdata/invalid-telemetry-names.hcl:19:29: tls_client_trust_bundle needs tls_certificate: client certificates are only asked for over TLS
+testdata/invalid-telemetry-names.hcl:20:29: tls_client_names: an empty name matches no certificate
+testdata/invalid-telemetry-names.hcl:21:29: textfile /tmp/web.crt must end in .prom: node_exporter's textfile collector reads no other file
+testdata/invalid-telemetry-names.hcl:21:29: textfile /tmp/web.crt is also an output of certificate "web"`},
+		{"invalid-telemetry-off.hcl", `testdata/invalid-telemetry-off.hcl:15:23: tls_certificate protects the telemetry endpoint, which listen = "" turns off
+testdata/invalid-telemetry-off.hcl:16:23: tls_client_names protects the telemetry endpoint, which listen = "" turns off
+testdata/invalid-telemetry-off.hcl:17:23: textfile_interval needs textfile`},
 		{"invalid-unknown-key.hcl", `testdata/invalid-unknown-key.hcl:11:3: Unsupported argument: An argument named "colour" is not expected here.`},
-		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint, which listen = "" turns off
+		{"invalid-watch.hcl", `testdata/invalid-watch.hcl:17:1: watch needs the telemetry endpoint (which listen = "" turns off) or a textfile
 testdata/invalid-watch.hcl:18:11: paths must list at least one file, directory or glob pattern`},
 		{"invalid-services.hcl", `testdata/invalid-services.hcl:6:12: check must be a command and its arguments, such as ["nginx", "-t"]
 testdata/invalid-services.hcl:8:12: set reload (a command) or signal (sent to the pid in pid_file), not both

@@ -50,6 +50,12 @@ type Options struct {
 	// Templates checks template blocks; with none, a config that has one
 	// is refused.
 	Templates TemplateChecker
+	// Credentials refuses a missing credential or CA file of the vault
+	// block (validate; see credentials).
+	Credentials bool
+	// WebConfig checks telemetry's web_config_file; with none, a config
+	// that names one is refused.
+	WebConfig WebConfigChecker
 }
 
 // DefaultTemplateMode is private: template outputs usually hold the key.

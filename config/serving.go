@@ -318,6 +318,9 @@ func (b *builder) trustBundle(rt *rawTrustBundle) TrustBundle {
 	if rt.Name == "" || strings.ContainsAny(rt.Name, "/\\\x00") {
 		b.fail(rt.DefRange, "trust_bundle name %q must be non-empty and must not contain slashes", rt.Name)
 	}
+	if strings.HasPrefix(rt.Name, ".") {
+		b.fail(rt.DefRange, "trust_bundle name %q must not begin with a dot: in state_dir, names beginning with a dot are certkeeper's temp files", rt.Name)
+	}
 	switch {
 	case rt.Mount != "" && rt.Mounts != nil:
 		b.fail(at("mounts"), "set mount or mounts, not both")

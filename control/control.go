@@ -1,7 +1,8 @@
 // Package control is the one channel to a running certkeeper: HTTP over
-// a unix socket in the state directory. `certkeeper rotate` asks the
-// daemon to do a rotation instead of racing it, and `certkeeper status`
-// asks it what it knows before falling back to the files on disk. The
+// a unix socket in the state directory. `certkeeper rotate` and
+// `certkeeper once` ask the daemon to do the work instead of racing it,
+// and `certkeeper status` asks it what it knows before falling back to
+// the files on disk. The
 // socket is mode 0600 inside the 0700 state directory: only who may read
 // the keys may ask for new ones.
 //
@@ -57,8 +58,76 @@ type StatusResponse struct {
 	// Config is the absolute path of the config file the daemon runs.
 	Config       string         `json:"config"`
 	Certificates []agent.Status `json:"certificates"`
+	// Telemetry is the state of the telemetry endpoint; nil when it is
+	// off.
+	Telemetry *TelemetryStatus `json:"telemetry,omitempty"`
 	// Auth is the chain of Vault auth methods and which one is in use.
 	Auth []vault.AuthMethodStatus `json:"auth,omitempty"`
+}
+
+// TelemetryStatus says whether the daemon's telemetry endpoint listens.
+// While it cannot bind its address, whatever answers there (/metrics,
+// /readyz, /v1/status) is another process.
+type TelemetryStatus struct {
+	Listen    string `json:"listen"`
+	Listening bool   `json:"listening"`
+	// Failures counts failed attempts to listen since the daemon started.
+	Failures int `json:"listen_failures"`
+	// Problem says why it does not listen, and since when; empty while
+	// it listens.
+	Problem string `json:"problem,omitempty"`
+}
+
+// OnceRequest asks the daemon to do what `certkeeper once` does: a pass
+// for every certificate and trust bundle, then one batch of reloads.
+type OnceRequest struct {
+	// Config is the absolute path of the caller's config file; a daemon
+	// running another one refuses.
+	Config string `json:"config"`
+}
+
+// OnceResponse is what a `certkeeper once` did, as the command prints it:
+// the same whether the running daemon did the passes (its answer to a
+// once request) or the command did them alone.
+type OnceResponse struct {
+	Certificates []CertificateOutcome `json:"certificates"`
+	Bundles      []BundleOutcome      `json:"trust_bundles"`
+	Services     []ServiceOutcome     `json:"services"`
+}
+
+// CertificateOutcome is what one pass did for one certificate.
+type CertificateOutcome struct {
+	Name string `json:"name"`
+	// Action is what the pass did (agent.Issued, Restored or Kept);
+	// empty when Error says why it failed.
+	Action   string    `json:"action,omitempty"`
+	Reason   string    `json:"reason,omitempty"` // why a new one was needed
+	Serial   string    `json:"serial,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	RenewAt  time.Time `json:"renew_at,omitzero"`
+	Restored int       `json:"restored,omitempty"` // files rewritten
+	Error    string    `json:"error,omitempty"`
+	// RolledBack says which service's check failed after the pass wrote,
+	// and why: the files were rolled back, so what Action says was
+	// written is not on disk.
+	RolledBack string `json:"rolled_back,omitempty"`
+}
+
+// BundleOutcome is what one refresh did for one trust bundle.
+type BundleOutcome struct {
+	Name       string `json:"name"`
+	Written    bool   `json:"written,omitempty"`
+	CAs        int    `json:"cas"`
+	CRLs       int    `json:"crls"`
+	Error      string `json:"error,omitempty"`
+	RolledBack string `json:"rolled_back,omitempty"` // as in CertificateOutcome
+}
+
+// ServiceOutcome is what the batch did for one service.
+type ServiceOutcome struct {
+	Service string `json:"service"`
+	Result  string `json:"result"` // a services.Result* value
+	Error   string `json:"error,omitempty"`
 }
 
 // Handlers are the requests a process answers. A nil one is refused,
@@ -66,6 +135,7 @@ type StatusResponse struct {
 type Handlers struct {
 	Rotate func(RotateRequest) (*RotateResponse, error)
 	Status func(StatusRequest) (*StatusResponse, error)
+	Once   func(OnceRequest) (*OnceResponse, error)
 }
 
 // Duration is a time.Duration written as "90s" in JSON.
@@ -126,6 +196,7 @@ func Serve(ctx context.Context, l net.Listener, h Handlers) error {
 	mux := http.NewServeMux()
 	route(mux, "rotate", h.Rotate)
 	route(mux, "status", h.Status)
+	route(mux, "once", h.Once)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -174,14 +245,28 @@ var ErrNoDaemon = errors.New("no certkeeper daemon answers on the control socket
 // wrapping ErrNoDaemon when none runs, so the caller can do the rotation
 // itself.
 func Rotate(ctx context.Context, stateDir string, req RotateRequest) (*RotateResponse, error) {
-	return call[RotateRequest, RotateResponse](ctx, stateDir, "rotate", req)
+	return call[RotateRequest, RotateResponse](ctx, stateDir, "rotate", req, shortCall)
 }
+
+// Once asks the daemon of stateDir to do a once for the config at
+// configPath and waits, for as long as ctx allows, for what it did. It
+// returns an error wrapping ErrNoDaemon when none runs, so the caller can
+// do the passes itself.
+func Once(ctx context.Context, stateDir, configPath string) (*OnceResponse, error) {
+	// The passes may wait for Vault with retries and for checks and
+	// reloads: no deadline beyond the caller's.
+	return call[OnceRequest, OnceResponse](ctx, stateDir, "once", OnceRequest{Config: canonical(configPath)}, 0)
+}
+
+// SameConfig reports whether two spellings of a config path name one
+// file.
+func SameConfig(a, b string) bool { return canonical(a) == canonical(b) }
 
 // Status asks the daemon of stateDir what it knows. It fails with an
 // error wrapping ErrNoDaemon when none runs, and with *OtherConfigError
 // when the daemon there runs another config file than configPath.
 func Status(ctx context.Context, stateDir, configPath string) (*StatusResponse, error) {
-	resp, err := call[StatusRequest, StatusResponse](ctx, stateDir, "status", StatusRequest{})
+	resp, err := call[StatusRequest, StatusResponse](ctx, stateDir, "status", StatusRequest{}, shortCall)
 	if err != nil {
 		return nil, err
 	}
@@ -215,15 +300,19 @@ func canonical(p string) string {
 	return p
 }
 
-// call sends one request to the daemon of stateDir.
-func call[Req, Resp any](ctx context.Context, stateDir, name string, req Req) (*Resp, error) {
+// shortCall bounds a request the daemon answers at once.
+const shortCall = 30 * time.Second
+
+// call sends one request to the daemon of stateDir and waits for the
+// answer at most timeout (0: as long as ctx allows).
+func call[Req, Resp any](ctx context.Context, stateDir, name string, req Req, timeout time.Duration) (*Resp, error) {
 	path := statedir.Dir(stateDir).ControlSocket()
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoDaemon
 	}
 	var dialed atomic.Bool
 	hc := &http.Client{
-		Timeout: 30 * time.Second,
+		Timeout: timeout,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
 			dialed.Store(err == nil)

@@ -150,3 +150,32 @@ func TestStatusThroughDaemon(t *testing.T) {
 		t.Errorf("a process that does not answer status: %v, want ErrNoDaemon", err)
 	}
 }
+
+// TestOnceWaitsPastShortCalls: a once request is answered whenever the
+// daemon is done, even after the bound of the short requests, with the
+// caller's config path made absolute; a process without a once handler
+// counts as no daemon.
+func TestOnceWaitsPastShortCalls(t *testing.T) {
+	dir := shortDir(t)
+	var got string
+	serve(t, dir, Handlers{Once: func(req OnceRequest) (*OnceResponse, error) {
+		got = req.Config
+		return &OnceResponse{Certificates: []CertificateOutcome{{Name: "web", Action: "issued", RolledBack: "service nginx failed its check: no"}}}, nil
+	}})
+	resp, err := Once(t.Context(), dir, "certkeeper.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(got) || filepath.Base(got) != "certkeeper.hcl" {
+		t.Errorf("the daemon got config %q, want an absolute path", got)
+	}
+	if len(resp.Certificates) != 1 || resp.Certificates[0].RolledBack == "" {
+		t.Errorf("response = %+v", resp)
+	}
+
+	other := shortDir(t)
+	serve(t, other, rotator(nil))
+	if _, err := Once(t.Context(), other, "certkeeper.hcl"); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("a process that does not answer once: %v, want ErrNoDaemon", err)
+	}
+}

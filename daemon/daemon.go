@@ -34,8 +34,24 @@ import (
 // with the templates package. Every command and every live reload loads
 // through here.
 func LoadConfig(path string) (*config.Config, error) {
-	return config.Load(path, config.Options{Templates: templates.Checker{}})
+	return config.Load(path, configChecks)
 }
+
+// ValidateConfig is LoadConfig for `certkeeper validate`, which also
+// refuses credential and CA files of the vault block that do not exist.
+func ValidateConfig(path string) (*config.Config, error) {
+	o := configChecks
+	o.Credentials = true
+	return config.Load(path, o)
+}
+
+// ParseConfig is LoadConfig for a config in memory (one the convert
+// command wrote); path is where it would be.
+func ParseConfig(path string, src []byte) (*config.Config, error) {
+	return config.Parse(path, src, configChecks)
+}
+
+var configChecks = config.Options{Templates: templates.Checker{}, WebConfig: telemetry.WebConfigChecker{}}
 
 // Options tune a Daemon beyond its config.
 type Options struct {
@@ -64,6 +80,9 @@ type Daemon struct {
 	metrics  *telemetry.Metrics
 	registry *prometheus.Registry
 	watch    *filewatch.Watcher
+	// listener is the telemetry endpoint's bind state; nil unless it is
+	// on.
+	listener *telemetry.Listener
 
 	// vaultMu guards vault, the client in force: a live reload that
 	// changes the vault block replaces it.
@@ -113,7 +132,10 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	ao.Trust = d.trust
 	d.agent = agent.New(ao)
 
-	if d.metrics != nil && cfg.Telemetry.Listen != "" {
+	if d.metrics != nil && (cfg.Telemetry.Listen != "" || cfg.Telemetry.Textfile != "") {
+		if cfg.Telemetry.Listen != "" {
+			d.listener = telemetry.NewListener(cfg.Telemetry.Listen, d.metrics)
+		}
 		// Token and auth state are read from the client in force, which a
 		// reload of the vault block replaces.
 		src := telemetry.Sources{Certificates: d.agent, Token: currentVault{d}, Auth: currentVault{d}}

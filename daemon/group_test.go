@@ -1,8 +1,12 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -22,18 +26,57 @@ func TestGroupStopsInReverse(t *testing.T) {
 	}
 }
 
-// TestAwaitReady: ready only once both the certificates and the trust
-// bundles are in place; never when ctx ends first.
+// TestAwaitReady: READY=1 waits while anything is not in place, however
+// many passes end, says what it waits for once per change, and is never
+// sent when ctx ends first.
 func TestAwaitReady(t *testing.T) {
-	certs, bundles := make(chan struct{}), make(chan struct{})
-	close(certs)
+	var mu sync.Mutex
+	missing := []string{"certificate web: vault is unreachable"}
+	unplaced := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(missing)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	// A start's first attempts under way are not news.
+	if awaitReady(canceled(t), make(chan struct{}), func() []string { return []string{"certificate web" + firstAttempt} }, log) || logs.Len() > 0 {
+		t.Errorf("ready, or logged at info, with only first attempts under way:\n%s", logs.String())
+	}
+	wake := make(chan struct{})
+	done := make(chan bool)
+	go func() { done <- awaitReady(t.Context(), wake, unplaced, log) }()
+	for range 3 {
+		wake <- struct{}{} // a pass ended, web still failing
+	}
+	select {
+	case <-done:
+		t.Fatal("ready while web is not in place")
+	default:
+	}
+	mu.Lock()
+	missing = nil
+	mu.Unlock()
+	wake <- struct{}{}
+	if !<-done {
+		t.Error("not ready with everything in place")
+	}
+	if n := strings.Count(logs.String(), "not ready yet"); n != 1 {
+		t.Errorf("%d log lines for one unchanged reason, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "certificate web: vault is unreachable") {
+		t.Errorf("the log does not say what READY waits for:\n%s", logs.String())
+	}
+
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if awaitReady(ctx, certs, bundles) {
-		t.Error("ready without the trust bundles")
+	if awaitReady(ctx, make(chan struct{}), func() []string { return []string{"x"} }, log) {
+		t.Error("ready although ctx ended")
 	}
-	close(bundles)
-	if !awaitReady(t.Context(), certs, bundles) {
-		t.Error("not ready with both in place")
-	}
+}
+
+func canceled(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	return ctx
 }

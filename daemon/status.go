@@ -27,6 +27,9 @@ type StatusReport struct {
 	ServicesErr error
 	// Bundles are read from the bundle files on disk.
 	Bundles []trust.Status
+	// Telemetry is the running daemon's telemetry endpoint; nil when no
+	// daemon answered or the endpoint is off.
+	Telemetry *control.TelemetryStatus
 	// Auth is the running daemon's chain of Vault auth methods; nil when
 	// no daemon answered.
 	Auth []vault.AuthMethodStatus
@@ -41,19 +44,25 @@ const statusTimeout = 3 * time.Second
 // Neither needs Vault.
 func Status(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) StatusReport {
 	var r StatusReport
-	r.Certificates, r.Auth, r.Source = certificateStatus(ctx, cfg, log, now)
+	var running *control.StatusResponse
+	r.Certificates, running, r.Source = certificateStatus(ctx, cfg, log, now)
+	if running != nil {
+		r.Telemetry, r.Auth = running.Telemetry, running.Auth
+	}
 	r.Services, r.ServicesErr = services.ReadStatus(cfg)
 	r.Bundles = trust.DiskStatus(cfg, now)
 	return r
 }
 
-func certificateStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) ([]agent.Status, []vault.AuthMethodStatus, string) {
+// certificateStatus asks the running daemon, whose whole answer it also
+// returns, or reads the files on disk (the answer is then nil).
+func certificateStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, now time.Time) ([]agent.Status, *control.StatusResponse, string) {
 	sock := statedir.Dir(cfg.StateDir).ControlSocket()
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	resp, err := control.Status(ctx, cfg.StateDir, cfg.Path)
 	if err == nil {
-		return resp.Certificates, resp.Auth, "from the running agent on " + sock
+		return resp.Certificates, resp, "from the running agent on " + sock
 	}
 	log.Debug("no running agent answered; reading the files on disk", "error", err)
 	var other *control.OtherConfigError

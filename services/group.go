@@ -25,8 +25,7 @@ type arrival struct {
 }
 
 // service is one configured service and its retry state; the fields are
-// only touched by its group's goroutine (or Flush, which runs when that
-// goroutine does not).
+// only touched under its group's busy lock.
 type service struct {
 	cfg        config.Service
 	needReload bool
@@ -49,6 +48,9 @@ type group struct {
 	m        *Manager
 	services []*service
 	wake     chan struct{}
+	// busy is held while the group's services are checked or reloaded,
+	// by the loop (run) or by Flush and Hold, which may run beside it.
+	busy sync.Mutex
 
 	mu      sync.Mutex
 	pending []arrival // written, on disk, not yet loaded by the services
@@ -94,30 +96,11 @@ func (g *group) run(ctx context.Context) {
 	// bounded by its timeout): killing a reload half-way helps nobody.
 	work := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
-		now := g.m.now()
-		batchAt, due, heldUntil := g.batchDue()
-		g.backlog(heldUntil)
-		next := batchAt
-		for _, s := range g.services {
-			if s.needReload && (next.IsZero() || s.retryAt.Before(next)) {
-				next = s.retryAt
-			}
-		}
-		switch {
-		case due && !batchAt.After(now):
-			g.attempt(work)
+		g.busy.Lock()
+		wait, acted := g.step(work)
+		g.busy.Unlock()
+		if acted {
 			continue
-		case !next.IsZero() && !next.After(now):
-			for _, s := range g.services {
-				if s.needReload && !s.retryAt.After(now) {
-					g.reload(work, s, nil)
-				}
-			}
-			continue
-		}
-		wait := time.Hour
-		if !next.IsZero() {
-			wait = next.Sub(now)
 		}
 		timer.Reset(wait)
 		select {
@@ -127,6 +110,36 @@ func (g *group) run(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+}
+
+// step handles what is due now, if anything (acted), else says how long
+// to wait. The caller holds busy.
+func (g *group) step(ctx context.Context) (wait time.Duration, acted bool) {
+	now := g.m.now()
+	batchAt, due, heldUntil := g.batchDue()
+	g.backlog(heldUntil)
+	next := batchAt
+	for _, s := range g.services {
+		if s.needReload && (next.IsZero() || s.retryAt.Before(next)) {
+			next = s.retryAt
+		}
+	}
+	switch {
+	case due && !batchAt.After(now):
+		g.attempt(ctx)
+		return 0, true
+	case !next.IsZero() && !next.After(now):
+		for _, s := range g.services {
+			if s.needReload && !s.retryAt.After(now) {
+				g.reload(ctx, s, nil)
+			}
+		}
+		return 0, true
+	}
+	if next.IsZero() {
+		return time.Hour, false
+	}
+	return next.Sub(now), false
 }
 
 // batchDue says when the next batch should be handled: when the newest
@@ -262,24 +275,29 @@ func (g *group) attempt(ctx context.Context) {
 	}
 }
 
-// flush handles whatever waits, now and once, for one-shot commands and
-// shutdown: a failed check rolls its batch back and is not retried; a
-// failed reload is retried at once, a few times.
-func (g *group) flush(ctx context.Context) []Outcome {
+// flush handles whatever waits, now and once, for one-shot commands,
+// shutdown and Hold: a failed check rolls its batch back; a failed
+// reload is retried at once, a few times. With loop, the group's loop
+// retries both later (and status says when); without, nothing does.
+func (g *group) flush(ctx context.Context, loop bool) []Outcome {
 	var out []Outcome
 	if b := g.take(); b != nil {
 		if s, err := g.check(ctx, b); err != nil {
 			rolledBack, _, err := g.rollBack(err, b)
 			g.m.log.Error("check failed; rolled back the batch's files, so the running server keeps the ones it has",
 				"service", s.cfg.Name, "error", err, "rolled_back", strings.Join(rolledBack, ","), "sources", sources(b.arrivals))
-			g.checkFailedStatus(s, err, time.Time{})
-			out = append(out, Outcome{Service: s.cfg.Name, Result: ResultCheckFailed, Err: err})
+			next := time.Time{}
+			if loop {
+				next = g.checkRetryAt
+			}
+			g.checkFailedStatus(s, err, next)
+			out = append(out, Outcome{Service: s.cfg.Name, Result: ResultCheckFailed, Err: err, RolledBack: sources(b.arrivals)})
 		} else {
 			info := b.info()
 			for _, s := range b.affected {
 				s.needReload, s.retryAt = true, g.m.now()
 				s.loaded = append(s.loaded, b.notices(s)...)
-				out = append(out, g.reloadNow(ctx, s, info))
+				out = append(out, g.reloadNow(ctx, s, info, loop))
 			}
 		}
 	}
@@ -287,7 +305,7 @@ func (g *group) flush(ctx context.Context) []Outcome {
 		if !s.needReload || slices.ContainsFunc(out, func(o Outcome) bool { return o.Service == s.cfg.Name }) {
 			continue
 		}
-		out = append(out, g.reloadNow(ctx, s, nil))
+		out = append(out, g.reloadNow(ctx, s, nil, loop))
 	}
 	return out
 }
@@ -381,8 +399,8 @@ func (g *group) reload(ctx context.Context, s *service, batch *batchInfo) {
 }
 
 // reloadNow is reload for Flush: a failure is retried at once, up to
-// flushReloadAttempts times.
-func (g *group) reloadNow(ctx context.Context, s *service, batch *batchInfo) Outcome {
+// flushReloadAttempts times, then left to the loop if there is one.
+func (g *group) reloadNow(ctx context.Context, s *service, batch *batchInfo, loop bool) Outcome {
 	for attempt := 1; ; attempt++ {
 		res, served, err := g.reloadOnce(ctx, s)
 		if err == nil {
@@ -403,7 +421,10 @@ func (g *group) reloadNow(ctx context.Context, s *service, batch *batchInfo) Out
 			}
 		}
 		s.needReload, s.retryAt = true, g.m.now().Add(delay)
-		g.failed(s, res, served, err, 0)
+		if !loop {
+			delay = 0
+		}
+		g.failed(s, res, served, err, delay)
 		return Outcome{Service: s.cfg.Name, Result: res, Err: err}
 	}
 }

@@ -198,14 +198,22 @@ func components(cfg *config.Config) [][]string {
 // Changed is called by the agent after a certificate's files changed; n
 // says why.
 func (m *Manager) Changed(cert config.Certificate, change *sinks.Change, n notice.Notice) {
-	m.add(n.Source(), cert.Notify, change, n)
+	m.add(CertificateSource(cert.Name), cert.Notify, change, n)
 }
 
 // BundleChanged is called by the trust keeper after a bundle's files
 // changed; n says what changed in it.
 func (m *Manager) BundleChanged(tb config.TrustBundle, change *sinks.Change, n notice.Notice) {
-	m.add(n.Source(), tb.Notify, change, n)
+	m.add(BundleSource(tb.Name), tb.Notify, change, n)
 }
+
+// CertificateSource and BundleSource are the source names of a
+// certificate's and a trust bundle's changes (package trust notifies
+// with BundleSource's form), as Outcome.RolledBack lists them.
+func CertificateSource(name string) string { return "certificate " + name }
+
+// BundleSource: see CertificateSource.
+func BundleSource(name string) string { return "trust_bundle " + name }
 
 // Notify records that source (a name for logs) changed files that the
 // named services read, without saying why: the change is handled as
@@ -248,6 +256,10 @@ type Outcome struct {
 	Service string
 	Result  string // one of the Result* values
 	Err     error
+	// RolledBack are the sources (CertificateSource, BundleSource) whose
+	// files a failed check rolled back: what they wrote is no longer on
+	// disk.
+	RolledBack []string
 }
 
 // flushReloadAttempts bounds reload retries in Flush, which serves
@@ -259,9 +271,36 @@ const flushReloadAttempts = 3
 // and wait for a retry), and returns one outcome per service it touched,
 // in config order. A failed check rolls its batch back and is not retried.
 func (m *Manager) Flush(ctx context.Context) []Outcome {
+	m.lock()
+	return m.flushHeld(ctx, false)
+}
+
+// Hold keeps every group's loop (Run) from handling changes until the
+// function it returns is called, which then handles everything waiting
+// as Flush does, but leaves a rolled-back batch and a failed reload to
+// the loop's retries, and lets the loops go on. A `once` done by a
+// running daemon holds the services while its passes write, so every
+// change of the request joins one batch per service, checked and
+// reloaded once, and its outcome is the request's to report.
+func (m *Manager) Hold() (flush func(context.Context) []Outcome) {
+	m.lock()
+	return func(ctx context.Context) []Outcome { return m.flushHeld(ctx, true) }
+}
+
+func (m *Manager) lock() {
+	for _, g := range m.groups {
+		g.busy.Lock()
+	}
+}
+
+// flushHeld flushes every group, whose busy locks the caller holds, and
+// releases them. loop says whether Run goes on and retries what failed.
+func (m *Manager) flushHeld(ctx context.Context, loop bool) []Outcome {
 	var out []Outcome
 	for _, g := range m.groups {
-		out = append(out, g.flush(ctx)...)
+		out = append(out, g.flush(ctx, loop)...)
+		g.busy.Unlock()
+		g.poke() // anything left parked or owed is the loop's again
 	}
 	return out
 }

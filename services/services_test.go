@@ -263,7 +263,7 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 		saved, err := ReadStatus(f.cfg)
 		return err == nil && len(saved) == 1 && saved[0].State == StateOK && saved[0].Reloads == 1
 	})
-	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statedir.Dir(f.cfg.StateDir).ServicesState(): 0o600} {
+	for path, mode := range map[string]os.FileMode{f.cfg.StateDir: 0o700, statedir.Dir(f.cfg.StateDir).Services(): 0o700, statedir.Dir(f.cfg.StateDir).ServicesState(): 0o600} {
 		info, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -904,4 +904,68 @@ func (c *steppedClock) now() time.Time {
 		return time.Now()
 	}
 	return c.at
+}
+
+// TestReadStatusTrustsOnlyItsOwn: `certkeeper status` shows saved service
+// states only from a file certkeeper itself wrote; another user's (or a
+// group-writable one) is refused with whose it is, and none of it shown.
+func TestReadStatusTrustsOnlyItsOwn(t *testing.T) {
+	f := newFixture(t, shell(t.TempDir(), "nginx"))
+	path := statedir.Dir(f.cfg.StateDir).ServicesState()
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte(`{"version":1,"services":[{"name":"nginx","state":"ok","served_serial":"planted"}]}`), 0o600)
+	if saved, err := ReadStatus(f.cfg); err != nil || saved[0].Served != "planted" {
+		t.Fatalf("its own file: %+v, %v", saved, err)
+	}
+	spoil := map[string]func() string{"group-writable": func() string { os.Chmod(path, 0o620); return "(mode 0620)" }}
+	if os.Geteuid() == 0 {
+		spoil["another user's"] = func() string { os.Chown(path, 65534, 65534); return "owned by uid 65534" }
+	}
+	for name, do := range spoil {
+		os.Chmod(path, 0o600)
+		os.Chown(path, os.Geteuid(), os.Getegid())
+		want := do()
+		saved, err := ReadStatus(f.cfg)
+		if err == nil || !strings.Contains(err.Error(), "refusing to read "+path) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want a refusal saying %q", name, err, want)
+		}
+		if len(saved) != 0 {
+			t.Errorf("%s: shown anyway: %+v", name, saved)
+		}
+	}
+}
+
+// TestMigrateStateMovesServicesJSON: the services' state an older
+// certkeeper kept at <state_dir>/services.json moves to services/, once;
+// a certificate's record found there (a certificate named "services") is
+// not the services' and stays for the agent.
+func TestMigrateStateMovesServicesJSON(t *testing.T) {
+	f := newFixture(t, shell(t.TempDir(), "nginx"))
+	dir := statedir.Dir(f.cfg.StateDir)
+	os.MkdirAll(f.cfg.StateDir, 0o700)
+	old := dir.Legacy().ServicesState()
+	saved := `{"version":1,"services":[{"name":"nginx","state":"ok","reloads":3,"served_serial":"01:02"}]}`
+	os.WriteFile(old, []byte(saved), 0o600)
+	if moved, err := MigrateState(f.cfg); err != nil || !moved {
+		t.Fatalf("moved %v, %v", moved, err)
+	}
+	st, err := ReadStatus(f.cfg)
+	if err != nil || st[0].Served != "01:02" {
+		t.Errorf("after migration: %+v, %v", st, err)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the old file is still there")
+	}
+	if moved, err := MigrateState(f.cfg); err != nil || moved {
+		t.Errorf("a second migration: %v, %v", moved, err)
+	}
+
+	record := `{"version":1,"mount":"pki_int","role":"web","serial":"0a"}`
+	os.WriteFile(old, []byte(record), 0o600)
+	if moved, err := MigrateState(f.cfg); err != nil || moved {
+		t.Errorf("a record at services.json: moved %v, %v", moved, err)
+	}
+	if got, _ := os.ReadFile(old); string(got) != record {
+		t.Errorf("the record at services.json was touched: %q", got)
+	}
 }

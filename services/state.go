@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
@@ -111,11 +110,11 @@ func (m *Manager) save() {
 func ReadStatus(cfg *config.Config) ([]Status, error) {
 	var file stateFile
 	path := statedir.Dir(cfg.StateDir).ServicesState()
-	data, err := os.ReadFile(path)
+	data, err := sinks.ReadState(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("reading service states: %w", err)
+		return nil, fmt.Errorf("service states: %w", err)
 	default:
 		if err := json.Unmarshal(data, &file); err != nil || file.Version != stateVersion {
 			return nil, fmt.Errorf("service state file %s is unreadable or from another version", path)

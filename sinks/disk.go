@@ -1,26 +1,38 @@
 package sinks
 
 import (
+	"errors"
 	"io/fs"
+	"math/rand/v2"
 	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // fileSystem is every call by which a set write or a recovery changes the
-// disk or makes a change durable. Reads go to the os package directly. The
-// real one is the os package; the crash test (crash_test.go) records the
-// calls and replays every crash point with whatever was not yet fsynced
-// lost, which a SIGKILL (the page cache survives it) can never show.
+// disk or makes a change durable. Reads go to the system directly (see
+// read.go). The real one is osDisk; the crash test (crash_test.go) records
+// the calls and replays every crash point with whatever was not yet
+// fsynced lost, which a SIGKILL (the page cache survives it) can never
+// show. Every call names a directory the walk (resolve.go) reached and a
+// name in it, so nothing is resolved through a path that could have
+// changed since it was checked.
 type fileSystem interface {
-	CreateTemp(dir, pattern string) (tempFile, error)
-	Mkdir(dir string, perm fs.FileMode) error
-	Rename(from, to string) error
-	Remove(path string) error
-	// SyncDir makes the entries of dir (creations, renames, removals)
+	// CreateTemp makes a new file in d, named pattern with its last "*"
+	// replaced by a random string, mode 0600.
+	CreateTemp(d *dir, pattern string) (tempFile, error)
+	Mkdir(d *dir, name string, perm fs.FileMode) error
+	// Rename renames from to to, both in d.
+	Rename(d *dir, from, to string) error
+	Remove(d *dir, name string) error
+	// SyncDir makes the entries of d (creations, renames, removals)
 	// durable.
-	SyncDir(dir string) error
+	SyncDir(d *dir) error
 }
 
-// tempFile is a file CreateTemp made; *os.File is one.
+// tempFile is a file CreateTemp made; *os.File is one. Name is its path.
 type tempFile interface {
 	Name() string
 	Chmod(mode fs.FileMode) error
@@ -35,23 +47,58 @@ var disk fileSystem = osDisk{}
 
 type osDisk struct{}
 
-func (osDisk) CreateTemp(dir, pattern string) (tempFile, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return nil, err // not a typed nil in the interface
+// tempRand makes the random part of temp names; tests make it collide.
+var tempRand = rand.Uint32
+
+func (osDisk) CreateTemp(d *dir, pattern string) (tempFile, error) {
+	prefix, suffix := pattern, ""
+	if i := strings.LastIndex(pattern, "*"); i >= 0 {
+		prefix, suffix = pattern[:i], pattern[i+1:]
 	}
-	return f, nil
+	for try := 0; ; try++ {
+		name := prefix + strconv.FormatUint(uint64(tempRand()), 10) + suffix
+		fd, err := unix.Openat(d.fd(), name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if errors.Is(err, unix.EEXIST) && try < 100 {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "createtemp", Path: d.join(pattern), Err: err}
+		}
+		return os.NewFile(uintptr(fd), d.join(name)), nil
+	}
 }
 
-func (osDisk) Mkdir(dir string, perm fs.FileMode) error { return os.Mkdir(dir, perm) }
-func (osDisk) Rename(from, to string) error             { return os.Rename(from, to) }
-func (osDisk) Remove(path string) error                 { return os.Remove(path) }
-
-func (osDisk) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+func (osDisk) Mkdir(d *dir, name string, perm fs.FileMode) error {
+	if err := unix.Mkdirat(d.fd(), name, uint32(perm.Perm())); err != nil {
+		return &fs.PathError{Op: "mkdir", Path: d.join(name), Err: err}
 	}
-	defer d.Close()
-	return d.Sync()
+	return nil
+}
+
+func (osDisk) Rename(d *dir, from, to string) error {
+	if err := unix.Renameat(d.fd(), from, d.fd(), to); err != nil {
+		return &os.LinkError{Op: "rename", Old: d.join(from), New: d.join(to), Err: err}
+	}
+	return nil
+}
+
+func (osDisk) Remove(d *dir, name string) error {
+	if err := unix.Unlinkat(d.fd(), name, 0); err != nil {
+		return &fs.PathError{Op: "remove", Path: d.join(name), Err: err}
+	}
+	return nil
+}
+
+func (osDisk) SyncDir(d *dir) error {
+	// The walk holds O_PATH descriptors, which fsync refuses: open the
+	// directory itself for reading, through the one already checked.
+	fd, err := unix.Openat(d.fd(), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: d.path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
+		return &fs.PathError{Op: "fsync", Path: d.path, Err: err}
+	}
+	return nil
 }

@@ -22,7 +22,7 @@ type faultyDisk struct {
 
 var _ fileSystem = faultyDisk{}
 
-func (d faultyDisk) CreateTemp(dir, pattern string) (tempFile, error) {
+func (d faultyDisk) CreateTemp(dir *dir, pattern string) (tempFile, error) {
 	f, err := d.osDisk.CreateTemp(dir, pattern)
 	if err != nil || d.syncErr == nil {
 		return f, err
@@ -30,20 +30,20 @@ func (d faultyDisk) CreateTemp(dir, pattern string) (tempFile, error) {
 	return failingSync{f.(*os.File), d.syncErr}, nil
 }
 
-func (d faultyDisk) Remove(path string) error {
+func (d faultyDisk) Remove(dir *dir, name string) error {
 	if d.removeErr != nil {
-		if err := d.removeErr(path); err != nil {
+		if err := d.removeErr(dir.join(name)); err != nil {
 			return err
 		}
 	}
-	return d.osDisk.Remove(path)
+	return d.osDisk.Remove(dir, name)
 }
 
-func (d faultyDisk) Rename(from, to string) error {
-	if d.onRename != nil && !d.onRename(from, to) {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EIO}
+func (d faultyDisk) Rename(dir *dir, from, to string) error {
+	if d.onRename != nil && !d.onRename(dir.join(from), dir.join(to)) {
+		return &os.LinkError{Op: "rename", Old: dir.join(from), New: dir.join(to), Err: syscall.EIO}
 	}
-	return d.osDisk.Rename(from, to)
+	return d.osDisk.Rename(dir, from, to)
 }
 
 type failingSync struct {

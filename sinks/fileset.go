@@ -18,12 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
+	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // File is one destination and what it must hold.
@@ -33,7 +33,14 @@ type File struct {
 	Mode fs.FileMode
 	// UID and GID own the file; -1 keeps the process's own.
 	UID, GID int
+	// Limit, when above MaxFile, is the largest file at Path that
+	// certkeeper takes for a previous version of its own and replaces
+	// (a CRL file may be larger than MaxFile). A larger one is refused.
+	Limit int64
 }
+
+// limit is the largest previous file f replaces.
+func (f File) limit() int64 { return max(MaxFile, f.Limit) }
 
 // Change is what one WriteSet did, kept so it can be undone.
 type Change struct {
@@ -64,7 +71,9 @@ const tempMarker = ".certkeeper-tmp-"
 // WriteSet makes every file hold exactly what it should, as one set. Files
 // already right (bytes, mode, owner) are not touched, so a no-op pass
 // changes no timestamps and triggers no reload. journal is the path of the
-// crash journal for this set; it must be on a local filesystem.
+// crash journal for this set; it must be on a local filesystem. Every
+// directory on the way to a file, and to the journal, must pass the walk
+// in resolve.go: no symlink, nothing others could change.
 func WriteSet(journal string, files []File) (*Change, error) {
 	defer lockSet(journal)()
 	return writeSet(journal, files, nil)
@@ -72,16 +81,25 @@ func WriteSet(journal string, files []File) (*Change, error) {
 
 // writeSet writes files, and removes the paths in remove, as one set.
 func writeSet(journal string, files []File, remove []string) (*Change, error) {
+	ds := dirs{}
+	defer ds.close()
 	change := &Change{journal: journal}
 	var pending []rename
 	var temps []string
 	cleanup := func() {
 		for _, tmp := range temps {
-			disk.Remove(tmp)
+			if d, err := ds.open(filepath.Dir(tmp)); err == nil {
+				disk.Remove(d, filepath.Base(tmp))
+			}
 		}
 	}
 	for _, f := range files {
-		prev, same, err := inspect(f)
+		d, err := ds.make(filepath.Dir(f.Path), 0o755)
+		if err != nil {
+			cleanup()
+			return nil, pathError("write", f.Path, err)
+		}
+		prev, same, err := inspect(d, f)
 		if err != nil {
 			cleanup()
 			return nil, err
@@ -89,7 +107,7 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 		if same {
 			continue
 		}
-		tmp, err := writeTemp(f)
+		tmp, err := writeTemp(d, f)
 		if err != nil {
 			cleanup()
 			return nil, err
@@ -104,17 +122,27 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 	// A file to remove is renamed aside, to a temp name, in the same set:
 	// it goes exactly when the others change, and the next start's
 	// recovery sweeps the aside if a crash comes before it is deleted.
-	var asides []string
+	var asides, removed []string
 	for _, path := range remove {
-		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		d, err := ds.open(filepath.Dir(path))
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
-		} else if err != nil {
+		}
+		if err == nil {
+			var st unix.Stat_t
+			err = unix.Fstatat(d.fd(), filepath.Base(path), &st, unix.AT_SYMLINK_NOFOLLOW)
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+		}
+		if err != nil {
 			cleanup()
-			return nil, fmt.Errorf("checking %s: %w", path, err)
+			return nil, pathError("remove", path, err)
 		}
 		aside := filepath.Join(filepath.Dir(path), tempPrefix(path)+"removed")
 		pending = append(pending, rename{From: path, To: aside})
 		asides = append(asides, aside)
+		removed = append(removed, path)
 	}
 	if len(pending) == 0 {
 		return change, nil
@@ -124,31 +152,37 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 		// The journal must never name a temp file that a crash could
 		// take away (a file's fsync does not make its name durable), or
 		// recovery could finish only part of the set.
-		if err := syncTempDirs(pending); err != nil {
+		if err := syncTempDirs(ds, pending); err != nil {
 			cleanup()
 			return nil, err
 		}
-		if err := writeJournal(journal, pending); err != nil {
+		if err := writeJournal(ds, journal, pending); err != nil {
 			cleanup()
 			return nil, err
 		}
 	}
-	if err := applyRenames(pending); err != nil {
+	if err := applyRenames(ds, pending); err != nil {
 		// Renames that happened stay: the journal finishes them on restart.
 		if len(pending) == 1 && len(temps) == 1 {
 			// No journal names a lone file's temp: remove it now rather
 			// than leave it for the next start's sweep.
-			disk.Remove(pending[0].From)
+			cleanup()
 		}
 		return nil, err
 	}
 	if len(pending) > 1 {
-		if err := removeSynced(journal); err != nil {
+		if err := removeSynced(ds, journal); err != nil {
 			return nil, err
 		}
 	}
 	for _, aside := range asides {
-		disk.Remove(aside) // if this fails, the next start sweeps it
+		// If this fails, the next start's recovery sweeps it.
+		if d, err := ds.open(filepath.Dir(aside)); err == nil {
+			disk.Remove(d, filepath.Base(aside))
+		}
+	}
+	for _, path := range removed {
+		rememberGone(path)
 	}
 	return change, nil
 }
@@ -188,29 +222,49 @@ func (Sets) Rollback(c *Change) error {
 	if _, err := writeSet(c.journal, restore, created); err != nil {
 		return fmt.Errorf("rolling back: %w", err)
 	}
+	rolledBack.Store(c.journal, struct{}{})
 	return nil
 }
 
-// inspect reads what is at f.Path now, both to skip unchanged files and to
-// be able to roll back. A symlink at a destination is refused: following it
-// could make certkeeper overwrite any file the link points at.
-func inspect(f File) (prev previous, same bool, err error) {
+// rolledBack holds the sets (by journal) a Rollback put back and no
+// Reapply has written again since.
+var rolledBack sync.Map
+
+// RolledBack says whether the set with this journal was rolled back and
+// not yet written again: its files are then the business of whoever
+// rolled them back (the services, whose retry writes them again with
+// Reapply and checks them). A writer that merely restores what it holds
+// (the agent, after a change event) must leave the set alone meanwhile:
+// it would put files that failed a check back behind the services' back,
+// at every change event and without their backoff.
+func RolledBack(journal string) bool {
+	_, ok := rolledBack.Load(journal)
+	return ok
+}
+
+// inspect reads what is at f.Path now (in d), both to skip unchanged
+// files and to be able to roll back. A symlink at a destination is
+// refused: following it could make certkeeper overwrite any file the link
+// points at.
+func inspect(d *dir, f File) (prev previous, same bool, err error) {
 	prev.file = File{Path: f.Path, UID: -1, GID: -1}
-	info, err := os.Lstat(f.Path)
-	if errors.Is(err, fs.ErrNotExist) {
+	name := filepath.Base(f.Path)
+	var st unix.Stat_t
+	err = unix.Fstatat(d.fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
 		return prev, false, nil
 	}
 	if err != nil {
-		return prev, false, fmt.Errorf("checking %s: %w", f.Path, err)
+		return prev, false, fmt.Errorf("checking %s: %w", f.Path, &fs.PathError{Op: "stat", Path: f.Path, Err: err})
 	}
-	if info.Mode()&fs.ModeSymlink != 0 {
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return prev, false, fmt.Errorf("refusing to write %s: it is a symlink, and certkeeper does not follow links at its destinations", f.Path)
 	}
-	if !info.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return prev, false, fmt.Errorf("refusing to write %s: it is not a regular file", f.Path)
 	}
 	prev.existed = true
-	data, err := readNoFollow(f.Path)
+	data, got, err := readIn(d, name, f.limit(), nil)
 	if errors.Is(err, fs.ErrPermission) {
 		// A write never fails only because the old file cannot be read:
 		// replacing it needs only the directory, and refusing would keep
@@ -219,42 +273,21 @@ func inspect(f File) (prev previous, same bool, err error) {
 		return prev, false, nil
 	}
 	if err != nil {
-		return prev, false, err
+		return prev, false, pathError("replace", f.Path, err)
 	}
 	prev.file.Data = data
-	prev.file.Mode = info.Mode().Perm()
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		prev.file.UID, prev.file.GID = int(st.Uid), int(st.Gid)
-	}
+	prev.file.Mode = fs.FileMode(got.Mode).Perm()
+	prev.file.UID, prev.file.GID = int(got.Uid), int(got.Gid)
 	same = bytes.Equal(data, f.Data) && prev.file.Mode == f.Mode.Perm() &&
 		(f.UID < 0 || f.UID == prev.file.UID) && (f.GID < 0 || f.GID == prev.file.GID)
 	return prev, same, nil
 }
 
-// ReadFile reads a destination without following a symlink there.
-func ReadFile(path string) ([]byte, error) { return readNoFollow(path) }
-
-func readNoFollow(path string) ([]byte, error) {
-	fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	defer fd.Close()
-	data, err := io.ReadAll(fd)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return data, nil
-}
-
-// writeTemp writes f's bytes to a new file beside f.Path, durable and with
-// its final mode and owner before any reader could see it under its name.
-func writeTemp(f File) (string, error) {
-	dir := filepath.Dir(f.Path)
-	if err := mkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("creating directory for %s: %w", f.Path, err)
-	}
-	tmp, err := disk.CreateTemp(dir, "."+filepath.Base(f.Path)+tempMarker+"*")
+// writeTemp writes f's bytes to a new file beside f.Path (in d), durable
+// and with its final mode and owner before any reader could see it under
+// its name. It returns the temp file's path.
+func writeTemp(d *dir, f File) (string, error) {
+	tmp, err := disk.CreateTemp(d, "."+filepath.Base(f.Path)+tempMarker+"*")
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", f.Path, err)
 	}
@@ -274,7 +307,7 @@ func writeTemp(f File) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		disk.Remove(tmp.Name())
+		disk.Remove(d, filepath.Base(tmp.Name()))
 		return "", fmt.Errorf("writing %s: %w", f.Path, err)
 	}
 	return tmp.Name(), nil
@@ -285,110 +318,108 @@ type rename struct {
 	To   string `json:"to"`
 }
 
-func applyRenames(renames []rename) error {
-	dirs := map[string]bool{}
+// applyRenames does the renames, each within one directory, then makes
+// every directory they touched durable.
+func applyRenames(ds dirs, renames []rename) error {
+	var touched []*dir
 	for _, r := range renames {
 		crashPoint("rename")
-		if err := disk.Rename(r.From, r.To); err != nil {
+		d, err := ds.open(filepath.Dir(r.To))
+		if err != nil {
+			return pathError("replace", r.To, err)
+		}
+		if err := disk.Rename(d, filepath.Base(r.From), filepath.Base(r.To)); err != nil {
 			return fmt.Errorf("replacing %s: %w", r.To, err)
 		}
 		remember(r.To)
-		dirs[filepath.Dir(r.To)] = true
+		if !slices.Contains(touched, d) {
+			touched = append(touched, d)
+		}
 	}
-	for dir := range dirs {
-		if err := syncDir(dir); err != nil {
+	for _, d := range touched {
+		if err := syncDir(d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeJournal(path string, renames []rename) error {
+func writeJournal(ds dirs, path string, renames []rename) error {
 	data, err := json.Marshal(renames)
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
 	// Journals live in the state directory, which only certkeeper reads:
 	// if it is made here, it is made private.
-	if err := mkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("writing journal: %w", err)
+	d, err := ds.make(filepath.Dir(path), 0o700)
+	if err != nil {
+		return fmt.Errorf("writing journal: %w", pathError("write", path, err))
 	}
-	tmp, err := writeTemp(File{Path: path, Data: data, Mode: 0o600, UID: -1, GID: -1})
+	tmp, err := writeTemp(d, File{Path: path, Data: data, Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}
 	crashPoint("journal")
-	if err := disk.Rename(tmp, path); err != nil {
-		disk.Remove(tmp)
+	if err := disk.Rename(d, filepath.Base(tmp), filepath.Base(path)); err != nil {
+		disk.Remove(d, filepath.Base(tmp))
 		return fmt.Errorf("writing journal: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return syncDir(d)
 }
 
-func removeSynced(path string) error {
+func removeSynced(ds dirs, path string) error {
 	crashPoint("commit")
-	if err := disk.Remove(path); err != nil {
+	d, err := ds.open(filepath.Dir(path))
+	if err == nil {
+		err = disk.Remove(d, filepath.Base(path))
+	}
+	if err != nil {
 		return fmt.Errorf("removing journal: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return syncDir(d)
 }
 
 // syncTempDirs makes the names of the pending temp files durable, one
 // fsync per directory.
-func syncTempDirs(pending []rename) error {
+func syncTempDirs(ds dirs, pending []rename) error {
 	var done []string
 	for _, r := range pending {
-		dir := filepath.Dir(r.From)
-		if slices.Contains(done, dir) {
+		path := filepath.Dir(r.From)
+		if slices.Contains(done, path) {
 			continue
 		}
-		done = append(done, dir)
-		if err := syncDir(dir); err != nil {
+		done = append(done, path)
+		d, err := ds.open(path)
+		if err != nil {
+			return err
+		}
+		if err := syncDir(d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// mkdirAll is os.MkdirAll that also fsyncs the parent of every directory
-// it creates: otherwise a crash could take a new output directory, and a
-// set written into it, away after the write was reported done.
-func mkdirAll(dir string, perm fs.FileMode) error {
-	info, err := os.Stat(dir)
-	if err == nil {
-		if !info.IsDir() {
-			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
-		}
-		return nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	parent := filepath.Dir(dir)
-	if parent != dir {
-		if err := mkdirAll(parent, perm); err != nil {
-			return err
-		}
-	}
-	// Made by another writer meanwhile: it may not have synced the
-	// parent yet, so sync it here too.
-	if err := disk.Mkdir(dir, perm); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	if err := disk.SyncDir(dir); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+func syncDir(d *dir) error {
+	if err := disk.SyncDir(d); err != nil {
+		return fmt.Errorf("syncing %s: %w", d.path, err)
 	}
 	return nil
 }
 
 // Recover finishes a set write that a crash interrupted, then removes temp
-// files left beside the given destinations. Call it before reading any of
-// them. With no destinations it only finishes the journal, which is all a
-// set needs between two writes in one process (see RecoverSets).
+// files left beside the given destinations (and the journal). Call it
+// before reading any of them. destinations must be every path the set
+// writes: the journal is replayed only within them (see finishJournal).
 func Recover(journal string, destinations []string) error {
 	return RecoverSets([]Set{{Journal: journal, Destinations: destinations}})[0]
+}
+
+// Finish is Recover without the sweep of stray temp files: between two
+// writes in one process that is all a set needs, and it reads no
+// directory.
+func Finish(journal string, destinations []string) error {
+	ds := dirs{}
+	defer ds.close()
+	return finishJournal(ds, journal, destinations)
 }

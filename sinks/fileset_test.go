@@ -18,6 +18,17 @@ func set(dir string, key, cert string) []File {
 	}
 }
 
+// openTestDir walks to dir for a test that calls the writer's steps one by
+// one.
+func openTestDir(t *testing.T, ds dirs, dir string) *dir {
+	t.Helper()
+	d, err := ds.open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func mustRead(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -37,9 +48,9 @@ func perm(t *testing.T, path string) os.FileMode {
 }
 
 func TestWriteSetModesIgnoreUmask(t *testing.T) {
+	dir := t.TempDir() // before the umask: a 0777 directory would be refused
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
-	dir := t.TempDir()
 	if _, err := WriteSet(filepath.Join(dir, "j"), set(dir, "KEY1", "CERT1")); err != nil {
 		t.Fatal(err)
 	}
@@ -190,15 +201,17 @@ func TestRecoverFinishesInterruptedSet(t *testing.T) {
 	WriteSet(journal, set(dir, "KEY1", "CERT1"))
 
 	files := set(dir, "KEY2", "CERT2")
+	ds := dirs{}
+	defer ds.close()
 	var renames []rename
 	for _, f := range files {
-		tmp, err := writeTemp(f)
+		tmp, err := writeTemp(openTestDir(t, ds, dir), f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		renames = append(renames, rename{From: tmp, To: f.Path})
 	}
-	if err := writeJournal(journal, renames); err != nil {
+	if err := writeJournal(ds, journal, renames); err != nil {
 		t.Fatal(err)
 	}
 	os.Rename(renames[0].From, renames[0].To) // the crash happens here
@@ -218,7 +231,9 @@ func TestRecoverFinishesInterruptedSet(t *testing.T) {
 func TestRecoverRemovesStrayTemps(t *testing.T) {
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "web.key")
-	tmp, err := writeTemp(File{Path: dest, Data: []byte("half"), Mode: 0o600, UID: -1, GID: -1})
+	ds := dirs{}
+	defer ds.close()
+	tmp, err := writeTemp(openTestDir(t, ds, dir), File{Path: dest, Data: []byte("half"), Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

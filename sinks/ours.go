@@ -6,13 +6,15 @@ import (
 	"syscall"
 )
 
-// stamp identifies one version of a file without reading it.
+// stamp identifies one version of a file without reading it; gone is a
+// file this process removed.
 type stamp struct {
 	ino, dev uint64
 	size     int64
 	mtime    int64
 	mode     uint32
 	uid, gid uint32
+	gone     bool
 }
 
 func stampOf(path string) (stamp, bool) {
@@ -47,10 +49,20 @@ func remember(path string) {
 	}
 }
 
+// rememberGone records that this process removed path (a rollback taking
+// away a file its change had created), so the deletion event is known as
+// its own too.
+func rememberGone(path string) {
+	ours.Lock()
+	defer ours.Unlock()
+	ours.m[path] = stamp{gone: true}
+}
+
 // Ours reports whether the file at path is exactly as this process last
-// wrote it (same inode, size, mtime, mode and owner), so a change event for
-// it was certkeeper's own doing. A file replaced, edited, re-moded or
-// deleted by anyone else is not ours.
+// left it (same inode, size, mtime, mode and owner, or still absent after
+// this process removed it), so a change event for it was certkeeper's own
+// doing. A file replaced, edited, re-moded, deleted or created by anyone
+// else is not ours.
 func Ours(path string) bool {
 	ours.Lock()
 	want, known := ours.m[path]
@@ -59,5 +71,8 @@ func Ours(path string) bool {
 		return false
 	}
 	got, ok := stampOf(path)
+	if want.gone {
+		return !ok
+	}
 	return ok && got == want
 }

@@ -30,6 +30,7 @@ func (Sets) Reapply(c *Change) error {
 	if _, err := writeSet(c.journal, c.next, nil); err != nil {
 		return fmt.Errorf("writing again: %w", err)
 	}
+	rolledBack.Delete(c.journal)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 // Package telemetry is what certkeeper tells the outside world about
-// itself: Prometheus metrics, health and readiness, and the JSON status the
-// `status` command reads. It only reads the agent's state and records
+// itself: Prometheus metrics, health and readiness, and a bounded JSON
+// status for remote readers (`certkeeper status` asks the daemon over the
+// control socket instead). It only reads the agent's state and records
 // events it is told about; it never changes a certificate or a file.
 //
 // Metric names are a contract with operators' alerts and dashboards
@@ -12,13 +13,14 @@ package telemetry
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/certkeeper/certkeeper/agent"
-	"github.com/certkeeper/certkeeper/trust"
+	bundles "github.com/certkeeper/certkeeper/trust" // "trust" is tls.go's type
 	"github.com/certkeeper/certkeeper/vault"
 )
 
@@ -96,6 +98,8 @@ var (
 	bundleCASince = def{"certkeeper_trust_bundle_ca_trusted_since_timestamp_seconds",
 		"When the CA with this serial entered the trust bundle of this configured name on this host; leaves move to a new default issuer ca_soak after this.", "gauge",
 		[]string{"name", "serial"}}
+	telemetryListenFailures = def{"certkeeper_telemetry_listen_failures_total",
+		"Failed attempts to bind the telemetry endpoint's address since certkeeper started: any increase means scrapes and probes may have reached another process.", "counter", nil}
 )
 
 // catalog is every metric above, for documentation and tests.
@@ -104,6 +108,7 @@ var catalog = []def{
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
 	vaultRequests, vaultDuration, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
 	serviceReloadReasons, serviceBacklog, bundleCA, bundleCASince, certOutlives, certPinned,
+	telemetryListenFailures,
 }
 
 // MetricNames lists every metric certkeeper defines (not the Go and process
@@ -148,6 +153,9 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	served        *prometheus.GaugeVec
 	crlNext       *prometheus.GaugeVec
+	// listenFailures is the endpoint's own (Listener). A gauge of whether
+	// it listens would be 1 in every scrape of it.
+	listenFailures prometheus.Counter
 
 	reasons  *prometheus.CounterVec
 	backlog  *prometheus.GaugeVec
@@ -162,6 +170,21 @@ type Metrics struct {
 	// logins by auth method, exported by the state collector for the
 	// methods configured, so both results of each exist from the start.
 	logins map[string]*renewalCount
+
+	// onChange, when set, hears that a pass, reload or CRL changed what
+	// the metrics say (the textfile writes then).
+	onChange atomic.Pointer[func()]
+}
+
+// OnChange registers f to be called, without blocking, after every event
+// that changes a certificate's, service's or trust bundle's metrics, a
+// login, and a failed bind of the telemetry endpoint.
+func (m *Metrics) OnChange(f func()) { m.onChange.Store(&f) }
+
+func (m *Metrics) changed() {
+	if f := m.onChange.Load(); f != nil {
+		(*f)()
+	}
 }
 
 type renewalCount struct{ success, failure float64 }
@@ -170,7 +193,7 @@ var (
 	_ agent.Observer      = (*Metrics)(nil)
 	_ vault.Observer      = (*Metrics)(nil)
 	_ vault.LoginObserver = (*Metrics)(nil)
-	_ trust.Observer      = (*Metrics)(nil)
+	_ bundles.Observer    = (*Metrics)(nil)
 )
 
 // New registers certkeeper's event metrics on reg.
@@ -187,6 +210,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: servedMatches.name, Help: servedMatches.help}, servedMatches.labels),
 		crlNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: crlNextUpdate.name, Help: crlNextUpdate.help}, crlNextUpdate.labels),
+		listenFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: telemetryListenFailures.name, Help: telemetryListenFailures.help}),
 		renewals: map[string]*renewalCount{},
 		logins:   map[string]*renewalCount{},
 
@@ -195,7 +220,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		cas:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: bundleCA.name, Help: bundleCA.help}, bundleCA.labels),
 		casSince: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: bundleCASince.name, Help: bundleCASince.help}, bundleCASince.labels),
 	}
-	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext, m.reasons, m.backlog, m.cas, m.casSince} {
+	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext, m.listenFailures, m.reasons, m.backlog, m.cas, m.casSince} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -217,6 +242,7 @@ func (m *Metrics) ObserveVaultRequest(operation string, code int, d time.Duratio
 // ObserveLogin implements vault.LoginObserver: one login attempt with an
 // auth method.
 func (m *Metrics) ObserveLogin(method string, ok bool) {
+	defer m.changed()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.logins[method]
@@ -244,6 +270,7 @@ func (m *Metrics) loginCounts(method string) renewalCount {
 // is a successful renewal, a pass that failed is a failed one, and a pass
 // that found the held certificate good is neither.
 func (m *Metrics) ObservePass(st agent.Status, res *agent.Result, err error) {
+	defer m.changed()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rc := m.renewals[st.Name]
@@ -285,6 +312,7 @@ func (m *Metrics) ServiceConfigured(service string) {
 // reload or its verification failed (the log line says which and why).
 func (m *Metrics) ServiceReloaded(service, result string) {
 	m.reloads.WithLabelValues(service, result).Inc()
+	m.changed()
 }
 
 // ServedMatches records whether the certificate service is seen serving
@@ -295,6 +323,7 @@ func (m *Metrics) ServedMatches(service string, ok bool) {
 		v = 1
 	}
 	m.served.WithLabelValues(service).Set(v)
+	m.changed()
 }
 
 // ForgetService drops a service's series when it leaves the config.
@@ -303,22 +332,25 @@ func (m *Metrics) ForgetService(service string) {
 	m.served.DeleteLabelValues(service)
 	m.reasons.DeletePartialMatch(prometheus.Labels{"service": service})
 	m.backlog.DeleteLabelValues(service)
+	m.changed()
 }
 
 // ReloadReason counts one reload that ran, by the reason of the change
 // that led to it and whether that was urgent.
 func (m *Metrics) ReloadReason(service, reason string, urgent bool) {
 	m.reasons.WithLabelValues(service, reason, strconv.FormatBool(urgent)).Inc()
+	m.changed()
 }
 
 // Backlog records how many changes wait for the service's next reload.
 func (m *Metrics) Backlog(service string, changes int) {
 	m.backlog.WithLabelValues(service).Set(float64(changes))
+	m.changed()
 }
 
 // BundleCAs records the CAs a trust bundle holds now, replacing what it
 // held before (a CA that left it leaves the scrape).
-func (m *Metrics) BundleCAs(bundle string, cas []trust.CAInfo) {
+func (m *Metrics) BundleCAs(bundle string, cas []bundles.CAInfo) {
 	m.cas.DeletePartialMatch(prometheus.Labels{"name": bundle})
 	m.casSince.DeletePartialMatch(prometheus.Labels{"name": bundle})
 	for _, ca := range cas {
@@ -327,12 +359,14 @@ func (m *Metrics) BundleCAs(bundle string, cas []trust.CAInfo) {
 			m.casSince.WithLabelValues(bundle, ca.Serial).Set(unixSeconds(ca.TrustedSince))
 		}
 	}
+	m.changed()
 }
 
 // CRLNextUpdate records the NextUpdate of the CRL from issuer (its subject)
 // in the trust bundle of that configured name.
 func (m *Metrics) CRLNextUpdate(bundle, issuer string, t time.Time) {
 	m.crlNext.WithLabelValues(bundle, issuer).Set(unixSeconds(t))
+	m.changed()
 }
 
 // ForgetTrustBundle drops a bundle's CRL series, when the bundle leaves the
@@ -341,6 +375,7 @@ func (m *Metrics) ForgetTrustBundle(bundle string) {
 	m.crlNext.DeletePartialMatch(prometheus.Labels{"name": bundle})
 	m.cas.DeletePartialMatch(prometheus.Labels{"name": bundle})
 	m.casSince.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.changed()
 }
 
 func unixSeconds(t time.Time) float64 {

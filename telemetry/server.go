@@ -2,7 +2,7 @@ package telemetry
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,8 +33,10 @@ type HandlerOptions struct {
 	Status   Statuser
 	// ConfigPath is the running config's absolute path.
 	ConfigPath string
-	Log        *slog.Logger
-	Now        func() time.Time // default time.Now
+	// Listener, if set, adds the endpoint's own bind failures to /readyz.
+	Listener *Listener
+	Log      *slog.Logger
+	Now      func() time.Time // default time.Now
 }
 
 // Handler serves /metrics, /healthz, /readyz and /v1/status.
@@ -59,6 +61,11 @@ func Handler(o HandlerOptions) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		reasons := Unready(o.Status.Statuses(), o.Now())
+		if o.Listener != nil {
+			if r := o.Listener.Status().Unready(); r != "" {
+				reasons = append(reasons, r)
+			}
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if len(reasons) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -67,15 +74,7 @@ func Handler(o HandlerOptions) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set(ConfigHeader, o.ConfigPath)
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(o.Status.Statuses()); err != nil {
-			o.Log.Debug("writing status response", "error", err)
-		}
-	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { serveStatus(o, w, r) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "certkeeper: /metrics /healthz /readyz /v1/status")
 	})
@@ -98,12 +97,25 @@ type ServeOptions struct {
 	// OnListen, if set, is told the address actually bound (useful with
 	// port 0).
 	OnListen func(net.Addr)
+	// Listener, if set, records each failed start (the address taken, the
+	// web configuration not loadable yet) and the one that works.
+	Listener *Listener
+	// TLS, when set, is the endpoint's own TLS (ServerTLS): a certificate
+	// certkeeper manages, client certificates from a trust bundle.
+	TLS *EndpointTLS
+	// WebConfigFile, when set, is an exporter-toolkit web configuration
+	// (TLS from files, basic auth) the endpoint is served through.
+	WebConfigFile string
+	// Security describes TLS and authentication for the log line.
+	Security string
 }
 
-// Serve runs the endpoint until ctx ends. An address it cannot bind is
-// logged and retried, never fatal: certificates matter more than metrics,
-// and the operator learns of it from the log and from the scrape that
-// fails (the "agent down" alert).
+// Serve runs the endpoint until ctx ends. An address it cannot bind (or a
+// web configuration it cannot load yet) is logged, recorded in
+// o.Listener and retried, never fatal: certificates matter more than
+// metrics. Another process may answer on that address
+// meanwhile, so the log and a failed scrape are not enough: the Listener
+// is what `certkeeper status` and the metrics report.
 func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -113,8 +125,14 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	var ln net.Listener
 	for {
-		var err error
-		ln, err = net.Listen("tcp", o.Listen)
+		// A web configuration whose certificate files cannot be loaded
+		// yet is waited for like an address that is taken.
+		err := webConfigReady(o.WebConfigFile)
+		if err != nil {
+			o.Listener.notStarted(err, time.Now())
+		} else if ln, err = net.Listen("tcp", o.Listen); err != nil {
+			o.Listener.bindFailed(err, time.Now())
+		}
 		if err == nil {
 			break
 		}
@@ -126,20 +144,34 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		case <-time.After(o.RetryEvery):
 		}
 	}
+	o.Listener.bound()
+	handler := o.Handler
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS.Config())
+		handler = o.TLS.Handler(handler)
+	}
+	security := o.Security
+	if security == "" {
+		security = "none (plain http)"
+	}
 	o.Log.Info("telemetry endpoint listening", "addr", ln.Addr().String(),
-		"endpoints", "/metrics /healthz /readyz /v1/status")
+		"endpoints", "/metrics /healthz /readyz /v1/status", "security", security)
 	if o.OnListen != nil {
 		o.OnListen(ln.Addr())
 	}
 	srv := &http.Server{
-		Handler:           o.Handler,
+		Handler: handler,
+		// A client refused at the handshake (no certificate, a foreign
+		// one) is the TLS configuration doing its job: debug, not noise
+		// at every scrape of a misconfigured Prometheus.
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- serveOn(ln, srv, o) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("telemetry endpoint: %w", err)

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,13 +120,13 @@ func TestHandler(t *testing.T) {
 		t.Errorf("OpenMetrics body lacks the renewals counter:\n%s", om)
 	}
 
-	r = get(t, h, "/v1/status")
+	r = get(t, h, "/v1/status?offset=0")
 	if r.Header.Get(ConfigHeader) != "/etc/certkeeper/certkeeper.hcl" {
 		t.Errorf("%s header = %q", ConfigHeader, r.Header.Get(ConfigHeader))
 	}
-	var sts []agent.Status
-	if err := json.NewDecoder(r.Body).Decode(&sts); err != nil || len(sts) != 1 || sts[0].Serial != "01" {
-		t.Errorf("/v1/status = %+v, %v", sts, err)
+	var p StatusPage
+	if err := json.NewDecoder(r.Body).Decode(&p); err != nil || len(p.Certificates) != 1 || p.Certificates[0].Serial != "01" {
+		t.Errorf("/v1/status = %+v, %v", p, err)
 	}
 
 	// Renewal failing past the renewal point: not ready, and says why.
@@ -181,5 +183,127 @@ func TestServeRetriesUntilTheAddressIsFree(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve after shutdown: %v", err)
+	}
+}
+
+// TestListenFailureIsRecorded: a taken address is counted
+// (certkeeper_telemetry_listen_failures_total), makes
+// /readyz fail with the reason, and is what the Listener reports, until
+// the endpoint binds; the count stays.
+func TestListenFailureIsRecorded(t *testing.T) {
+	squatter, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := squatter.Addr().String()
+	reg := NewRegistry()
+	m, err := New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(addr, m)
+	fa := &fakeAgent{statuses: []agent.Status{{Name: "web", NotAfter: time.Now().Add(time.Hour), RenewAt: time.Now().Add(time.Minute), State: agent.StateValid}}}
+	h := Handler(HandlerOptions{Gatherer: reg, Status: fa, Listener: l})
+	listening := make(chan net.Addr, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go Serve(ctx, ServeOptions{Listen: addr, RetryEvery: 50 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+		Handler: h, Listener: l, OnListen: func(a net.Addr) { listening <- a }})
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Status().Failures < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no failed bind recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := l.Status()
+	if st.Listening || !strings.Contains(st.LastError, "address already in use") || st.Since.IsZero() {
+		t.Errorf("listener status while taken: %+v", st)
+	}
+	// What the endpoint would answer, were it reached.
+	r := get(t, h, "/readyz")
+	if b := body(t, r); r.StatusCode != 503 || !strings.Contains(b, "telemetry endpoint cannot listen on "+addr) || !strings.Contains(b, "address already in use") {
+		t.Errorf("/readyz while the address is taken = %d %q", r.StatusCode, b)
+	}
+	text := body(t, get(t, h, "/metrics"))
+	if !regexp.MustCompile(`(?m)^certkeeper_telemetry_listen_failures_total [2-9]`).MatchString(text) {
+		t.Errorf("/metrics while the address is taken lacks the failures:\n%s", grepLines(text, "certkeeper_telemetry"))
+	}
+
+	squatter.Close()
+	select {
+	case <-listening:
+	case <-time.After(10 * time.Second):
+		t.Fatal("never listened after the address was freed")
+	}
+	if r := get(t, h, "/readyz"); r.StatusCode != 200 {
+		t.Errorf("/readyz once listening = %d %s", r.StatusCode, body(t, r))
+	}
+	text = body(t, get(t, h, "/metrics"))
+	if !regexp.MustCompile(`(?m)^certkeeper_telemetry_listen_failures_total [2-9]`).MatchString(text) {
+		t.Errorf("/metrics once listening:\n%s", grepLines(text, "certkeeper_telemetry"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestStatusIsBounded: a bare GET of /v1/status is a summary whatever the
+// number of certificates; the list comes in pages of at most maxPage,
+// which cover every certificate exactly once, in name order.
+func TestStatusIsBounded(t *testing.T) {
+	fa := newFleetAgent(2500)
+	h := Handler(HandlerOptions{Gatherer: NewRegistry(), Status: fa, ConfigPath: "/etc/certkeeper/certkeeper.hcl"})
+	r := get(t, h, "/v1/status")
+	raw := body(t, r)
+	var s StatusSummary
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > 32<<10 {
+		t.Errorf("the summary of 2,500 certificates is %d bytes", len(raw))
+	}
+	if s.Certificates != 2500 || s.States[agent.StateValid] != 2450 || s.States[agent.StateFailing] != 50 {
+		t.Errorf("summary counts: %d certificates, states %v", s.Certificates, s.States)
+	}
+	if s.AttentionTotal != 50 || len(s.Attention) != attentionMax || s.Attention[0].Name != "svc-00000" || s.Attention[0].LastError == "" {
+		t.Errorf("attention: %d in all, %d listed, first %+v", s.AttentionTotal, len(s.Attention), s.Attention[0])
+	}
+	if s.EarliestExpiry == nil || s.List != "/v1/status?offset=0&limit=100" {
+		t.Errorf("summary: earliest %v, list %q", s.EarliestExpiry, s.List)
+	}
+
+	var seen []string
+	for next := "/v1/status?offset=0&limit=5000"; next != ""; {
+		r := get(t, h, next)
+		var p StatusPage
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil || r.StatusCode != 200 {
+			t.Fatalf("%s: %d %v", next, r.StatusCode, err)
+		}
+		if p.Limit != maxPage || len(p.Certificates) > maxPage || p.Total != 2500 {
+			t.Fatalf("%s: limit %d, %d certificates of %d", next, p.Limit, len(p.Certificates), p.Total)
+		}
+		for _, st := range p.Certificates {
+			seen = append(seen, st.Name)
+		}
+		next = p.Next
+	}
+	if len(seen) != 2500 || !slices.IsSorted(seen) || len(slices.Compact(slices.Clone(seen))) != 2500 {
+		t.Errorf("pages gave %d certificates (sorted %v)", len(seen), slices.IsSorted(seen))
+	}
+	if r := get(t, h, "/v1/status?offset=2400&limit=200"); strings.Contains(body(t, r), `"next"`) {
+		t.Error("the last page has a next")
+	}
+	for _, bad := range []string{"/v1/status?offset=-1", "/v1/status?limit=0", "/v1/status?limit=x"} {
+		if r := get(t, h, bad); r.StatusCode != 400 {
+			t.Errorf("%s = %d, want 400", bad, r.StatusCode)
+		}
 	}
 }

@@ -71,6 +71,11 @@ var deniedNames = []string{
 	"file", "writeToFile", "plugin", "sockaddr", "spew_dump", "spew_printf",
 }
 
+// DeniedFunction says whether templates refuse the consul-template
+// function name, and why; for tools that write templates for certkeeper
+// (the Vault Agent converter).
+func DeniedFunction(name string) (why string, denied bool) { return deniedReason(name) }
+
 func deniedReason(name string) (string, bool) {
 	for _, d := range denied {
 		if ok, _ := path.Match(d.pattern, name); ok {

@@ -212,17 +212,46 @@ func newestFrom(crls []*x509.RevocationList, issuer *x509.Certificate) *x509.Rev
 	return best
 }
 
-// readCRLs parses the CRLs in a PEM file; a missing or unreadable file
-// gives none.
-func readCRLs(path string) []*x509.RevocationList {
+// crlFileLimit bounds a CRL file of n CAs that certkeeper reads back or
+// replaces: one CRL per CA, each at most what the Vault client accepts
+// for one download, in PEM (base64 plus a newline every 64 characters,
+// and the armour lines). It is above sinks.MaxFile, which is sized for
+// certificates.
+func crlFileLimit(n int) int64 {
+	const pemCRL = vault.MaxCRLSize/3*4 + vault.MaxCRLSize/48 + 64
+	return int64(max(n, 1)) * pemCRL
+}
+
+// readCRLs parses the CRLs in a PEM file of a bundle of n CAs; a missing,
+// unreadable or oversized file gives none.
+func readCRLs(path string, n int) []*x509.RevocationList {
 	if path == "" {
 		return nil
 	}
-	data, err := sinks.ReadFile(path)
+	data, err := sinks.ReadFileUpTo(path, crlFileLimit(n))
 	if err != nil {
 		return nil
 	}
 	return parseCRLs(data)
+}
+
+// caCount is how many certificates the CA file on disk holds (0 when it
+// cannot be read), which bounds the CRL file beside it.
+func caCount(path string) int {
+	data, err := sinks.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for {
+		var block *pem.Block
+		if block, data = pem.Decode(data); block == nil {
+			return n
+		}
+		if block.Type == "CERTIFICATE" {
+			n++
+		}
+	}
 }
 
 func parseCRLs(data []byte) []*x509.RevocationList {
@@ -244,7 +273,9 @@ func parseCRLs(data []byte) []*x509.RevocationList {
 
 // files are the bundle's outputs: one set, so CAs and CRLs change
 // together.
-func (b *bundle) files(tb config.TrustBundle) []sinks.File {
+// files are what b puts on disk for tb; prevCAs is how many CAs the CRL
+// file on disk may cover.
+func (b *bundle) files(tb config.TrustBundle, prevCAs int) []sinks.File {
 	var certs []*x509.Certificate
 	var crls []byte
 	for _, c := range b.cas {
@@ -258,7 +289,10 @@ func (b *bundle) files(tb config.TrustBundle) []sinks.File {
 	}
 	files := []sinks.File{file(tb.CAFile, pki.EncodeCerts(certs...))}
 	if b.withCRLs {
-		files = append(files, file(tb.CRLFile, crls))
+		crlFile := file(tb.CRLFile, crls)
+		// The previous file may list CAs since gone from the mounts.
+		crlFile.Limit = crlFileLimit(max(len(b.cas), prevCAs))
+		files = append(files, crlFile)
 	}
 	return files
 }

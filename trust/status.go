@@ -67,6 +67,29 @@ func (k *Keeper) record(tb config.TrustBundle, res *Result, err error) Status {
 	return cp
 }
 
+// Unplaced returns the status of every bundle whose files are not in
+// place: not refreshed yet by this process, or whose refreshes have all
+// failed while the files on disk lack a CA's CRL or hold a stale one.
+// Files left by an earlier run that are complete and current are in
+// place: servers can start with them while Vault is away. The daemon
+// sends READY=1 once this is empty.
+func (k *Keeper) Unplaced() []Status {
+	now := k.now()
+	var out []Status
+	for i, st := range k.Statuses() {
+		switch {
+		case st.State == StateMissing && st.Failures == 0:
+			// Not tried yet.
+			out = append(out, st)
+		case st.LastRefresh.IsZero():
+			if state, _ := diskState(k.cfg.TrustBundles[i], now); state != StateOK {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
 // Statuses returns every bundle's status, in config order, as the running
 // keeper knows it.
 func (k *Keeper) Statuses() []Status {
@@ -116,8 +139,15 @@ func (k *Keeper) save(all []Status) {
 // agent saved.
 func DiskStatus(cfg *config.Config, now time.Time) []Status {
 	var saved stateFile
-	if data, err := os.ReadFile(statedir.Dir(cfg.StateDir).TrustState()); err == nil {
+	// What the agent saved is shown only if certkeeper wrote it: a refusal
+	// (another user's file) is shown as each bundle's last error instead.
+	var refused string
+	data, err := sinks.ReadState(statedir.Dir(cfg.StateDir).TrustState())
+	switch {
+	case err == nil:
 		json.Unmarshal(data, &saved)
+	case !errors.Is(err, fs.ErrNotExist):
+		refused = err.Error()
 	}
 	var out []Status
 	for _, tb := range cfg.TrustBundles {
@@ -126,6 +156,9 @@ func DiskStatus(cfg *config.Config, now time.Time) []Status {
 			if s.Name == tb.Name {
 				st.LastRefresh, st.NextRefresh, st.LastError, st.Failures = s.LastRefresh, s.NextRefresh, s.LastError, s.Failures
 			}
+		}
+		if refused != "" {
+			st.LastError = refused
 		}
 		st.State, st.CAs = diskState(tb, now)
 		for _, s := range saved.Bundles {
@@ -155,7 +188,7 @@ func diskState(tb config.TrustBundle, now time.Time) (string, []CAInfo) {
 	}
 	var crls []*x509.RevocationList
 	if tb.CRLFile != "" {
-		crls = readCRLs(tb.CRLFile)
+		crls = readCRLs(tb.CRLFile, len(certs))
 	}
 	state := StateOK
 	var cas []CAInfo

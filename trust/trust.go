@@ -25,6 +25,7 @@ import (
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/internal/notice"
+	"github.com/certkeeper/certkeeper/internal/outdirs"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -81,6 +82,9 @@ type Keeper struct {
 	// saved are the CAs of each bundle as a previous process saved them,
 	// read once (rotation.go).
 	saved map[string][]CAInfo
+	// writing keeps refreshes one at a time: Run's and those of a once
+	// request to the running daemon write the same files.
+	writing sync.Mutex
 }
 
 // New makes a keeper; it touches neither disk nor Vault until used.
@@ -111,12 +115,14 @@ func New(o Options) *Keeper {
 // in one round, sharing what was fetched for their mounts.
 const roundWindow = time.Second
 
-// Run refreshes every bundle now, calls ready (if not nil) once each has
-// had its first attempt, then keeps them fresh until ctx ends.
-func (k *Keeper) Run(ctx context.Context, ready func()) {
+// Run refreshes every bundle now, then keeps them fresh until ctx ends.
+// passed, if not nil, is called after every round of refreshes, whatever
+// their outcome; Unplaced then says which bundles are not in place (the
+// daemon's READY=1 waits on that).
+func (k *Keeper) Run(ctx context.Context, passed func()) {
 	if len(k.cfg.TrustBundles) == 0 {
-		if ready != nil {
-			ready()
+		if passed != nil {
+			passed()
 		}
 		<-ctx.Done()
 		return
@@ -125,8 +131,6 @@ func (k *Keeper) Run(ctx context.Context, ready func()) {
 	for _, tb := range k.cfg.TrustBundles {
 		q.Set(tb.Name, time.Time{})
 	}
-	seen := map[string]bool{}
-	readySent := false
 	for {
 		name, err := q.Next(ctx)
 		if err != nil {
@@ -150,13 +154,9 @@ func (k *Keeper) Run(ctx context.Context, ready func()) {
 				return
 			}
 			q.Set(n, next)
-			seen[n] = true
 		}
-		if !readySent && len(seen) == len(k.cfg.TrustBundles) {
-			readySent = true
-			if ready != nil {
-				ready()
-			}
+		if passed != nil {
+			passed()
 		}
 	}
 }
@@ -221,8 +221,11 @@ type Result struct {
 
 // refresh fetches, checks and writes one bundle.
 func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (*Result, error) {
+	k.writing.Lock()
+	defer k.writing.Unlock()
 	now := k.now()
-	existing := readCRLs(tb.CRLFile)
+	prevCAs := caCount(tb.CAFile)
+	existing := readCRLs(tb.CRLFile, prevCAs)
 	oldCAs := readCAs(tb.CAFile)
 	b, err := build(ctx, r, tb, existing, now)
 	if err != nil {
@@ -232,14 +235,18 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		k.log.Warn(w, "bundle", tb.Name)
 	}
 	journal := statedir.Dir(k.cfg.StateDir).TrustJournal(tb.Name)
-	dests := []string{tb.CAFile}
-	if tb.CRLFile != "" {
-		dests = append(dests, tb.CRLFile)
-	}
-	if err := sinks.Recover(journal, dests); err != nil {
+	if err := sinks.Recover(journal, destinations(tb)); err != nil {
 		return nil, err
 	}
-	change, err := sinks.WriteSet(journal, b.files(tb))
+	dests := destinations(tb)
+	gids := make([]int, len(dests))
+	for i := range gids {
+		gids[i] = tb.GID
+	}
+	if err := outdirs.Files(dests, gids, k.log.With("bundle", tb.Name)); err != nil {
+		return nil, err
+	}
+	change, err := sinks.WriteSet(journal, b.files(tb, max(len(existing), prevCAs)))
 	if err != nil {
 		return nil, err
 	}
@@ -264,6 +271,15 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)
 	}
 	return res, nil
+}
+
+// destinations are every file a bundle's set writes.
+func destinations(tb config.TrustBundle) []string {
+	dests := []string{tb.CAFile}
+	if tb.CRLFile != "" {
+		dests = append(dests, tb.CRLFile)
+	}
+	return dests
 }
 
 func crlSummary(cas []CAInfo) []string {

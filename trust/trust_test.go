@@ -23,6 +23,7 @@ import (
 	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
+	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 	"github.com/certkeeper/certkeeper/vault"
 )
@@ -381,7 +382,7 @@ func TestRevocationNotifies(t *testing.T) {
 }
 
 // TestRoundFetchesEachMountOnce: two bundles over the same mounts cost
-// one listing per mount per round, and Run calls ready after the first.
+// one listing per mount per round, and Run calls passed after the first.
 func TestRoundFetchesEachMountOnce(t *testing.T) {
 	f, _, _ := twoTier(t)
 	cfg, tb := bundleConfig(t, "pki_int", "pki")
@@ -392,7 +393,8 @@ func TestRoundFetchesEachMountOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	ready := make(chan struct{})
-	go k.Run(ctx, func() { close(ready) })
+	var once sync.Once
+	go k.Run(ctx, func() { once.Do(func() { close(ready) }) })
 	select {
 	case <-ready:
 	case <-time.After(10 * time.Second):
@@ -457,5 +459,119 @@ func TestDiskStatus(t *testing.T) {
 	st := DiskStatus(cfg, time.Now())[0]
 	if st.State != StateIncomplete || st.CAs[0].Subject != inter.cert.Subject.CommonName || !st.CAs[0].CRLNextUpdate.IsZero() {
 		t.Errorf("with the intermediate's CRL missing: %+v", st)
+	}
+}
+
+// TestUnplaced: a bundle is in place once refreshed, or, when every
+// refresh of this process failed, when the files an earlier run left are
+// complete; never before its first attempt, nor with nothing on disk.
+func TestUnplaced(t *testing.T) {
+	f, _, _ := twoTier(t)
+	mounts := f.mounts
+	cfg, tb := bundleConfig(t, "pki_int", "pki")
+	k := New(Options{Config: cfg, Source: f})
+	if got := k.Unplaced(); len(got) != 1 {
+		t.Fatalf("before any attempt Unplaced = %v", got)
+	}
+	f.mu.Lock()
+	f.mounts = map[string][]fakeIssuer{}
+	f.mu.Unlock()
+	k.pass(t.Context(), newRound(f), tb)
+	if got := k.Unplaced(); len(got) != 1 || got[0].LastError == "" {
+		t.Fatalf("with Vault failing and nothing on disk Unplaced = %+v", got)
+	}
+	f.mu.Lock()
+	f.mounts = mounts
+	f.mu.Unlock()
+	k.pass(t.Context(), newRound(f), tb)
+	if got := k.Unplaced(); len(got) != 0 {
+		t.Fatalf("after a refresh Unplaced = %+v", got)
+	}
+
+	// A restart while Vault fails: the complete files on disk will do.
+	f.mu.Lock()
+	f.mounts = map[string][]fakeIssuer{}
+	f.mu.Unlock()
+	k2 := New(Options{Config: cfg, Source: f})
+	k2.pass(t.Context(), newRound(f), tb)
+	if got := k2.Unplaced(); len(got) != 0 {
+		t.Errorf("complete files from an earlier run, Vault failing: Unplaced = %+v", got)
+	}
+	// ...but not a CRL file that lost a level.
+	if err := os.WriteFile(tb.CRLFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := k2.Unplaced(); len(got) != 1 {
+		t.Errorf("CRLs missing on disk, Vault failing: Unplaced = %+v", got)
+	}
+}
+
+// TestCRLFileLimitHoldsTheLargestCRLs: the CRL file's cap fits n CRLs of
+// the largest size the Vault client downloads, in PEM, so certkeeper
+// never refuses to replace or read back a CRL file it wrote itself. The
+// PEM size rule is checked against encoding/pem on small blocks, then
+// applied to the largest.
+func TestCRLFileLimitHoldsTheLargestCRLs(t *testing.T) {
+	pemLen := func(n int) int {
+		b64 := (n + 2) / 3 * 4
+		return len("-----BEGIN X509 CRL-----\n") + b64 + (b64+63)/64 + len("-----END X509 CRL-----\n")
+	}
+	for _, n := range []int{1, 2, 3, 47, 48, 49, 1000, 4096} {
+		if got := len(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: make([]byte, n)})); got != pemLen(n) {
+			t.Fatalf("pem of %d bytes is %d long, the rule says %d", n, got, pemLen(n))
+		}
+	}
+	for _, cas := range []int{1, 2, 5} {
+		if need := int64(cas * pemLen(vault.MaxCRLSize)); crlFileLimit(cas) < need {
+			t.Errorf("crlFileLimit(%d) = %d, below the %d that %d CRLs of %d bytes take", cas, crlFileLimit(cas), need, cas, vault.MaxCRLSize)
+		}
+	}
+	if crlFileLimit(0) < crlFileLimit(1) {
+		t.Error("a bundle whose CA file cannot be read gets no room for a CRL")
+	}
+}
+
+// TestDiskStatusTrustsOnlyItsOwnState: the saved refresh state is shown
+// only from a file certkeeper wrote; another's is refused, the refusal is
+// each bundle's last error, and none of the planted state is shown.
+func TestDiskStatusTrustsOnlyItsOwnState(t *testing.T) {
+	cfg, _ := bundleConfig(t, "pki_int")
+	path := statedir.Dir(cfg.StateDir).TrustState()
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte(`{"version":1,"bundles":[{"name":"clients","state":"ok","consecutive_failures":0,"last_error":"planted"}]}`), 0o600)
+	if st := DiskStatus(cfg, time.Now())[0]; st.LastError != "planted" {
+		t.Fatalf("its own file: %+v", st)
+	}
+	os.Chmod(path, 0o666)
+	st := DiskStatus(cfg, time.Now())[0]
+	if !strings.Contains(st.LastError, "refusing to read "+path) || !strings.Contains(st.LastError, "(mode 0666)") {
+		t.Errorf("last error %q, want the refusal", st.LastError)
+	}
+}
+
+// TestMigrateStateFinishesOldBundleJournals: a bundle's crash journal an
+// older certkeeper left beside the trust state (trust/<bundle>.journal)
+// is finished in place, within the bundle's files, and removed; new
+// journals live in trust/bundles/.
+func TestMigrateStateFinishesOldBundleJournals(t *testing.T) {
+	cfg, tb := bundleConfig(t, "pki_int")
+	dir := statedir.Dir(cfg.StateDir)
+	os.MkdirAll(dir.Trust(), 0o700)
+	os.WriteFile(tb.CAFile, []byte("old CAs"), 0o644)
+	tmp := filepath.Join(filepath.Dir(tb.CAFile), "."+filepath.Base(tb.CAFile)+".certkeeper-tmp-3")
+	os.WriteFile(tmp, []byte("new CAs"), 0o644)
+	old := dir.Legacy().TrustJournal(tb.Name)
+	os.WriteFile(old, []byte(`[{"from":"`+tmp+`","to":"`+tb.CAFile+`"}]`), 0o600)
+	if errs := MigrateState(cfg); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if got := readFile(t, tb.CAFile); string(got) != "new CAs" {
+		t.Errorf("CA file %q, want the interrupted write finished", got)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the old journal is still there")
+	}
+	if dir.TrustJournal(tb.Name) == old {
+		t.Error("bundle journals did not move")
 	}
 }

@@ -141,7 +141,7 @@ func (s *session) ensure(ctx context.Context) (int, error) {
 	}
 	now := s.now()
 	if now.Before(s.nextLogin) {
-		return 0, fmt.Errorf("vault login failed, next attempt at %s: %w", s.nextLogin.Format(time.TimeOnly), s.lastErr)
+		return 0, loginWait(s.nextLogin.Sub(now), s.lastErr)
 	}
 	var failed []error
 	for i, m := range s.methods {
@@ -259,7 +259,9 @@ func (e *MethodError) Error() string {
 		name += " (mount " + e.Mount + ")"
 	}
 	if !e.NotBefore.IsZero() {
-		return fmt.Sprintf("auth %s: not tried before %s, after: %v", name, e.NotBefore.Format(time.TimeOnly), e.Err)
+		// No time in the text: status says when the chain is tried next,
+		// once (AuthStatus has each method's own next attempt).
+		return fmt.Sprintf("auth %s: not tried, backing off after: %v", name, e.Err)
 	}
 	return fmt.Sprintf("auth %s: %v", name, e.Err)
 }

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -195,8 +196,18 @@ func TestChainFallsBackAndComesBack(t *testing.T) {
 	}
 	before := v.count("/v1/auth/token/lookup-self") + v.count("/v1/auth/approle/login")
 	for range 50 {
-		if _, err := c.Obtain(t.Context(), signReq); err == nil || !strings.Contains(err.Error(), "next attempt at") {
+		_, err := c.Obtain(t.Context(), signReq)
+		// Held back by the chain's backoff: the wait is carried for the
+		// caller (whose status says when it tries next), the text names no
+		// time of its own, and each method's reason is kept.
+		if err == nil || !errors.As(err, &le) || !strings.Contains(err.Error(), "approle login") {
 			t.Fatalf("within the backoff: err = %v", err)
+		}
+		if strings.Contains(err.Error(), "next attempt") || regexp.MustCompile(`\d\d:\d\d:\d\d`).MatchString(err.Error()) {
+			t.Fatalf("within the backoff the error names a time of its own: %v", err)
+		}
+		if !errors.As(err, &ve) || ve.RetryAfter <= 0 || ve.RetryAfter > 5*time.Second {
+			t.Fatalf("within the backoff: err = %#v, want a vault.Error carrying the chain's wait (0-5s)", ve)
 		}
 	}
 	if after := v.count("/v1/auth/token/lookup-self") + v.count("/v1/auth/approle/login"); after != before {

@@ -265,6 +265,20 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
+// loginWait is the error of a request not sent because the last login
+// failed and the next one is not due for wait. Its RetryAfter makes the
+// caller's next attempt come no sooner (an earlier one would only meet
+// this again), and its text names no time of its own: the caller says
+// when it tries next, once.
+func loginWait(wait time.Duration, last error) error {
+	ve := &Error{RetryAfter: wait, Err: fmt.Errorf("vault login failed: %w", last)}
+	var inner *Error
+	if errors.As(last, &inner) {
+		ve.Status = inner.Status // Transient judges the login's failure
+	}
+	return ve
+}
+
 func classify(err error, info *callInfo) error {
 	ve := &Error{Err: err, Status: info.status, RetryAfter: info.retryAfter}
 	var re *api.ResponseError

@@ -27,9 +27,9 @@ type CAIssuer struct {
 	HasKey bool
 }
 
-// maxCRLSize bounds a CRL download; a CRL listing a million revoked
+// MaxCRLSize bounds a CRL download; a CRL listing a million revoked
 // certificates is about 40 MB.
-const maxCRLSize = 64 << 20
+const MaxCRLSize = 64 << 20
 
 // Issuers returns every issuer of mount with its certificate. PKI serves
 // these without a token; when a Vault asks for one to list them, the
@@ -99,12 +99,12 @@ func (c *Client) CRL(ctx context.Context, mount, ref string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, classify(err, info))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCRLSize+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxCRLSize+1))
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("%s: reading crl: %w", path, err)}
 	}
-	if len(body) > maxCRLSize {
-		return nil, &Error{Err: fmt.Errorf("%s: crl larger than %d bytes", path, maxCRLSize)}
+	if len(body) > MaxCRLSize {
+		return nil, &Error{Err: fmt.Errorf("%s: crl larger than %d bytes", path, MaxCRLSize)}
 	}
 	if len(body) == 0 {
 		return nil, &Error{Status: resp.StatusCode, Err: fmt.Errorf("%s: vault answered %d with no crl", path, resp.StatusCode)}

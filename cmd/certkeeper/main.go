@@ -31,12 +31,19 @@ const usage = `usage: certkeeper <command> [flags]
 commands:
   run       keep every configured certificate fresh (the daemon)
   once      make every certificate valid and written, then exit;
-            exit status 0 only when all are in place
-  validate  check the config file and exit
+            exit status 0 only when all are in place; through the
+            running daemon if there is one
+  validate  check the config file (and that the credential files
+            it names exist) and exit
   status    show each certificate on disk: serial, expiry, renewal point
   policy    print the least-privilege Vault policy the config needs
   rotate    renew the named certificates (all when none is named) now,
             even if valid: through the running daemon if there is one
+  convert vault-agent FILE
+            print the certkeeper config that does what the Vault Agent
+            config FILE (HCL or JSON) does with certificates, with what
+            it cannot translate and what changes as comments; reads no
+            certkeeper config and talks to nothing
   version   print the version
 
 flags (run, once, validate, status, policy, rotate):
@@ -78,6 +85,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "version" {
 		fmt.Fprintln(stdout, "certkeeper", version)
 		return 0
+	}
+	if cmd == "convert" {
+		return cmdConvert(args, stdout, stderr)
 	}
 	if cmd == "man" {
 		// Hidden: the package build makes certkeeper.1 from the same usage
@@ -143,7 +153,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Libraries that log through the standard log package (consul-template)
 	// then go through the same handler.
 	slog.SetDefault(log)
-	cfg, err := daemon.LoadConfig(g.config)
+	load := daemon.LoadConfig
+	if cmd == "validate" {
+		load = daemon.ValidateConfig
+	}
+	cfg, err := load(g.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "certkeeper: invalid config:\n%v\n", err)
 		return 1
@@ -155,6 +169,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "certkeeper %s: %v\n", cmd, err)
 			return 1
 		}
+		// An older certkeeper's flat state_dir, moved to the current
+		// layout before anything reads it.
+		daemon.MigrateState(cfg, log)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -104,7 +104,8 @@ func printAuthStatus(e *env, r daemon.StatusReport, now time.Time) {
 // printServingStatus prints the services and trust bundles for `status`
 // and returns 1 when one needs attention: a service that failed its check
 // or reload or does not serve what is on disk, a bundle with a CA lacking
-// its CRL or a stale CRL.
+// its CRL or a stale CRL, or a telemetry endpoint that cannot bind its
+// address (so whatever answers there is not this certkeeper).
 func printServingStatus(e *env, r daemon.StatusReport, now time.Time) int {
 	code := 0
 	if r.ServicesErr != nil {
@@ -122,8 +123,14 @@ func printServingStatus(e *env, r daemon.StatusReport, now time.Time) int {
 			code = 1
 		}
 	}
+	if t := r.Telemetry; t != nil && t.Problem != "" {
+		code = 1
+	}
 	if e.json {
 		return code
+	}
+	if t := r.Telemetry; t != nil && t.Problem != "" {
+		fmt.Fprintf(e.stdout, "\nTELEMETRY: %s\n", t.Problem)
 	}
 	if len(svcs) > 0 {
 		fmt.Fprintln(e.stdout)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"regexp"
 	"strings"
@@ -10,9 +11,11 @@ import (
 
 	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/control"
 	"github.com/certkeeper/certkeeper/daemon"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/services"
+	"github.com/certkeeper/certkeeper/trust"
 	"github.com/certkeeper/certkeeper/vault"
 )
 
@@ -24,6 +27,7 @@ func TestPrintStatus(t *testing.T) {
 	// web notifies nginx, whose last recorded state is reload_failed; api
 	// notifies one the daemon has not recorded yet.
 	stateDir := t.TempDir()
+	statedir.Dir(stateDir).Ensure()
 	os.WriteFile(statedir.Dir(stateDir).ServicesState(), []byte(`{"version":1,"services":[{"name":"nginx","state":"reload_failed"}]}`), 0o600)
 	cfg := &config.Config{StateDir: stateDir, Services: []config.Service{{Name: "nginx"}, {Name: "apache"}}, Certificates: []config.Certificate{
 		{Name: "api", Notify: []string{"apache"}},
@@ -57,6 +61,42 @@ func TestPrintStatus(t *testing.T) {
 		if !regexp.MustCompile(re).MatchString(lines[i]) {
 			t.Errorf("line %d:\n%q\ndoes not match\n%s", i, lines[i], re)
 		}
+	}
+}
+
+// TestStatusJSONHasEverything: status -json carries what the table
+// shows: certificates, services, trust bundles, the telemetry endpoint's
+// trouble, the Vault auth chain, and where it came from; lists are []
+// rather than null.
+func TestStatusJSONHasEverything(t *testing.T) {
+	r := daemon.StatusReport{
+		Source:       "from the running agent on /var/lib/certkeeper/control.sock",
+		Certificates: []agent.Status{{Name: "web", State: agent.StateValid}},
+		Services:     []services.Status{{Name: "nginx", State: services.StateCheckFailed, LastError: "check failed"}},
+		Bundles:      []trust.Status{{Name: "clients", State: trust.StateStale}},
+		Telemetry:    &control.TelemetryStatus{Listen: "127.0.0.1:9847", Failures: 3, Problem: "cannot listen"},
+		Auth: []vault.AuthMethodStatus{{Method: "cert", Mount: "cert", Failures: 1, LastError: "invalid certificate"},
+			{Method: "aws", Mount: "aws", InUse: true}},
+	}
+	var got map[string]any
+	data, _ := json.Marshal(statusJSON(r))
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"source", "certificates", "services", "trust_bundles", "telemetry", "auth"} {
+		if got[key] == nil {
+			t.Errorf("status -json has no %q:\n%s", key, data)
+		}
+	}
+	if !strings.Contains(string(data), `"state":"check_failed"`) || !strings.Contains(string(data), `"state":"stale"`) {
+		t.Errorf("services or bundles without their state:\n%s", data)
+	}
+	if !strings.Contains(string(data), `"method":"aws","mount":"aws","in_use":true`) || !strings.Contains(string(data), `"last_error":"invalid certificate"`) {
+		t.Errorf("the auth chain without which method is in use or why the preferred one failed:\n%s", data)
+	}
+	data, _ = json.Marshal(statusJSON(daemon.StatusReport{}))
+	if want := `{"source":"","certificates":[],"services":[],"trust_bundles":[]}`; string(data) != want {
+		t.Errorf("empty status -json = %s, want %s", data, want)
 	}
 }
 

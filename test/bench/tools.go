@@ -125,7 +125,7 @@ certificate %q {
 		args:      args,
 		sets:      sets,
 		tlsDir:    tlsDir,
-		readyLine: "initial pass complete",
+		readyLine: "ready: every certificate and trust bundle is in place",
 		check: func() (int, error) {
 			return countValid(j.N, func(i int) error {
 				return checkPair(filepath.Join(tlsDir, sets[i][1]), filepath.Join(tlsDir, sets[i][0]))
@@ -135,40 +135,9 @@ certificate %q {
 }
 
 func prepareAgent(o *options, bv *benchVault, j job, dir, tlsDir string) (*layout, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, `vault {
-  address = %q
-}
-
-auto_auth {
-  method "approle" {
-    config = {
-      role_id_file_path                   = %q
-      secret_id_file_path                 = %q
-      remove_secret_id_file_after_reading = false
-    }
-  }
-}
-`, bv.srv.Addr, bv.roleIDFile, bv.secretIDFile)
-	sets := make([][]string, j.N)
-	for i := range j.N {
-		n := certName(i) + ".pem"
-		sets[i] = []string{n}
-		// One file per certificate holding cert, CA and key: pkiCert
-		// reads its own destination back on start, so this is the layout
-		// that lets Vault Agent restart without reissuing.
-		contents := fmt.Sprintf(`{{ with pkiCert "pki_int/issue/%s" "common_name=%s" "ttl=%s" }}{{ .Cert }}{{ .CA }}{{ .Key }}{{ end }}`,
-			j.role(), commonName(i), ttl)
-		fmt.Fprintf(&b, `
-template {
-  destination = %q
-  contents    = %q
-  perms       = "0600"
-}
-`, filepath.Join(tlsDir, n), contents)
-	}
+	text, sets := agentConfig(bv.srv.Addr, bv.roleIDFile, bv.secretIDFile, j.role(), tlsDir, j.N)
 	cfg := filepath.Join(dir, "agent.hcl")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
 	return &layout{
@@ -184,6 +153,45 @@ template {
 			})
 		},
 	}, nil
+}
+
+// agentConfig is the Vault Agent configuration of the benchmark, for n
+// certificates from role written under tlsDir, and the file each goes
+// to. The converter's side-by-side test converts this very text.
+func agentConfig(addr, roleIDFile, secretIDFile, role, tlsDir string, n int) (string, [][]string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `vault {
+  address = %q
+}
+
+auto_auth {
+  method "approle" {
+    config = {
+      role_id_file_path                   = %q
+      secret_id_file_path                 = %q
+      remove_secret_id_file_after_reading = false
+    }
+  }
+}
+`, addr, roleIDFile, secretIDFile)
+	sets := make([][]string, n)
+	for i := range n {
+		name := certName(i) + ".pem"
+		sets[i] = []string{name}
+		// One file per certificate holding cert, CA and key: pkiCert
+		// reads its own destination back on start, so this is the layout
+		// that lets Vault Agent restart without reissuing.
+		contents := fmt.Sprintf(`{{ with pkiCert "pki_int/issue/%s" "common_name=%s" "ttl=%s" }}{{ .Cert }}{{ .CA }}{{ .Key }}{{ end }}`,
+			role, commonName(i), ttl)
+		fmt.Fprintf(&b, `
+template {
+  destination = %q
+  contents    = %q
+  perms       = "0600"
+}
+`, filepath.Join(tlsDir, name), contents)
+	}
+	return b.String(), sets
 }
 
 // checkPair parses the first certificate in certPath and the key in

@@ -56,7 +56,12 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 		// within the test's patience.
 		{`crl_refresh = "5m"`, `crl_refresh = "2s"`},
 	}, w.subs...)
-	writeFile(t, cfg, render(t, w.example+"/certkeeper.hcl", subs))
+	// A telemetry port of its own: the examples use the default
+	// 127.0.0.1:9847, which the other server's daemon (the tests run in
+	// parallel) or any other process may hold, and status exits 1 while
+	// the daemon cannot bind it.
+	telemetry := fmt.Sprintf("\ntelemetry {\n  listen = \"127.0.0.1:%d\"\n}\n", freePort(t))
+	writeFile(t, cfg, render(t, w.example+"/certkeeper.hcl", subs)+telemetry)
 	tlsFile := func(name string) string { return filepath.Join(w.tlsDir, name) }
 
 	// Provisioning, as config management would run it before the server
@@ -72,7 +77,7 @@ func runMTLS(t *testing.T, s *stack, w *webServer) {
 	}
 	w.start(t)
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 
 	caller, err := tls.LoadX509KeyPair(filepath.Join(callerDir, "caller.fullchain.pem"), filepath.Join(callerDir, "caller.key"))
 	if err != nil {

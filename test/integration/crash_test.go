@@ -60,7 +60,7 @@ func TestCrashAtEveryPointOfASetWrite(t *testing.T) {
 		t.Fatalf("trace %v lacks the journal and commit points", points)
 	}
 
-	files := append(e.setPaths("web"), filepath.Join(e.dir, "state", "web.json"))
+	files := append(e.setPaths("web"), filepath.Join(e.dir, "state", "certs", "web.json"))
 	outcomes := map[string]int{}
 	for i, point := range points {
 		cfgIdx := i % 2 // the state on disk is set cfgIdx^1; crash while writing cfgIdx
@@ -110,7 +110,7 @@ func judgeSet(old, now map[string]string, e *env, name string) (int, error) {
 	var rec struct {
 		Serial string `json:"serial"`
 	}
-	if err := json.Unmarshal([]byte(now[filepath.Join(e.dir, "state", name+".json")]), &rec); err != nil {
+	if err := json.Unmarshal([]byte(now[filepath.Join(e.dir, "state", "certs", name+".json")]), &rec); err != nil {
 		return 0, fmt.Errorf("state record: %v", err)
 	}
 	if strings.ReplaceAll(rec.Serial, ":", "") != serialHex(p(".crt")) {
@@ -166,4 +166,69 @@ func runBin(t *testing.T, bin, cfg string, extraEnv ...string) (stdout, stderr s
 		t.Fatalf("running %s: %v", bin, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// TestCrashAtEveryPointOfTheMigration: certkeeper is SIGKILLed at every
+// step of moving a flat state_dir (as certkeeper up to 170922d left it) to
+// the per-kind layout, each in its own run; then started again with Vault
+// unreachable. Every time the certificate is kept from disk (nothing is
+// asked of Vault, which could not answer), its record is in certs/ and
+// nowhere else, and no temp file is left.
+func TestCrashAtEveryPointOfTheMigration(t *testing.T) {
+	t.Parallel()
+	bin := crashtestBinary(t)
+	e := newEnv(t, vaulttest.Options{})
+	dead := e.proxy()
+	dead.SetMode(faultproxy.Reset)
+	cert := e.cert("web", vaulttest.RoleEC)
+	if out, errOut, code := once(t, e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", e.vault.Addr)), cert)); code != 0 {
+		t.Fatalf("first once: %d %s %s", code, out, errOut)
+	}
+	unreachable := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", dead.Addr)), cert)
+	state := filepath.Join(e.dir, "state")
+	record, err := os.ReadFile(filepath.Join(state, "certs", "web.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := func() {
+		t.Helper()
+		os.RemoveAll(state)
+		os.Mkdir(state, 0o700)
+		if err := os.WriteFile(filepath.Join(state, "web.json"), record, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flat()
+	trace := filepath.Join(t.TempDir(), "trace")
+	if out, errOut, code := runBin(t, bin, unreachable, "CERTKEEPER_CRASH_TRACE="+trace); code != 0 || !strings.Contains(out, "web: ok") {
+		t.Fatalf("traced migration: %d %s %s", code, out, errOut)
+	}
+	raw, _ := os.ReadFile(trace)
+	points := strings.Fields(string(raw))
+	if !strings.Contains(string(raw), "journal:1") || !strings.Contains(string(raw), "commit:1") {
+		t.Fatalf("the migration's trace %v lacks the journal and commit points", points)
+	}
+	t.Logf("crash points of the migration: %v", points)
+	for _, point := range points {
+		flat()
+		if _, errOut, code := runBin(t, bin, unreachable, "CERTKEEPER_CRASH_AT="+point); code != -int(syscall.SIGKILL) {
+			t.Fatalf("%s: certkeeper was not killed there (exit %d): %s", point, code, errOut)
+		}
+		out, errOut, code := runBin(t, certkeeperBin, unreachable)
+		if code != 0 || !strings.Contains(out, "web: ok serial=") {
+			t.Errorf("after a crash at %s, the restart did not keep the certificate (exit %d):\n%s\n%s", point, code, out, errOut)
+		}
+		if got, err := os.ReadFile(filepath.Join(state, "certs", "web.json")); err != nil || !bytes.Equal(got, record) {
+			t.Errorf("after a crash at %s and a restart: the record in certs/ is %q (%v)", point, got, err)
+		}
+		entries, _ := os.ReadDir(state)
+		for _, e := range entries {
+			if !e.IsDir() {
+				t.Errorf("after a crash at %s and a restart: %s left at the top of state_dir", point, e.Name())
+			}
+		}
+		if leftovers, _ := filepath.Glob(filepath.Join(state, "*", ".*certkeeper-tmp-*")); len(leftovers) > 0 {
+			t.Errorf("after a crash at %s and a restart: temp files left: %v", point, leftovers)
+		}
+	}
 }

@@ -366,7 +366,7 @@ func TestDeletedFilesRestoredWithoutVault(t *testing.T) {
     destination = %q
   }`, e.path("web.haproxy.pem"))))
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 30*time.Second)
 	key, pemFile := e.path("web.key"), e.path("web.haproxy.pem")
 	wantKey, wantPEM := fileSum(t, key), fileSum(t, pemFile)
 	issued := e.vault.CountCerts(t, "pki_int")

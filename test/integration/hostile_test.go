@@ -47,7 +47,7 @@ func TestHostileFiles(t *testing.T) {
 	if m := mode(t, crt); m != 0o644 {
 		t.Errorf("certificate written %o under umask 000, want 644", m)
 	}
-	for _, p := range []string{filepath.Join(e.dir, "state"), filepath.Join(e.dir, "state", "web.json")} {
+	for _, p := range []string{filepath.Join(e.dir, "state"), filepath.Join(e.dir, "state", "certs", "web.json")} {
 		if m := mode(t, p); m&0o077 != 0 {
 			t.Errorf("%s is %o under umask 000: state is certkeeper's alone", p, m)
 		}
@@ -199,4 +199,55 @@ func tlsFront(t *testing.T, ca *vaulttest.TestCA, h http.Handler) string {
 	go srv.Config.ServeTLS(l, certFile, keyFile)
 	t.Cleanup(func() { srv.Config.Close() })
 	return "https://" + l.Addr().String()
+}
+
+// TestPathsWithoutLinksOrStrangers: a symlink anywhere in a destination's
+// path (here the key's directory, pointing at a directory an attacker
+// chose) is refused and nothing is written where it leads; a directory
+// others may write to without the sticky bit is refused before anything
+// is made in it; a 300 MiB file at a destination is refused with its size
+// instead of being read. Each is a clear FAILED line in once's output,
+// and the other certificates of the run are written.
+func TestPathsWithoutLinksOrStrangers(t *testing.T) {
+	e := newEnv(t, vaulttest.Options{})
+	elsewhere := t.TempDir()
+	linked, open := filepath.Join(e.dir, "linked"), filepath.Join(e.dir, "open")
+	if err := os.Symlink(elsewhere, linked); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(open, 0o755)
+	os.Chmod(open, 0o777)
+	huge := filepath.Join(e.dir, "huge.crt")
+	if f, err := os.Create(huge); err == nil {
+		f.Truncate(300 << 20)
+		f.Close()
+	}
+	keyAt := func(name, path string) string {
+		return strings.Replace(e.cert(name, vaulttest.RoleEC), fmt.Sprintf("%q", filepath.Join(e.dir, name+".key")), fmt.Sprintf("%q", path), 1)
+	}
+	cfg := e.writeConfig(keyAt("linked", filepath.Join(linked, "web.key")), keyAt("open", filepath.Join(open, "tls", "web.key")),
+		e.cert("huge", vaulttest.RoleEC), e.cert("fine", vaulttest.RoleEC))
+	out, errOut, code := once(t, cfg)
+	if code == 0 {
+		t.Fatalf("once succeeded:\n%s\n%s", out, errOut)
+	}
+	for _, want := range []string{
+		`linked: FAILED: .*refusing to write ` + regexp.QuoteMeta(filepath.Join(linked, "web.key")) + `: ` + regexp.QuoteMeta(linked) + ` is a symlink`,
+		`open: FAILED: .*refusing to write ` + regexp.QuoteMeta(filepath.Join(open, "tls", "web.key")) + `: directory ` + regexp.QuoteMeta(open) + ` is writable by group or others \(mode 0777\) and not sticky`,
+		`huge: FAILED: .*refusing to replace ` + regexp.QuoteMeta(huge) + `: it holds 314572800 bytes, more than the 16777216`,
+		`fine: issued`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("once's output lacks %s:\n%s", want, out)
+		}
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Errorf("written through the symlinked directory: %v", entries)
+	}
+	if _, err := os.Stat(filepath.Join(open, "tls")); err == nil {
+		t.Error("a directory was made in the world-writable one")
+	}
+	if info, err := os.Stat(huge); err != nil || info.Size() != 300<<20 {
+		t.Error("the huge file was replaced")
+	}
 }

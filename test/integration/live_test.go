@@ -54,7 +54,7 @@ func TestConfigEditAddsAndRemoves(t *testing.T) {
   }`, tmpl, e.path("b.out")))
 	cfg := e.writeConfig(a)
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 30*time.Second)
 
 	e.replaceConfig(cfg, a, b)
 	d.WaitLog(`config reloaded.*trigger="file changed" added=b removed="" changed=""`, 1, 20*time.Second)
@@ -107,7 +107,7 @@ func TestInvalidConfigEditRejected(t *testing.T) {
 	web := e.cert("web", vaulttest.RoleEC)
 	cfg := e.writeConfig(web)
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 30*time.Second)
 
 	replaceFile(t, cfg, fileSum(t, cfg)+"\ncertificate \"broken\" {\n")
 	d.WaitLog(`config change rejected; the running config stays in force.*trigger="file changed" error=".*Unclosed configuration block`, 1, 20*time.Second)
@@ -151,7 +151,7 @@ func TestVaultBlockChangeRebuildsClient(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 30*time.Second)
 	d.WaitLog(`logged in to vault`, 1, time.Second)
 
 	text := fmt.Sprintf(`
@@ -174,7 +174,7 @@ vault {
 	if exists(e.path("elsewhere")) {
 		t.Error("state_dir moved under a running agent")
 	}
-	if !exists(e.path("state/api.json")) {
+	if !exists(e.path("state/certs/api.json")) {
 		t.Error("the added certificate's record is not in the running state_dir")
 	}
 	if code := d.Stop(); code != 0 {

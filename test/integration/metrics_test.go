@@ -152,12 +152,14 @@ func TestMetricsMatchCertificatesOnDisk(t *testing.T) {
 				t.Errorf("no line for %s with state valid and last result issued:\n%s", name, out)
 			}
 		}
-		var sts []agent.Status
+		var status struct {
+			Certificates []agent.Status `json:"certificates"`
+		}
 		jsonOut, _ := runStatus(t, cfg, "-json")
-		if err := json.Unmarshal([]byte(jsonOut), &sts); err != nil {
+		if err := json.Unmarshal([]byte(jsonOut), &status); err != nil || len(status.Certificates) != 2 {
 			t.Fatalf("status -json: %v\n%s", err, jsonOut)
 		}
-		for _, st := range sts {
+		for _, st := range status.Certificates {
 			leaf := cktest.ReadLeaf(t, filepath.Join(e.dir, st.Name+".crt"))
 			if !st.NotAfter.Equal(leaf.NotAfter) || st.Serial != serialOf(leaf) || st.LastResult != "issued" {
 				t.Errorf("status -json for %s: %+v, want the certificate on disk, issued", st.Name, st)
@@ -209,7 +211,7 @@ func TestSeriesLeaveWithTheirCertificate(t *testing.T) {
 	cfg = e.writeConfigWith(telemetryBlock(addr), e.cert("web", vaulttest.RoleEC))
 	d = startDaemon(t, cfg)
 	d.WaitLog(`telemetry endpoint listening`, 1, 30*time.Second)
-	d.WaitLog(`initial pass complete`, 1, 30*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 30*time.Second)
 	after := scrape(t, addr)
 	for _, s := range after {
 		if s.Labels["name"] == "api" {
@@ -299,12 +301,14 @@ func TestReadyzFollowsRenewals(t *testing.T) {
 
 func readStatus(t *testing.T, addr, name string) agent.Status {
 	t.Helper()
-	_, body := httpGet(t, "http://"+addr+"/v1/status")
-	var sts []agent.Status
-	if err := json.Unmarshal([]byte(body), &sts); err != nil {
+	_, body := httpGet(t, "http://"+addr+"/v1/status?offset=0")
+	var page struct {
+		Certificates []agent.Status `json:"certificates"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); err != nil {
 		t.Fatalf("/v1/status: %v", err)
 	}
-	for _, st := range sts {
+	for _, st := range page.Certificates {
 		if st.Name == name {
 			return st
 		}

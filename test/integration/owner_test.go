@@ -232,3 +232,31 @@ func TestStateOwnerRefusesOtherUsers(t *testing.T) {
 		t.Errorf("the refused commands got %d certificates from Vault", n)
 	}
 }
+
+// TestStateOfAnotherUserIsRefused: a record in state_dir that its owner
+// did not write (here root's, as an older root `once` left them) is never
+// trusted: root's `once` runs as the owner, says whose the record is, gets
+// a new certificate, and the record written in its place is the owner's.
+func TestStateOfAnotherUserIsRefused(t *testing.T) {
+	s := newOwnerSetup(t, "24h")
+	if stdout, stderr, code := cktest.Run(t, s.bin, cleanEnv(), "once", "-config", s.cfg); code != 0 {
+		t.Fatalf("first once exited %d:\n%s\n%s", code, stdout, stderr)
+	}
+	first := serialOf(cktest.ReadLeaf(t, filepath.Join(s.out, "web.crt")))
+	record := filepath.Join(s.state, "certs", "web.json")
+	if err := os.Chown(record, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := cktest.Run(t, s.bin, cleanEnv(), "once", "-config", s.cfg)
+	want := fmt.Sprintf("refusing to read %s: it is owned by uid 0 (root), not by uid %d (%s), who certkeeper runs as", record, s.uid, s.owner)
+	if code != 0 || !strings.Contains(stdout, "web: issued") || !strings.Contains(stdout, want) {
+		t.Fatalf("once over root's record: exit %d, want a new certificate and the refusal %q:\n%s\n%s", code, want, stdout, stderr)
+	}
+	if serialOf(cktest.ReadLeaf(t, filepath.Join(s.out, "web.crt"))) == first {
+		t.Error("the certificate the refused record described was kept")
+	}
+	if n := s.vault.CountCerts(t, vaulttest.IntMount); n != 2 {
+		t.Errorf("Vault issued %d certificates, want 2", n)
+	}
+	allOwnedBy(t, s.uid, s.out, s.state)
+}

@@ -30,6 +30,16 @@ type promServer struct {
 // scraping target every second and loading the example alerts.
 func startPrometheus(t *testing.T, target string) *promServer {
 	t.Helper()
+	return startPrometheusWith(t, fmt.Sprintf(`  - job_name: certkeeper
+    static_configs:
+      - targets: [%q]
+`, target))
+}
+
+// startPrometheusWith is startPrometheus with the scrape_configs given
+// (YAML list items, indented by two spaces).
+func startPrometheusWith(t *testing.T, scrapeConfigs string) *promServer {
+	t.Helper()
 	bin := prometheusBin
 	if _, err := os.Stat(bin); err != nil {
 		p, lookErr := exec.LookPath("prometheus")
@@ -50,10 +60,7 @@ func startPrometheus(t *testing.T, target string) *promServer {
 rule_files:
   - %q
 scrape_configs:
-  - job_name: certkeeper
-    static_configs:
-      - targets: [%q]
-`, rules, target)
+%s`, rules, scrapeConfigs)
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -69,7 +69,7 @@ func TestRotateThroughDaemon(t *testing.T) {
 	e := newEnv(t, vaulttest.Options{})
 	cfg := e.writeConfig(e.cert("web", vaulttest.RoleEC), e.cert("api", vaulttest.RoleEC))
 	d := startDaemon(t, cfg)
-	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 	web := cktest.ReadLeaf(t, filepath.Join(e.dir, "web.crt"))
 
 	out, errOut, code := ckRun(t, "rotate", "-config", cfg)

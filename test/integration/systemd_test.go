@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certkeeper/certkeeper/test/faultproxy"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
 
@@ -101,5 +102,107 @@ func TestSystemdUnitReal(t *testing.T) {
 	}
 	if out, err := exec.Command("systemctl", "stop", unit).CombinedOutput(); err != nil {
 		t.Errorf("stopping the unit: %v\n%s", err, out)
+	}
+}
+
+// TestReadyWaitsForVault: with Vault unreachable at start, certkeeper
+// keeps trying and systemd hears nothing (no READY=1, no files) however
+// many passes fail; once Vault is back, every certificate and the trust
+// bundle are written and only then READY=1 comes.
+func TestReadyWaitsForVault(t *testing.T) {
+	e := newEnv(t, vaulttest.Options{})
+	p := e.proxy()
+	p.SetMode(faultproxy.Reset)
+	bundle := fmt.Sprintf(`
+trust_bundle "clients" {
+  mounts   = ["pki_int", "pki"]
+  ca_file  = "%[1]s/clients-ca.pem"
+  crl_file = "%[1]s/clients.crl.pem"
+}
+telemetry {
+  listen = ""
+}
+`, e.dir)
+	cfg := e.writeRawConfig(e.vaultBlock(fmt.Sprintf("%q", p.Addr), `timeout = "3s"`),
+		e.cert("web", vaulttest.RoleEC), e.cert("api", vaulttest.RoleEC), bundle)
+	files := append(append(e.setPaths("web"), e.setPaths("api")...), filepath.Join(e.dir, "clients-ca.pem"), filepath.Join(e.dir, "clients.crl.pem"))
+
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	type note struct {
+		msg     string
+		at      time.Time
+		missing []string // files not on disk when it arrived
+	}
+	notes := make(chan note, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			nt := note{msg: string(buf[:n]), at: time.Now()}
+			for _, f := range files {
+				if _, err := os.Stat(f); err != nil {
+					nt.missing = append(nt.missing, f)
+				}
+			}
+			notes <- nt
+		}
+	}()
+
+	d := startDaemon(t, cfg, "NOTIFY_SOCKET="+sock)
+	// Two failed passes of each certificate: Vault is not coming back on
+	// its own, and a daemon that counted a failed first pass as done
+	// would have said READY=1 by now.
+	d.WaitLog(`renewal failed.*cert=web`, 2, 90*time.Second)
+	d.WaitLog(`renewal failed.*cert=api`, 2, 90*time.Second)
+	d.WaitLog(`trust bundle refresh failed.*bundle=clients`, 1, 90*time.Second)
+	select {
+	case nt := <-notes:
+		t.Fatalf("systemd was told %q while Vault was unreachable", nt.msg)
+	default:
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s exists although Vault was never reached", f)
+		}
+	}
+	if d.Count(`not ready yet.*certificate web`) == 0 {
+		t.Error("the log does not say what READY=1 waits for")
+	}
+
+	p.SetMode(faultproxy.Pass)
+	var ready note
+	deadline := time.After(3 * time.Minute)
+	for ready.msg == "" {
+		select {
+		case nt := <-notes:
+			if nt.msg == "READY=1" {
+				ready = nt
+			}
+		case <-deadline:
+			t.Fatal("no READY=1 within 3 minutes of Vault coming back")
+		}
+	}
+	if len(ready.missing) > 0 {
+		t.Errorf("READY=1 arrived before these files existed: %v", ready.missing)
+	}
+	for _, f := range files {
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.ModTime().After(ready.at) {
+			t.Errorf("%s was written after READY=1 (%v > %v)", f, info.ModTime(), ready.at)
+		}
+	}
+	if code := d.Stop(); code != 0 {
+		t.Errorf("exit %d", code)
 	}
 }

@@ -165,7 +165,7 @@ service "reloaded" {
 
 	status, _, _ := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-config", cfg)
 	statusJSON, _, _ := cktest.Run(t, certkeeperBin, cleanEnv(), "status", "-json", "-config", cfg)
-	servicesJSON, err := os.ReadFile(filepath.Join(e.dir, "state", "services.json"))
+	servicesJSON, err := os.ReadFile(filepath.Join(e.dir, "state", "services", "status.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,5 +289,52 @@ trust_bundle "clients" {
 	}
 	if c := d.Stop(); c != 0 {
 		t.Errorf("run exited %d", c)
+	}
+}
+
+// TestFailedCheckOnFirstIssueIsNotRestored: a service's check fails on a
+// certificate's very first issue, so the rollback removes its files. They
+// stay removed until the services' own retry writes them again and checks
+// them: the agent, told of the deletions by its output watcher, does not
+// restore them behind the services' back (which it did at every rollback,
+// unchecked and without the services' backoff). When the check passes,
+// the retry writes them and the service is reloaded.
+func TestFailedCheckOnFirstIssueIsNotRestored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, vaulttest.Options{})
+	broken, checks := filepath.Join(e.dir, "broken"), filepath.Join(e.dir, "checks")
+	os.WriteFile(broken, nil, 0o644)
+	cfg := e.writeConfig(fmt.Sprintf(`
+service "checked" {
+  check  = ["/bin/sh", "-c", "echo check >> %s; test ! -e %s"]
+  reload = ["/bin/true"]
+  settle = "100ms"
+}
+`, checks, broken), e.cert("web", vaulttest.RoleEC, `notify = ["checked"]`))
+	d := startDaemon(t, cfg)
+	d.WaitLog(`check failed; rolled back`, 2, time.Minute)
+	key := filepath.Join(e.dir, "web.key")
+	if _, err := os.Stat(key); err == nil {
+		t.Error("the key is on disk while its check fails")
+	}
+	if n := d.Count(`certificate files restored`); n > 0 {
+		t.Errorf("the agent restored rolled-back files %d times:\n%s", n, d.Logs.String())
+	}
+	ran, _ := os.ReadFile(checks)
+	if n, failed := strings.Count(string(ran), "check"), d.Count(`check failed; rolled back`); n != failed {
+		t.Errorf("the check ran %d times for %d failures: something else asked for checks", n, failed)
+	}
+
+	os.Remove(broken)
+	d.WaitLog(`wrote the rolled-back files again to retry the check`, 1, time.Minute)
+	d.WaitLog(`service reloaded" service=checked`, 1, time.Minute)
+	if _, err := os.Stat(key); err != nil {
+		t.Errorf("after the check passed: %v", err)
+	}
+	if n := d.Count(`certificate files restored`); n > 0 {
+		t.Errorf("the agent restored files %d times", n)
+	}
+	if n := e.vault.CountCerts(t, vaulttest.IntMount); n != 1 {
+		t.Errorf("Vault issued %d certificates, want 1", n)
 	}
 }
