@@ -3,7 +3,6 @@ package trust
 import (
 	"crypto/x509"
 	"encoding/json"
-	"os"
 	"slices"
 	"time"
 
@@ -63,7 +62,9 @@ func (k *Keeper) knownCAs(tb config.TrustBundle) []CAInfo {
 	if k.saved == nil {
 		k.saved = map[string][]CAInfo{}
 		var file stateFile
-		if data, err := os.ReadFile(statedir.Dir(k.cfg.StateDir).TrustState()); err == nil && json.Unmarshal(data, &file) == nil {
+		// The state's read-back rule: a file another user could write must
+		// not date a CA's entry back and shorten a soak.
+		if data, err := sinks.ReadState(statedir.Dir(k.cfg.StateDir).TrustState()); err == nil && json.Unmarshal(data, &file) == nil {
 			for _, b := range file.Bundles {
 				k.saved[b.Name] = b.CAs
 			}

@@ -33,7 +33,7 @@ keystore=$1 storepass=$2 p12pass=$3
 : "${CERTKEEPER_CHANGES:?run this as a certkeeper service reload command}"
 
 tmp=$(mktemp "$keystore.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$tmp.list"' EXIT
 if [ -s "$keystore" ]; then
 	cp "$keystore" "$tmp"
 else

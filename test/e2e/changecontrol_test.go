@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -14,12 +15,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
@@ -163,7 +166,7 @@ func runBudget(t *testing.T, s *stack, w *webServer) {
 		writeFile(t, st.cfg, conf)
 
 		d := startDaemon(t, st.cfg)
-		d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+		d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 		time.Sleep(config.DefaultSettle + 3*time.Second) // a startup reconcile settles first
 		victim := vaultClient(t, s, "victim.example.internal")
 		cktest.WaitFor(t, "the victim to be accepted", 30*time.Second, func() bool { return st.accepted(&victim) })
@@ -258,11 +261,21 @@ const soak = 45 * time.Second
 // on the host.
 func runCARotation(t *testing.T, s *stack, w *webServer) {
 	stateDir := filepath.Join(s.dir, "state")
+	// A plain hook service beside the server, told of every change of the
+	// server's certificates, the clients' bundle and the caller: it keeps
+	// each document and the variables it was given.
+	hookDir := filepath.Join(s.dir, "hook-runs")
+	if err := os.MkdirAll(hookDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	st := newSite(t, s, w, [][2]string{
 		{`state_dir = "/var/lib/certkeeper"`, fmt.Sprintf("state_dir = %q\nca_soak = %q\nissuer_check = \"2s\"", stateDir, soak.String())},
-	}, "")
+		{`notify         = ["` + w.service + `"]`, `notify         = ["` + w.service + `", "hooks"]`},
+		{`notify      = ["` + w.service + `"]`, `notify      = ["` + w.service + `", "hooks"]`},
+		{`ca_file        = "/etc/ssl/certkeeper/caller.ca.pem"`, `ca_file        = "/etc/ssl/certkeeper/caller.ca.pem"` + "\n  notify         = [\"hooks\"]"},
+	}, fmt.Sprintf("\nservice \"hooks\" {\n  reload = [\"/bin/sh\", \"-c\", %q, %q]\n}\n", hookScript, hookDir))
 	d := startDaemon(t, st.cfg)
-	d.WaitLog(`initial pass complete`, 1, 60*time.Second)
+	d.WaitLog(`ready: every certificate and trust bundle is in place`, 1, 60*time.Second)
 	oldServerCA, oldClientCA := issuerCN(t, w, "web.crt"), issuerCN(t, w, "caller.crt")
 
 	tl := &timeline{start: time.Now()}
@@ -373,6 +386,10 @@ func runCARotation(t *testing.T, s *stack, w *webServer) {
 	if movedAt, ok := firstLogTime(logs, `msg="certificate issued and written" cert=caller .*moving to the mount's new default issuer`); ok && movedAt.Before(trusted.Add(soak)) {
 		t.Errorf("caller moved at %s, before the soak ended (%s after the bundle took the CA at %s)", movedAt, soak, trusted)
 	}
+	checkHookRuns(t, tl, hookDir, hookExpect{
+		bundleCA: newClient, serverCA: newServer.Subject.CommonName, clientCA: newClient.Subject.CommonName,
+		web: pki.Serial(cktest.ReadLeaf(t, filepath.Join(w.tlsDir, "web.crt"))), caller: leafSerial(moved),
+	})
 	t.Logf("MEASURE %s CA rotation timeline (ca_soak %s, issuer_check 2s, crl_refresh 2s):\n%s", w.service, soak, tl)
 	t.Logf("MEASURE %s CA rotation: %s", w.service, loops.summary())
 	if f := loops.failures(); f > 0 {
@@ -380,6 +397,91 @@ func runCARotation(t *testing.T, s *stack, w *webServer) {
 	}
 	if code := d.Stop(); code != 0 {
 		t.Errorf("certkeeper exited %d", code)
+	}
+}
+
+// hookScript is the hook service's reload command (run by sh -c, the
+// directory as $0): it keeps the document of each run and the variables
+// it was given, named by the time it ran.
+const hookScript = `n=$(date +%s%N); cp "$CERTKEEPER_CHANGES" "$0/$n.json"; ` +
+	`printf '%s\n' "$CERTKEEPER_SERVICE" "$CERTKEEPER_REASONS" "$CERTKEEPER_URGENT" "$CERTKEEPER_CERTIFICATES" "$CERTKEEPER_TRUST_BUNDLES" "$RENEWED_DOMAINS" >"$0/$n.env"`
+
+// hookExpect is what the hook must have been told during a CA rotation.
+type hookExpect struct {
+	bundleCA           *x509.Certificate // the CA the clients' bundle took in
+	serverCA, clientCA string            // the new issuers' names
+	web, caller        string            // the serials they moved to
+}
+
+// checkHookRuns reads what the hook service was told in each run and
+// checks that it heard of every step of the rotation as it happened: the
+// new CA in the bundle (urgent), the forced renewal during the soak, and
+// each leaf's move to its new issuer, with serials, names and files, and
+// never a key. Each run goes on the timeline.
+func checkHookRuns(t *testing.T, tl *timeline, dir string, want hookExpect) {
+	t.Helper()
+	runs, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(runs) == 0 {
+		t.Fatal("the hook service never ran")
+	}
+	found := map[string]bool{}
+	for _, path := range runs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, _ := os.ReadFile(strings.TrimSuffix(path, ".json") + ".env")
+		if strings.Contains(string(data)+string(env), "PRIVATE KEY") {
+			t.Errorf("%s: a hook was given key material", path)
+		}
+		var doc notice.Document
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatalf("%s: %v\n%s", path, err, data)
+		}
+		vars := strings.Split(string(env), "\n")
+		if doc.Version != notice.DocumentVersion || doc.Service != "hooks" || len(vars) < 6 || vars[0] != "hooks" {
+			t.Errorf("%s: document version %d service %q, variables %q", path, doc.Version, doc.Service, vars)
+			continue
+		}
+		ns, _ := strconv.ParseInt(strings.TrimSuffix(filepath.Base(path), ".json"), 10, 64)
+		var told []string
+		for _, n := range doc.Changes {
+			told = append(told, fmt.Sprintf("%s %s (%s)", n.Kind, n.Name, n.Reason))
+			if !strings.Contains(" "+vars[1]+" ", " "+string(n.Reason)+" ") {
+				t.Errorf("%s: CERTKEEPER_REASONS=%q lacks %s", path, vars[1], n.Reason)
+			}
+			switch {
+			case n.Kind == notice.TrustBundle && n.Name == "clients" &&
+				slices.ContainsFunc(n.Added, func(ca notice.CA) bool { return ca.Serial == pki.Serial(want.bundleCA) }):
+				if n.Reason != notice.CAAdded || !n.Urgent || vars[2] != "1" || len(n.Added) != 1 {
+					t.Errorf("%s: the bundle took the new CA in as %s, urgent %v (CERTKEEPER_URGENT=%s), added %v; want ca_added, urgent, that CA alone", path, n.Reason, n.Urgent, vars[2], n.Added)
+				}
+				found["ca_added"] = true
+			case n.Kind == notice.Certificate && n.Reason == notice.Rotation && n.Name == "web":
+				found["rotation"] = true
+			case n.Kind == notice.Certificate && n.Reason == notice.CAMove && (n.Name == "web" || n.Name == "caller"):
+				issuer, serial := want.serverCA, want.web
+				if n.Name == "caller" {
+					issuer, serial = want.clientCA, want.caller
+				}
+				if n.Issuer != issuer || n.Serial != serial || n.PreviousSerial == "" || n.Urgent || n.Outputs["cert_file"] == "" || len(n.Names) == 0 {
+					t.Errorf("%s: %s's move: issuer %q serial %s (previous %q), urgent %v, outputs %v, names %v; want from %q, serial %s",
+						path, n.Name, n.Issuer, n.Serial, n.PreviousSerial, n.Urgent, n.Outputs, n.Names, issuer, serial)
+				}
+				if !strings.Contains(" "+vars[5]+" ", " "+n.Names[0]+" ") {
+					t.Errorf("%s: RENEWED_DOMAINS=%q lacks %s", path, vars[5], n.Names[0])
+				}
+				found["ca_rotation "+n.Name] = true
+			}
+		}
+		if at := time.Unix(0, ns); at.After(tl.start) { // not the runs of the first once
+			tl.at(at, "hook ran, told: "+strings.Join(told, ", "))
+		}
+	}
+	for _, step := range []string{"ca_added", "rotation", "ca_rotation web", "ca_rotation caller"} {
+		if !found[step] {
+			t.Errorf("the hook was never told of %s", step)
+		}
 	}
 }
 
