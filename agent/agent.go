@@ -36,8 +36,13 @@ type Issuer interface {
 // servers reading them can be reloaded. Nil means nobody listens. n says
 // what changed and why (notice.Notice), which decides whether the change
 // may wait for a service's reload budget and what hooks are told.
+// *services.Manager is the real one; its Delivered option calls back
+// Agent.Delivered.
 type Notifier interface {
 	Changed(cert config.Certificate, change *sinks.Change, n notice.Notice)
+	// Reload asks for cert's services to be checked and reloaded though
+	// nothing changed; token is delivered when they have been.
+	Reload(cert config.Certificate, token *sinks.Change)
 }
 
 // Options builds an Agent.
@@ -53,6 +58,9 @@ type Options struct {
 	// says how long this host's trust bundles have held a CA.
 	Issuers IssuerLister
 	Trust   Trust
+	// Revoker revokes the certificates a renewal replaced, for
+	// revoke_superseded; nil means the Issuer, if it can (*vault.Client).
+	Revoker Revoker
 	// Now and Rand default to the real clock and math/rand; tests inject.
 	Now  func() time.Time
 	Rand func() float64
@@ -101,6 +109,13 @@ type Agent struct {
 	issuers IssuerLister
 	trust   Trust
 	iw      issuerWatch
+
+	// revoked are held certificates a CRL lists (revoked.go).
+	revoked map[string]revocation
+	// revoker revokes replaced certificates; sup is what waits for it
+	// (superseded.go).
+	revoker Revoker
+	sup     supersededSet
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -115,6 +130,8 @@ func New(o Options) *Agent {
 		rand:     o.Rand,
 		held:     map[string]*held{},
 		status:   map[string]*Status{},
+		revoked:  map[string]revocation{},
+		revoker:  o.Revoker,
 		placed:   map[string]bool{},
 		issuers:  o.Issuers,
 		trust:    o.Trust,
@@ -131,6 +148,7 @@ func New(o Options) *Agent {
 		a.rand = rand.Float64
 	}
 	a.queue = schedule.New(a.now)
+	a.sup.init(a.now)
 	return a
 }
 
@@ -184,6 +202,14 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	}
 	now := a.now()
 	h, reason, cause := a.current(c, now)
+	if h != nil {
+		if at, revoked := a.revokedNow(c.Name, h.record.Serial); revoked {
+			// Urgent (notice.Revocation): neither a renewal window nor a
+			// reload budget holds the replacement back.
+			reason, cause = "the certificate was revoked in vault at "+at.UTC().Format(time.RFC3339), notice.Revocation
+			h = nil
+		}
+	}
 	step := a.caStepFor(a.config(), c, a.heldNow(c.Name), now)
 	if h != nil && !force {
 		pl := plan(c, h, now)
@@ -234,6 +260,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	} else {
 		log.Info("writing the certificate obtained at an earlier attempt; vault is not asked again", "serial", h.record.Serial)
 	}
+	a.supersede(c, h)
 	res, err := a.write(c, h, why)
 	if err != nil {
 		a.setPending(c, h)
@@ -414,6 +441,9 @@ func (a *Agent) write(c config.Certificate, h *held, why notice.Notice) (*Result
 	res.Missing = slices.DeleteFunc(change.Created(), func(p string) bool { return p == record })
 	if len(res.Written) > 0 {
 		res.Action = Restored
+		// Before the services hear of it: the change is what tells when
+		// a replaced certificate is out of service.
+		a.awaitDelivery(c, h, change)
 		if a.notifier != nil {
 			a.notifier.Changed(c, change, describe(c, h, why, res.Written))
 		}
@@ -442,6 +472,7 @@ func (a *Agent) forget(name string) {
 	a.mu.Lock()
 	delete(a.held, name)
 	delete(a.status, name)
+	delete(a.revoked, name)
 	delete(a.placed, name)
 	a.mu.Unlock()
 }

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -155,12 +156,20 @@ type fakeTrust struct {
 	mu      sync.Mutex
 	since   map[string]time.Time
 	covered bool
+	// changed are the mounts IssuersChanged was told of.
+	changed []string
 }
 
 func (f *fakeTrust) TrustedSince(_ string, ca *x509.Certificate) (time.Time, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.since[pki.Serial(ca)], f.covered
+}
+
+func (f *fakeTrust) IssuersChanged(mount string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.changed = append(f.changed, mount)
 }
 
 func (f *fakeTrust) trust(ca *x509.Certificate, since time.Time) {
@@ -426,10 +435,17 @@ func TestIssuerListingLooksAgainOnlyWhereItMatters(t *testing.T) {
 	if _, queued := r.a.queue.When("web"); queued {
 		t.Error("a certificate from the default issuer was queued for another pass")
 	}
+	if len(r.tr.changed) != 0 {
+		t.Errorf("the trust bundles were told of a change of %v when nothing changed", r.tr.changed)
+	}
 	r.v.add(t, "int-2", time.Now().Add(365*24*time.Hour))
 	r.v.setDefault("int-2")
 	if changed, _ := r.a.refreshMount(t.Context(), r.c.Mount); !changed {
 		t.Fatal("the new default was not noticed")
+	}
+	// Trust first: the bundles that take the mount list it again now.
+	if !slices.Equal(r.tr.changed, []string{r.c.Mount}) {
+		t.Errorf("the trust bundles were told of changes of %v, want %s", r.tr.changed, r.c.Mount)
 	}
 	r.a.lookAgain(r.cfg, r.c.Mount)
 	if at, queued := r.a.queue.When("web"); !queued || !at.IsZero() {

@@ -29,9 +29,12 @@ type IssuerLister interface {
 }
 
 // Trust says how long this host's trust bundles have held a CA for a
-// mount (see trust.Keeper.TrustedSince); *trust.Keeper is the real one.
+// mount (see trust.Keeper.TrustedSince), and hears that a mount's issuers
+// changed, so its bundles take a new CA in at once (IssuersChanged);
+// *trust.Keeper is the real one.
 type Trust interface {
 	TrustedSince(mount string, ca *x509.Certificate) (since time.Time, covered bool)
+	IssuersChanged(mount string)
 }
 
 // issuer is one issuer of a mount.
@@ -170,6 +173,11 @@ func (a *Agent) refreshMount(ctx context.Context, mount string) (changed bool, e
 	if changed && prev != nil {
 		a.log.Info("the mount has a new default issuer", "mount", mount, "issuer", next.def.cert.Subject.CommonName,
 			"issuer_serial", pki.Serial(next.def.cert), "first_seen", next.def.seen.Format(time.RFC3339))
+	}
+	if prev != nil && (changed || len(fresh) > 0) && a.trust != nil {
+		// Trust first: the bundles take the new CA in now, not when
+		// they would next list the mount.
+		a.trust.IssuersChanged(mount)
 	}
 	return changed, nil
 }

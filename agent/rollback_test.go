@@ -29,6 +29,11 @@ func (f *failingCheck) Changed(_ config.Certificate, c *sinks.Change, _ notice.N
 	f.changes = append(f.changes, c)
 }
 
+// Reload: revoke_superseded is off here, so the agent never asks.
+func (f *failingCheck) Reload(config.Certificate, *sinks.Change) {
+	f.t.Error("Reload asked with revoke_superseded off")
+}
+
 // TestRolledBackFilesAreLeftToTheServices: when a service's check fails on
 // a certificate's very first issue, the rollback removes its files. The
 // agent must not put them back (the output watcher reports the deletions

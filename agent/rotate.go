@@ -267,6 +267,8 @@ func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Dura
 		return nil, err
 	}
 	a.refreshMounts(ctx)
+	a.resumeSuperseded()
+	a.RevokeDue(ctx)
 	out := make([]Outcome, len(certs))
 	sem := make(chan struct{}, a.config().Vault.MaxParallel)
 	var wg sync.WaitGroup

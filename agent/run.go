@@ -30,6 +30,10 @@ func (a *Agent) Run(ctx context.Context, passed func(name string)) error {
 	defer a.oneShots.Wait()
 	// The mounts' issuers, for CA rotation (carotation.go).
 	inflight.Go(func() { a.issuerLoop(ctx) })
+	// Replaced certificates a previous process left waiting for their
+	// revocation (superseded.go), then the revocations as they fall due.
+	a.resumeSuperseded()
+	inflight.Go(func() { a.revokeLoop(ctx) })
 	for {
 		name, err := q.Next(ctx)
 		if err != nil {
@@ -135,6 +139,8 @@ type Outcome struct {
 func (a *Agent) Once(ctx context.Context) []Outcome {
 	cfg := a.config()
 	a.refreshMounts(ctx)
+	a.resumeSuperseded()
+	a.RevokeDue(ctx)
 	out := make([]Outcome, len(cfg.Certificates))
 	sem := make(chan struct{}, cfg.Vault.MaxParallel)
 	var wg sync.WaitGroup

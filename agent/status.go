@@ -18,6 +18,9 @@ const (
 	StateFailing = "failing" // the last attempt failed
 	StateMissing = "missing" // nothing usable on disk
 	StateExpired = "expired"
+	// StateRevoked: Vault revoked the certificate on disk; it is being
+	// replaced.
+	StateRevoked = "revoked"
 )
 
 // Status is what is known about one certificate.
@@ -29,7 +32,10 @@ type Status struct {
 	NotBefore  time.Time `json:"not_before,omitzero"`
 	NotAfter   time.Time `json:"not_after,omitzero"`
 	RenewAt    time.Time `json:"renew_at,omitzero"`
-	State      string    `json:"state"`
+	// RevokedAt is when Vault revoked the certificate on disk, as its
+	// issuer's CRL says; zero when it is not known to be revoked.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	State     string    `json:"state"`
 	// LastResult is the last pass's action, or "failed".
 	LastResult  string    `json:"last_result,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
@@ -68,6 +74,10 @@ func (a *Agent) record(c config.Certificate, res *Result, err error) Status {
 		st.Window = windowStatus(c, plan(c, h, now), now)
 		st.CARotation = a.caStepFor(a.cfg, c, h, now).status()
 		st.OutlivesIssuer, st.IssuerNotAfter = outlivesIssuer(h)
+		st.RevokedAt = time.Time{}
+		if r, ok := a.revoked[c.Name]; ok && r.serial == h.record.Serial {
+			st.RevokedAt = r.at
+		}
 	}
 	if err != nil {
 		st.Failures++
@@ -91,6 +101,8 @@ func stateOf(st *Status, now time.Time) string {
 		return StateMissing
 	case !now.Before(st.NotAfter):
 		return StateExpired
+	case !st.RevokedAt.IsZero():
+		return StateRevoked
 	case st.Failures > 0:
 		return StateFailing
 	case !now.Before(st.RenewAt):

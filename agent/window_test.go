@@ -31,6 +31,8 @@ func (n *noticed) Changed(_ config.Certificate, _ *sinks.Change, note notice.Not
 	n.got = append(n.got, note)
 }
 
+func (n *noticed) Reload(config.Certificate, *sinks.Change) {}
+
 func (n *noticed) last(t *testing.T) notice.Notice {
 	t.Helper()
 	n.mu.Lock()

@@ -368,6 +368,9 @@ func (b *builder) certificate(rc *rawCertificate) Certificate {
 		GID:           -1,
 		KeyMode:       DefaultKeyMode,
 		CertMode:      DefaultCertMode,
+
+		RevokeGrace:     DefaultRevokeGrace,
+		RevocationCheck: DefaultRevocationCheck,
 		Files: Files{
 			Cert:      b.path(rc.CertFile),
 			Key:       b.path(rc.KeyFile),
@@ -465,6 +468,18 @@ func (b *builder) certificate(rc *rawCertificate) Certificate {
 	}
 	if rc.CertMode != "" {
 		c.CertMode = b.mode(at("cert_mode"), "cert_mode", rc.CertMode)
+	}
+	if rc.RevokeSuperseded != nil {
+		c.RevokeSuperseded = *rc.RevokeSuperseded
+	}
+	if rc.RevokeGrace != "" {
+		c.RevokeGrace = b.duration(rc.Body, "revoke_grace", rc.RevokeGrace, rc.DefRange)
+		if !c.RevokeSuperseded {
+			b.fail(at("revoke_grace"), "revoke_grace only applies with revoke_superseded = true")
+		}
+	}
+	if rc.RevocationCheck != "" {
+		c.RevocationCheck = b.duration(rc.Body, "revocation_check", rc.RevocationCheck, rc.DefRange)
 	}
 	b.formats(rc, &c)
 	return c

@@ -193,6 +193,17 @@ type Certificate struct {
 	// Notify names the services to reload when this certificate's files
 	// change.
 	Notify []string
+
+	// RevokeSuperseded revokes, in Vault, the certificate a renewal or
+	// rotation replaced, once it is out of service (every notified
+	// service reloaded and, with verify, seen serving the new one) and
+	// RevokeGrace has passed since.
+	RevokeSuperseded bool
+	RevokeGrace      time.Duration
+	// RevocationCheck is how often the CRL of the certificate's issuer is
+	// fetched to see whether the certificate was revoked, when no trust
+	// bundle already fetches that CRL.
+	RevocationCheck time.Duration
 }
 
 // Files are the output paths of a certificate; only CertFile and KeyFile
@@ -216,6 +227,12 @@ const (
 	DefaultCertMode      = fs.FileMode(0o644)
 	DefaultTimeout       = 30 * time.Second
 	DefaultMaxParallel   = 16
+	// DefaultRevokeGrace is how long a replaced certificate stays valid
+	// after it is out of service, for clients that still hold it.
+	DefaultRevokeGrace = time.Hour
+	// DefaultRevocationCheck matches DefaultCRLRefresh: a revoked
+	// certificate is noticed as fast as a revoked client is.
+	DefaultRevocationCheck = time.Minute
 )
 
 // DefaultKeyBits is the key size used when key_bits is not set.

@@ -143,6 +143,10 @@ testdata/invalid-services.hcl:40:17: notify: there is no service "apache2" (defi
 testdata/invalid-services.hcl:41:17: crl_refresh: "0s" is not a positive duration (examples: "90m", "72h", "30d")
 testdata/invalid-services.hcl:44:1: trust_bundle "nomount" needs mount (a PKI mount) or mounts (a list, such as ["pki_int", "pki"])
 testdata/invalid-services.hcl:48:1: trust_bundle "clients" is defined twice (first at line 35)`},
+		{"invalid-revocation.hcl", `testdata/invalid-revocation.hcl:9:26: client_certificate: there is no certificate "caller"
+testdata/invalid-revocation.hcl:17:26: client_certificate proves that clients still get in after a trust bundle changes, but no trust_bundle notifies service "apache"
+testdata/invalid-revocation.hcl:28:22: revoke_grace only applies with revoke_superseded = true
+testdata/invalid-revocation.hcl:29:22: revocation_check: "never" is not a positive duration (examples: "90m", "72h", "30d")`},
 		{"invalid-trust-unknown-key.hcl", `testdata/invalid-trust-unknown-key.hcl:16:3: Unsupported argument: An argument named "crl" is not expected here.
 testdata/invalid-trust-unknown-key.hcl:23:5: Unsupported argument: An argument named "sni" is not expected here.`},
 		{"invalid-wrong-type.hcl", `testdata/invalid-wrong-type.hcl:9:18: Unsuitable value type: Unsuitable value: list of string required, but have string

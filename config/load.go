@@ -102,6 +102,10 @@ type rawCertificate struct {
 	Body          hcl.Body  `hcl:",body"`
 	DefRange      hcl.Range `hcl:",def_range"`
 
+	RevokeSuperseded *bool  `hcl:"revoke_superseded,optional"`
+	RevokeGrace      string `hcl:"revoke_grace,optional"`
+	RevocationCheck  string `hcl:"revocation_check,optional"`
+
 	Templates          []rawTemplate `hcl:"template,block"`
 	PKCS12File         string        `hcl:"pkcs12_file,optional"`
 	PKCS12PasswordFile string        `hcl:"pkcs12_password_file,optional"`

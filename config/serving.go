@@ -51,6 +51,10 @@ type Verify struct {
 	// Timeout is how long to keep trying before the service counts as
 	// "written but not served".
 	Timeout time.Duration
+	// ClientCertificate names a certificate block whose key pair
+	// connects as a client after a trust bundle change, to prove that
+	// valid clients still get in (the canary); empty: no canary.
+	ClientCertificate string
 }
 
 // TrustBundle is the CA certificates and CRLs a server verifies client
@@ -74,7 +78,7 @@ const (
 	DefaultServiceTimeout = 30 * time.Second
 	DefaultSettle         = 2 * time.Second
 	DefaultVerifyTimeout  = 10 * time.Second
-	DefaultCRLRefresh     = 5 * time.Minute
+	DefaultCRLRefresh     = time.Minute
 	DefaultBundleMode     = fs.FileMode(0o644)
 )
 
@@ -105,11 +109,12 @@ type rawService struct {
 }
 
 type rawVerify struct {
-	Address    string    `hcl:"address"`
-	ServerName *string   `hcl:"server_name,optional"`
-	Timeout    string    `hcl:"timeout,optional"`
-	Body       hcl.Body  `hcl:",body"`
-	DefRange   hcl.Range `hcl:",def_range"`
+	Address           string    `hcl:"address"`
+	ServerName        *string   `hcl:"server_name,optional"`
+	Timeout           string    `hcl:"timeout,optional"`
+	ClientCertificate string    `hcl:"client_certificate,optional"`
+	Body              hcl.Body  `hcl:",body"`
+	DefRange          hcl.Range `hcl:",def_range"`
 }
 
 type rawTrustBundle struct {
@@ -220,8 +225,17 @@ func (b *builder) serving(raw *rawFile, cfg *Config, writers map[string]string) 
 		if s.Verify == nil {
 			continue
 		}
+		rv := raw.Services[i].Verify
 		if len(cfg.CertificatesNotifying(s.Name)) == 0 {
-			b.fail(raw.Services[i].Verify.DefRange, "service %q has a verify block, but no certificate notifies it, so there is no certificate it should serve", s.Name)
+			b.fail(rv.DefRange, "service %q has a verify block, but no certificate notifies it, so there is no certificate it should serve", s.Name)
+		}
+		if name := s.Verify.ClientCertificate; name != "" {
+			at := valueRange(rv.Body, "client_certificate", rv.DefRange)
+			if _, ok := cfg.Certificate(name); !ok {
+				b.fail(at, "client_certificate: there is no certificate %q", name)
+			} else if !slices.ContainsFunc(cfg.TrustBundles, func(tb TrustBundle) bool { return slices.Contains(tb.Notify, s.Name) }) {
+				b.fail(at, "client_certificate proves that clients still get in after a trust bundle changes, but no trust_bundle notifies service %q", s.Name)
+			}
 		}
 	}
 }
@@ -285,7 +299,7 @@ func (b *builder) service(rs *rawService) Service {
 		s.MinReloadInterval = b.duration(rs.Body, "min_reload_interval", rs.MinReloadInterval, rs.DefRange)
 	}
 	if rv := rs.Verify; rv != nil {
-		v := &Verify{Address: rv.Address, Timeout: DefaultVerifyTimeout}
+		v := &Verify{Address: rv.Address, Timeout: DefaultVerifyTimeout, ClientCertificate: rv.ClientCertificate}
 		host, port, err := net.SplitHostPort(rv.Address)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 || host == "" {
 			b.fail(valueRange(rv.Body, "address", rv.DefRange), "verify address %q must be host:port, such as \"127.0.0.1:443\"", rv.Address)

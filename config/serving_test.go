@@ -26,7 +26,7 @@ func TestServicesAndTrustBundles(t *testing.T) {
 		t.Errorf("nginx timeout %v settle %v", nginx.Timeout, nginx.Settle)
 	}
 	// An IP address is no server name: no SNI unless asked for.
-	if v := nginx.Verify; v == nil || v.Address != "127.0.0.1:8443" || v.ServerName != "" || v.Timeout != 3*time.Second {
+	if v := nginx.Verify; v == nil || v.Address != "127.0.0.1:8443" || v.ServerName != "" || v.Timeout != 3*time.Second || v.ClientCertificate != "client" {
 		t.Errorf("nginx verify = %+v", nginx.Verify)
 	}
 	apache, _ := cfg.Service("apache")
@@ -37,7 +37,7 @@ func TestServicesAndTrustBundles(t *testing.T) {
 	if apache.Timeout != config.DefaultServiceTimeout || apache.Settle != config.DefaultSettle || apache.Verify.Timeout != config.DefaultVerifyTimeout {
 		t.Errorf("apache defaults: %+v %+v", apache, apache.Verify)
 	}
-	if apache.Verify.ServerName != "web1.example.internal" {
+	if apache.Verify.ServerName != "web1.example.internal" || apache.Verify.ClientCertificate != "" {
 		t.Errorf("apache server_name = %q", apache.Verify.ServerName)
 	}
 
@@ -47,6 +47,12 @@ func TestServicesAndTrustBundles(t *testing.T) {
 	}
 	if client, _ := cfg.Certificate("client"); client.Notify != nil {
 		t.Errorf("client notify = %v, want none", client.Notify)
+	}
+	if !web.RevokeSuperseded || web.RevokeGrace != 10*time.Minute || web.RevocationCheck != config.DefaultRevocationCheck {
+		t.Errorf("web revocation settings = %v %v %v", web.RevokeSuperseded, web.RevokeGrace, web.RevocationCheck)
+	}
+	if client, _ := cfg.Certificate("client"); client.RevokeSuperseded || client.RevokeGrace != config.DefaultRevokeGrace || client.RevocationCheck != 30*time.Second {
+		t.Errorf("client revocation settings = %v %v %v", client.RevokeSuperseded, client.RevokeGrace, client.RevocationCheck)
 	}
 	if got := cfg.CertificatesNotifying("apache"); len(got) != 1 || got[0].Name != "web" {
 		t.Errorf("certificates notifying apache: %v", got)
@@ -65,7 +71,7 @@ func TestServicesAndTrustBundles(t *testing.T) {
 	if !slices.Equal(clients.Notify, []string{"nginx"}) {
 		t.Errorf("clients notify = %v", clients.Notify)
 	}
-	if !slices.Equal(one.Mounts, []string{"pki_client"}) || one.Mode != config.DefaultBundleMode || one.CRLRefresh != time.Minute || one.CRLFile != "" {
+	if !slices.Equal(one.Mounts, []string{"pki_client"}) || one.Mode != config.DefaultBundleMode || one.CRLRefresh != 2*time.Minute || one.CRLFile != "" {
 		t.Errorf("one = %+v", one)
 	}
 }

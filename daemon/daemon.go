@@ -12,6 +12,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -113,8 +114,15 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	}
 	d.vault = vc
 
-	so := services.Options{Config: cfg, Log: d.log, Files: sinks.Sets{}}
-	to := trust.Options{Config: cfg, Source: vc, Log: d.log}
+	so := services.Options{Config: cfg, Log: d.log, Files: sinks.Sets{},
+		// The keeper and the agent are built below. The keeper holds a
+		// bundle whose files servers refused until the services' backoff
+		// has passed; the agent revokes a certificate it replaced once the
+		// change is delivered (revoke_superseded).
+		BundleRefused: func(bundle string, retryAt time.Time, reason error) { d.trust.Refused(bundle, retryAt, reason) },
+		Delivered:     func(change *sinks.Change) { d.agent.Delivered(change) },
+	}
+	to := trust.Options{Config: cfg, Source: vc, Log: d.log, Revocations: heldRevocations{d}}
 	ao := agent.Options{Config: cfg, Issuer: vc, Log: d.log}
 	// A nil *Metrics in an interface would not be nil: set observers only
 	// when there are metrics.
@@ -216,6 +224,22 @@ func (d *Daemon) configPath() string {
 		return abs
 	}
 	return d.cfg.Path
+}
+
+// heldRevocations lets the trust keeper watch the CRLs of the issuers of
+// the certificates the agent holds, and hand it every CRL it checks.
+type heldRevocations struct{ d *Daemon }
+
+func (h heldRevocations) HeldIssuers() []trust.HeldIssuer {
+	var out []trust.HeldIssuer
+	for _, i := range h.d.agent.HeldIssuers() {
+		out = append(out, trust.HeldIssuer{Mount: i.Mount, CA: i.CA, Every: i.Every})
+	}
+	return out
+}
+
+func (h heldRevocations) CheckCRL(ca *x509.Certificate, crl *x509.RevocationList) {
+	h.d.agent.CheckCRL(ca, crl)
 }
 
 // serviceMetrics turns the services' detailed results into the metric's

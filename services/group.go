@@ -22,6 +22,12 @@ type arrival struct {
 	at       time.Time
 	// note says what changed and why (empty for a startup check).
 	note notice.Notice
+	// bundle names the trust bundle whose files changed, if one did.
+	bundle string
+	// seq numbers the arrivals of a group in the order their files were
+	// written: a reload that starts at seq n loads every change up to n
+	// that is on disk then (see loadMark).
+	seq uint64
 }
 
 // service is one configured service and its retry state; the fields are
@@ -40,6 +46,11 @@ type service struct {
 	loaded     []notice.Notice
 	backlog    int
 	heldUntil  time.Time
+	// mark is what the reload under way loads (set at its start).
+	mark loadMark
+	// untested are trust bundle changes this service loaded that its
+	// canary (verify's client_certificate) has not yet accepted.
+	untested []arrival
 }
 
 // group is the services that share a source; one goroutine handles its
@@ -60,6 +71,27 @@ type group struct {
 	parkedChanges []*sinks.Change
 	checkFailures int
 	checkRetryAt  time.Time
+
+	// seq is the last arrival's number; owed are the arrivals some
+	// service has not loaded yet, when someone listens (Delivered).
+	seq  uint64
+	owed []*owed
+	// canaryFailures counts canary refusals in a row, for the backoff.
+	canaryFailures int
+}
+
+// owed is an arrival and the services that have not loaded it yet.
+type owed struct {
+	seq     uint64
+	change  *sinks.Change
+	waiting map[string]bool
+}
+
+// loadMark is what a reload that starts now loads: every change numbered
+// up to seq, but those rolled back and waiting for a retry (parked).
+type loadMark struct {
+	seq    uint64
+	parked map[uint64]bool
 }
 
 // maxSettleFactor caps a batch that keeps growing: it is handled at most
@@ -68,9 +100,54 @@ const maxSettleFactor = 10
 
 func (g *group) add(a arrival) {
 	g.mu.Lock()
+	g.seq++
+	a.seq = g.seq
 	g.pending = append(g.pending, a)
+	if g.m.delivered != nil && a.change != nil {
+		o := &owed{seq: a.seq, change: a.change, waiting: map[string]bool{}}
+		for _, name := range a.services {
+			o.waiting[name] = true
+		}
+		g.owed = append(g.owed, o)
+	}
 	g.mu.Unlock()
 	g.poke()
+}
+
+// markNow is what a reload starting now will load.
+func (g *group) markNow() loadMark {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := loadMark{seq: g.seq, parked: map[uint64]bool{}}
+	for _, a := range g.parked {
+		m.parked[a.seq] = true
+	}
+	return m
+}
+
+// deliver records that s loaded what mark names, and tells Delivered
+// about every change all its services have now loaded.
+func (g *group) deliver(s *service, mark loadMark) {
+	if g.m.delivered == nil {
+		return
+	}
+	var done []*sinks.Change
+	g.mu.Lock()
+	g.owed = slices.DeleteFunc(g.owed, func(o *owed) bool {
+		if o.seq > mark.seq || mark.parked[o.seq] {
+			return false
+		}
+		delete(o.waiting, s.cfg.Name)
+		if len(o.waiting) == 0 {
+			done = append(done, o.change)
+			return true
+		}
+		return false
+	})
+	g.mu.Unlock()
+	for _, c := range done {
+		g.m.delivered(c)
+	}
 }
 
 func (g *group) poke() {
@@ -271,7 +348,21 @@ func (g *group) attempt(ctx context.Context) {
 	for _, s := range b.affected {
 		s.needReload, s.retryAt = true, g.m.now()
 		s.loaded = append(s.loaded, b.notices(s)...)
+		b.untest(s)
 		g.reload(ctx, s, info)
+	}
+}
+
+// untest adds the batch's trust bundle changes that s reads to what its
+// canary must accept.
+func (b *batch) untest(s *service) {
+	if s.cfg.Verify == nil || s.cfg.Verify.ClientCertificate == "" {
+		return
+	}
+	for _, a := range b.arrivals {
+		if a.bundle != "" && slices.Contains(a.services, s.cfg.Name) {
+			s.untested = append(s.untested, a)
+		}
 	}
 }
 
@@ -297,6 +388,7 @@ func (g *group) flush(ctx context.Context, loop bool) []Outcome {
 			for _, s := range b.affected {
 				s.needReload, s.retryAt = true, g.m.now()
 				s.loaded = append(s.loaded, b.notices(s)...)
+				b.untest(s)
 				out = append(out, g.reloadNow(ctx, s, info, loop))
 			}
 		}
@@ -392,6 +484,10 @@ func (g *group) reload(ctx context.Context, s *service, batch *batchInfo) {
 		g.reported(s, res, served, batch)
 		return
 	}
+	if res == ResultClientsRefused {
+		g.refused(ctx, s, err, true)
+		return
+	}
 	s.failures++
 	delay := g.m.retryDelay(s.failures)
 	s.needReload, s.retryAt = true, g.m.now().Add(delay)
@@ -407,6 +503,12 @@ func (g *group) reloadNow(ctx context.Context, s *service, batch *batchInfo, loo
 			s.needReload, s.failures = false, 0
 			g.reported(s, res, served, batch)
 			return Outcome{Service: s.cfg.Name, Result: res}
+		}
+		if res == ResultClientsRefused {
+			// With the loop (a once request to a running daemon), the
+			// keeper writes the bundle again after the backoff.
+			g.refused(ctx, s, err, loop)
+			return Outcome{Service: s.cfg.Name, Result: res, Err: err}
 		}
 		s.failures++
 		delay := g.m.retryDelay(s.failures)
@@ -429,7 +531,8 @@ func (g *group) reloadNow(ctx context.Context, s *service, batch *batchInfo, loo
 	}
 }
 
-// reloadOnce reloads and verifies s once.
+// reloadOnce reloads and verifies s once, and runs its canary when trust
+// files it has not yet accepted are loaded.
 func (g *group) reloadOnce(ctx context.Context, s *service) (result, served string, err error) {
 	var loaded []expected
 	if s.cfg.Verify != nil {
@@ -437,11 +540,14 @@ func (g *group) reloadOnce(ctx context.Context, s *service) (result, served stri
 		// fail below with the reason.
 		loaded, _ = expectedLeaves(g.m.cfg, s.cfg.Name)
 	}
+	s.mark = g.markNow()
 	ran, err := reloadService(ctx, s.cfg, hook{service: s.cfg.Name, changes: s.loaded})
 	if err != nil {
 		return ResultReloadFailed, "", fmt.Errorf("reload failed: %w", err)
 	}
 	if !ran {
+		// Nothing runs the old files; the server reads these at start.
+		s.untested = nil
 		return ResultNotRunning, "", nil
 	}
 	s.lastReload = g.m.now()
@@ -453,10 +559,123 @@ func (g *group) reloadOnce(ctx context.Context, s *service) (result, served stri
 	if err != nil {
 		return ResultNotServed, served, fmt.Errorf("written but not served: %w", err)
 	}
+	if len(s.untested) == 0 {
+		return ResultOK, served, nil
+	}
+	switch err := g.m.canary(ctx, s.cfg); {
+	case err == nil:
+		g.m.log.Info("a valid client still gets in with the new trust files", "service", s.cfg.Name,
+			"client_certificate", s.cfg.Verify.ClientCertificate, "sources", sources(s.untested))
+	case errors.As(err, new(*canarySkipped)):
+		g.m.log.Warn("cannot prove that valid clients still get in: the canary certificate is not valid by the new trust files itself; the files stay", "service", s.cfg.Name,
+			"client_certificate", s.cfg.Verify.ClientCertificate, "reason", err)
+	case errors.As(err, new(*refusedError)):
+		return ResultClientsRefused, served, err
+	default:
+		// The server did not answer: not a verdict on the files.
+		return ResultNotServed, served, fmt.Errorf("checking that valid clients still get in: %w", err)
+	}
+	s.untested = nil
+	g.mu.Lock()
+	g.canaryFailures = 0
+	g.mu.Unlock()
 	return ResultOK, served, nil
 }
 
+// refused handles a canary refusal of s: the trust bundle changes s
+// loaded and its canary refused (and any that arrived meanwhile for the
+// same bundles, which sit on top of them) are rolled back as sets; every
+// service that reads them is reloaded onto the previous files; s shows
+// clients_refused; and the bundles are held until a backoff passes
+// (BundleRefused), when the trust keeper writes them again and the canary
+// tries again. retry says whether anything will (false under Flush).
+func (g *group) refused(ctx context.Context, s *service, cause error, retry bool) {
+	bundles := map[string]bool{}
+	for _, a := range s.untested {
+		bundles[a.bundle] = true
+	}
+	g.mu.Lock()
+	arrivals := slices.Clone(s.untested)
+	g.pending = slices.DeleteFunc(g.pending, func(a arrival) bool {
+		if bundles[a.bundle] {
+			arrivals = append(arrivals, a)
+			return true
+		}
+		return false
+	})
+	gone := map[uint64]bool{}
+	for _, a := range arrivals {
+		gone[a.seq] = true
+	}
+	// Rolled back for good: the keeper writes them anew, as new changes.
+	g.owed = slices.DeleteFunc(g.owed, func(o *owed) bool { return gone[o.seq] })
+	g.canaryFailures++
+	delay := g.m.retryDelay(g.canaryFailures)
+	g.mu.Unlock()
+	retryAt := g.m.now().Add(delay)
+
+	var changes []*sinks.Change
+	for _, a := range arrivals {
+		changes = append(changes, a.change)
+	}
+	merged := sinks.Merge(changes...)
+	var errs []error
+	for _, c := range merged {
+		if err := g.m.files.Rollback(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := cause
+	if len(errs) > 0 {
+		err = errors.Join(cause, fmt.Errorf("and rolling back failed, files may hold the new set: %w", errors.Join(errs...)))
+	}
+	attrs := []any{"service", s.cfg.Name, "error", err, "client_certificate", s.cfg.Verify.ClientCertificate,
+		"rolled_back", strings.Join(paths(merged), ","), "sources", sources(arrivals)}
+	if retry {
+		attrs = append(attrs, "retry_in", delay.Round(time.Millisecond).String())
+	}
+	g.m.log.Error("a valid client is refused with the new trust files; rolled them back and reloading onto the previous ones", attrs...)
+	g.m.observe(s.cfg.Name, ResultClientsRefused)
+
+	// Every service that loaded the refused files goes back to the
+	// previous ones, s too.
+	for _, other := range g.services {
+		if !slices.ContainsFunc(arrivals, func(a arrival) bool { return slices.Contains(a.services, other.cfg.Name) }) {
+			continue
+		}
+		other.untested = slices.DeleteFunc(other.untested, func(a arrival) bool { return gone[a.seq] })
+		if _, _, rerr := g.reloadOnce(ctx, other); rerr != nil {
+			other.failures++
+			other.needReload, other.retryAt = true, g.m.now().Add(g.m.retryDelay(other.failures))
+			g.m.log.Error("reloading onto the previous trust files failed; will retry", "service", other.cfg.Name, "error", rerr)
+		} else {
+			other.needReload, other.failures = false, 0
+			// What else the batch changed (a certificate) is loaded now.
+			g.deliver(other, other.mark)
+		}
+	}
+	if g.m.bundleRefused != nil && retry {
+		for b := range bundles {
+			g.m.bundleRefused(b, retryAt, cause)
+		}
+	}
+	next := retryAt
+	if !retry {
+		next = time.Time{}
+	}
+	g.mu.Lock()
+	failures := g.canaryFailures
+	g.mu.Unlock()
+	g.m.update(s.cfg.Name, func(st *Status) {
+		st.State = StateClientsRefused
+		st.LastError = oneLine(err)
+		st.Failures = failures
+		st.NextAttempt = next
+	})
+}
+
 func (g *group) reported(s *service, res, served string, batch *batchInfo) {
+	g.deliver(s, s.mark)
 	g.m.observe(s.cfg.Name, res)
 	reason, urgent := leadingReason(s.loaded)
 	if res != ResultNotRunning && g.m.observer != nil {

@@ -58,6 +58,10 @@ const (
 	ResultReloadFailed = "reload_failed"
 	ResultNotServed    = "not_served"
 	ResultNotRunning   = "not_running"
+	// ResultClientsRefused: after a trust bundle change the server refused
+	// the verify block's client certificate (the canary); the bundle's
+	// files were rolled back.
+	ResultClientsRefused = "clients_refused"
 )
 
 // FileSets undoes and redoes changes to files the agent and the trust
@@ -81,6 +85,19 @@ type Options struct {
 	VerifyInterval time.Duration
 	// Files rolls back and re-applies batches; nil means sinks.Sets.
 	Files FileSets
+	// Delivered, if not nil, is told each change once every service it
+	// notifies has loaded it: checked, reloaded with the change on disk
+	// (or found not running) and, with verify, seen serving. The agent
+	// revokes a replaced certificate only after that (revoke_superseded).
+	Delivered func(change *sinks.Change)
+	// BundleRefused, if not nil, is told that servers refused valid
+	// clients with a trust bundle's new files, which were rolled back, and
+	// when to try them again (the trust keeper holds the bundle till then).
+	BundleRefused func(bundle string, retryAt time.Time, reason error)
+	// CanaryWindow is how long the canary keeps connecting after a reload,
+	// every VerifyInterval (default 1s): a server may still answer with
+	// its old configuration for a moment after the signal.
+	CanaryWindow time.Duration
 	// Now and Rand default to the real clock and math/rand.
 	Now  func() time.Time
 	Rand func() float64
@@ -97,6 +114,10 @@ type Manager struct {
 	now      func() time.Time
 	rand     func() float64
 
+	delivered     func(*sinks.Change)
+	bundleRefused func(string, time.Time, error)
+	canaryWindow  time.Duration
+
 	groups    []*group
 	byService map[string]*group
 
@@ -110,14 +131,19 @@ type Manager struct {
 // changes arrive and Run or Flush is called.
 func New(o Options) *Manager {
 	m := &Manager{
-		cfg:       o.Config,
-		log:       o.Log,
-		observer:  o.Observer,
-		backoff:   o.Backoff,
-		interval:  o.VerifyInterval,
-		files:     o.Files,
-		now:       o.Now,
-		rand:      o.Rand,
+		cfg:      o.Config,
+		log:      o.Log,
+		observer: o.Observer,
+		backoff:  o.Backoff,
+		interval: o.VerifyInterval,
+		files:    o.Files,
+		now:      o.Now,
+		rand:     o.Rand,
+
+		delivered:     o.Delivered,
+		bundleRefused: o.BundleRefused,
+		canaryWindow:  o.CanaryWindow,
+
 		byService: map[string]*group{},
 		status:    map[string]*Status{},
 	}
@@ -138,6 +164,9 @@ func New(o Options) *Manager {
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if m.canaryWindow <= 0 {
+		m.canaryWindow = time.Second
 	}
 	for _, names := range components(o.Config) {
 		g := &group{m: m, wake: make(chan struct{}, 1)}
@@ -198,13 +227,45 @@ func components(cfg *config.Config) [][]string {
 // Changed is called by the agent after a certificate's files changed; n
 // says why.
 func (m *Manager) Changed(cert config.Certificate, change *sinks.Change, n notice.Notice) {
-	m.add(CertificateSource(cert.Name), cert.Notify, change, n)
+	if change.Changed() {
+		m.notify(arrival{source: CertificateSource(cert.Name), services: slices.Clone(cert.Notify), change: change, note: n})
+	}
 }
 
 // BundleChanged is called by the trust keeper after a bundle's files
-// changed; n says what changed in it.
+// changed; n says what changed in it. A service whose verify names a
+// client_certificate proves with it, after the reload, that valid clients
+// still get in.
 func (m *Manager) BundleChanged(tb config.TrustBundle, change *sinks.Change, n notice.Notice) {
-	m.add(BundleSource(tb.Name), tb.Notify, change, n)
+	if change.Changed() {
+		m.notify(arrival{source: BundleSource(tb.Name), bundle: tb.Name, services: slices.Clone(tb.Notify), change: change, note: n})
+	}
+}
+
+// BundleSettled is told that Vault no longer serves the trust bundle
+// files a canary had refused: the services reading it that were left at
+// clients_refused run what is current, and are ok again.
+func (m *Manager) BundleSettled(tb config.TrustBundle) {
+	for _, name := range tb.Notify {
+		if g := m.byService[name]; g != nil {
+			g.mu.Lock()
+			g.canaryFailures = 0
+			g.mu.Unlock()
+		}
+		m.update(name, func(st *Status) {
+			if st.State == StateClientsRefused {
+				st.State, st.LastError, st.Failures, st.NextAttempt = StateOK, "", 0, time.Time{}
+			}
+		})
+	}
+}
+
+// Reload asks for the services cert notifies to be checked, reloaded and
+// verified although no file changed; Delivered hears token when that is
+// done. After a restart it is how the agent learns that a certificate it
+// replaced before the restart is out of service.
+func (m *Manager) Reload(cert config.Certificate, token *sinks.Change) {
+	m.notify(arrival{source: CertificateSource(cert.Name), services: slices.Clone(cert.Notify), change: token})
 }
 
 // CertificateSource and BundleSource are the source names of a
@@ -219,20 +280,23 @@ func BundleSource(name string) string { return "trust_bundle " + name }
 // named services read, without saying why: the change is handled as
 // urgent. It never blocks on a reload.
 func (m *Manager) Notify(source string, services []string, change *sinks.Change) {
-	m.add(source, services, change, notice.Notice{})
+	if change.Changed() {
+		m.notify(arrival{source: source, services: slices.Clone(services), change: change})
+	}
 }
 
-func (m *Manager) add(source string, services []string, change *sinks.Change, n notice.Notice) {
-	if !change.Changed() || len(services) == 0 {
+func (m *Manager) notify(a arrival) {
+	if len(a.services) == 0 {
 		return
 	}
-	g := m.byService[services[0]]
+	g := m.byService[a.services[0]]
 	if g == nil {
-		m.log.Warn("files changed for a service that is not configured", "source", source, "services", services)
+		m.log.Warn("files changed for a service that is not configured", "source", a.source, "services", a.services)
 		return
 	}
-	g.add(arrival{source: source, services: slices.Clone(services), change: change, at: m.now(), note: n})
-	for _, s := range services {
+	a.at = m.now()
+	g.add(a)
+	for _, s := range a.services {
 		m.update(s, func(st *Status) { st.Pending = true })
 	}
 }

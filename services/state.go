@@ -21,11 +21,15 @@ const (
 	StateCheckFailed  = "check_failed"  // files rolled back; retrying
 	StateReloadFailed = "reload_failed" // retrying
 	StateNotServed    = "not_served"    // written but not served; reloading again
+	// StateClientsRefused: with a trust bundle's new files the server
+	// refused the canary's valid client certificate; they were rolled
+	// back and are tried again later.
+	StateClientsRefused = "clients_refused"
 )
 
 // Failing reports whether state is one an operator must look at.
 func Failing(state string) bool {
-	return state == StateCheckFailed || state == StateReloadFailed || state == StateNotServed
+	return state == StateCheckFailed || state == StateReloadFailed || state == StateNotServed || state == StateClientsRefused
 }
 
 // Status is what is known about one service.
@@ -151,10 +155,7 @@ func (m *Manager) Reconcile(ctx context.Context) {
 				m.update(s.cfg.Name, func(st *Status) { st.Served = served })
 			case errors.As(err, &mismatch):
 				m.log.Warn("service does not serve the certificate on disk; reloading it", "service", s.cfg.Name, "error", err)
-				g.mu.Lock()
-				g.pending = append(g.pending, arrival{source: "startup check", services: []string{s.cfg.Name}, change: &sinks.Change{}, at: m.now()})
-				g.mu.Unlock()
-				g.poke()
+				g.add(arrival{source: "startup check", services: []string{s.cfg.Name}, at: m.now()})
 			default:
 				m.log.Debug("startup check of the served certificate skipped", "service", s.cfg.Name, "error", err)
 			}

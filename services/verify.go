@@ -45,11 +45,40 @@ func (m *Manager) verifyOnce(ctx context.Context, s config.Service, loaded ...ex
 			want = append(want, l)
 		}
 	}
-	leaf, err := servedLeaf(ctx, s.Verify.Address, s.Verify.ServerName, s.Verify.Timeout)
+	byClass := map[string][]expected{}
+	var classes []string
+	for _, w := range want {
+		c := keyClass(w.leaf)
+		if _, ok := byClass[c]; !ok {
+			classes = append(classes, c)
+		}
+		byClass[c] = append(byClass[c], w)
+	}
+	if len(classes) == 1 {
+		return m.verifyAs(ctx, s, "", want)
+	}
+	// A server with an EC and an RSA certificate presents one per
+	// handshake: each is asked for by offering only the TLS 1.2 cipher
+	// suites of its key type, so a reload that left one behind is seen.
+	var servedAll []string
+	for _, c := range classes {
+		got, err := m.verifyAs(ctx, s, c, byClass[c])
+		if err != nil {
+			return strings.Join(append(servedAll, got), ","), err
+		}
+		servedAll = append(servedAll, got)
+	}
+	return strings.Join(servedAll, ","), nil
+}
+
+// verifyAs handshakes once (offering only key class's suites, unless
+// class is empty) and checks that the leaf served is one of want.
+func (m *Manager) verifyAs(ctx context.Context, s config.Service, class string, want []expected) (string, error) {
+	leaf, err := servedLeaf(ctx, s.Verify.Address, s.Verify.ServerName, s.Verify.Timeout, class)
 	if err != nil {
 		return "", fmt.Errorf("connecting to %s: %w", s.Verify.Address, err)
 	}
-	served = pki.Serial(leaf)
+	served := pki.Serial(leaf)
 	var expected []string
 	for _, w := range want {
 		if leaf.Equal(w.leaf) {
@@ -58,6 +87,20 @@ func (m *Manager) verifyOnce(ctx context.Context, s config.Service, loaded ...ex
 		expected = append(expected, fmt.Sprintf("%s (certificate %q)", pki.Serial(w.leaf), w.name))
 	}
 	return served, &mismatchError{msg: fmt.Sprintf("%s serves serial %s, but the files on disk hold %s", s.Verify.Address, served, strings.Join(expected, " or "))}
+}
+
+// keyClass groups certificates by the TLS 1.2 cipher suites that make a
+// server present them.
+func keyClass(c *x509.Certificate) string {
+	if c.PublicKeyAlgorithm == x509.RSA {
+		return "rsa"
+	}
+	return "ecdsa" // ECDSA and Ed25519 both sign ECDHE_ECDSA suites
+}
+
+var classSuites = map[string][]uint16{
+	"ecdsa": {tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+	"rsa":   {tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
 }
 
 // mismatchError is a server that answers with another certificate than
@@ -95,7 +138,7 @@ func expectedLeaves(cfg *config.Config, service string) ([]expected, error) {
 // servedLeaf returns the leaf certificate the server at address presents.
 // The handshake itself need not succeed: a server that requires a client
 // certificate aborts it after presenting its own, which is all this needs.
-func servedLeaf(ctx context.Context, address, serverName string, timeout time.Duration) (*x509.Certificate, error) {
+func servedLeaf(ctx context.Context, address, serverName string, timeout time.Duration, class string) (*x509.Certificate, error) {
 	var leaf *x509.Certificate
 	conf := &tls.Config{
 		ServerName: serverName,
@@ -109,6 +152,9 @@ func servedLeaf(ctx context.Context, address, serverName string, timeout time.Du
 			}
 			return nil
 		},
+	}
+	if class != "" {
+		conf.MaxVersion, conf.CipherSuites = tls.VersionTLS12, classSuites[class]
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

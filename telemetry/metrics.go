@@ -53,6 +53,8 @@ var (
 		"When a pass for this configured name last ended with a valid certificate in place (kept, restored or newly issued).", "gauge", []string{"name"}}
 	certFailures = def{"certkeeper_certificate_consecutive_failures",
 		"Failed passes for this configured name since the last one that succeeded.", "gauge", []string{"name"}}
+	certRevoked = def{"certkeeper_certificate_revoked",
+		"1 while the certificate on disk for this configured name is revoked in Vault (its issuer's CRL lists it) and not yet replaced; 0 otherwise.", "gauge", []string{"name"}}
 	caNotAfter = def{"certkeeper_ca_not_after_timestamp_seconds",
 		"When each CA in the chain of the certificate held for this configured name expires.", "gauge", []string{"name", "subject"}}
 	crlNextUpdate = def{"certkeeper_trust_bundle_crl_next_update_timestamp_seconds",
@@ -104,7 +106,7 @@ var (
 
 // catalog is every metric above, for documentation and tests.
 var catalog = []def{
-	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures,
+	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures, certRevoked,
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
 	vaultRequests, vaultDuration, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
 	serviceReloadReasons, serviceBacklog, bundleCA, bundleCASince, certOutlives, certPinned,

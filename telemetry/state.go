@@ -55,7 +55,7 @@ type stateCollector struct {
 }
 
 var stateDefs = []def{
-	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures,
+	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures, certRevoked,
 	caNotAfter, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
 	certOutlives, certPinned,
 }
@@ -95,6 +95,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				emit(certPinned, prometheus.GaugeValue, boolValue(st.CARotation != nil && st.CARotation.Pinned), st.Name)
 			}
 			emit(certFailures, prometheus.GaugeValue, float64(st.Failures), st.Name)
+			revoked := 0.0
+			if st.State == agent.StateRevoked {
+				revoked = 1
+			}
+			emit(certRevoked, prometheus.GaugeValue, revoked, st.Name)
 			// Both results exist from the start, at zero, so increase()
 			// sees the first failure.
 			rc := c.m.renewalCounts(st.Name)

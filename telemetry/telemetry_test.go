@@ -97,7 +97,8 @@ func TestStateFollowsTheAgent(t *testing.T) {
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(71 * time.Hour), RenewAt: now.Add(40 * time.Hour),
 		State: agent.StateValid, LastResult: "issued", LastSuccess: now.Add(-time.Hour)}
 	api := agent.Status{Name: "api", CommonName: "api.example.internal", State: agent.StateMissing, LastResult: "failed", Failures: 3}
-	fa := &fakeAgent{statuses: []agent.Status{api, web}, chains: map[string][]*x509.Certificate{"web": {inter, root}}}
+	db := agent.Status{Name: "db", CommonName: "db.example.internal", Serial: "0c", NotAfter: now.Add(time.Hour), RevokedAt: now.Add(-time.Minute), State: agent.StateRevoked}
+	fa := &fakeAgent{statuses: []agent.Status{api, web, db}, chains: map[string][]*x509.Certificate{"web": {inter, root}}}
 	tokenExp := now.Add(20 * time.Minute)
 	files := fakeFiles{
 		{Path: "/etc/ssl/a.pem", Certificates: []filewatch.Certificate{{Subject: "CN=a", NotAfter: now.Add(time.Hour)}, {Subject: "CN=b", NotAfter: now.Add(2 * time.Hour)}}},
@@ -123,6 +124,9 @@ func TestStateFollowsTheAgent(t *testing.T) {
 		{"certkeeper_certificate_info", []string{"name", "web", "common_name", "web.example.internal", "serial", "0a:0b", "issuer", "Example Intermediate"}, 1},
 		{"certkeeper_certificate_consecutive_failures", []string{"name", "web"}, 0},
 		{"certkeeper_certificate_consecutive_failures", []string{"name", "api"}, 3},
+		{"certkeeper_certificate_revoked", []string{"name", "db"}, 1},
+		{"certkeeper_certificate_revoked", []string{"name", "web"}, 0},
+		{"certkeeper_certificate_revoked", []string{"name", "api"}, 0},
 		{"certkeeper_certificate_renewals_total", []string{"name", "web", "result", "success"}, 1},
 		{"certkeeper_certificate_renewals_total", []string{"name", "web", "result", "failure"}, 0},
 		{"certkeeper_certificate_renewals_total", []string{"name", "api", "result", "failure"}, 1},

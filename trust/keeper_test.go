@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"math/big"
 	"os"
@@ -172,10 +173,12 @@ func TestFailureStatus(t *testing.T) {
 	}
 }
 
-// TestCRLInItsLastThird: a CRL Vault has not renewed by the last third of
-// its life is warned about (servers reject every client once it expires);
-// one younger than that is not.
-func TestCRLInItsLastThird(t *testing.T) {
+// TestCRLPastItsRebuildPoint: a CRL Vault has not rebuilt by the point of
+// its life where this process asks it to (80-90%, here 85%), and that
+// Vault will not rebuild on request, is warned about (servers reject every
+// client once it expires); one younger than that is neither rebuilt nor
+// warned about.
+func TestCRLPastItsRebuildPoint(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		age  time.Duration // of a CRL that lives age + 60 minutes
@@ -183,19 +186,21 @@ func TestCRLInItsLastThird(t *testing.T) {
 	}{
 		{"fresh", time.Minute, false},
 		{"at 40% of its life", 40 * time.Minute, false},
-		{"at 80% of its life", 240 * time.Minute, true},
+		{"at 80% of its life", 240 * time.Minute, false},
+		{"at 90% of its life", 540 * time.Minute, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f, _, inter := twoTier(t)
 			inter.age, inter.crlLife = tt.age, time.Hour
+			f.rotateErr = errors.New("permission denied")
 			cfg, _ := bundleConfig(t, "pki_int", "pki")
 			log, logs := bufferLog()
-			if out := New(Options{Config: cfg, Source: f, Log: log}).Once(t.Context()); out[0].Err != nil {
+			if out := New(Options{Config: cfg, Source: f, Log: log, Rand: func() float64 { return 0.5 }}).Once(t.Context()); out[0].Err != nil {
 				t.Fatal(out[0].Err)
 			}
 			warned := strings.Contains(logs.String(), `the CRL of \"test intermediate\" expires at`)
-			if warned != tt.warn {
-				t.Errorf("warned %v, want %v:\n%s", warned, tt.warn, logs)
+			if warned != tt.warn || (f.count("rotate pki_int") > 0) != tt.warn {
+				t.Errorf("warned %v, asked to rebuild %d times, want %v:\n%s", warned, f.count("rotate pki_int"), tt.warn, logs)
 			}
 		})
 	}

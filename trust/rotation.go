@@ -73,6 +73,28 @@ func (k *Keeper) knownCAs(tb config.TrustBundle) []CAInfo {
 	return k.saved[tb.Name]
 }
 
+// IssuersChanged is told that a mount's issuers changed (the agent's
+// listing of its certificates' mounts saw a new issuer or a new default):
+// the mount is listed again at once rather than when the keeper's list of
+// it runs out (issuersTTL), and every bundle that takes it is refreshed
+// now, so the new CA reaches servers before any leaf from it can. A bundle
+// servers refused keeps its hold (Refused).
+func (k *Keeper) IssuersChanged(mount string) {
+	k.memo.forgetIssuers(mount)
+	now := k.now()
+	for _, tb := range k.cfg.TrustBundles {
+		if !slices.Contains(tb.Mounts, mount) {
+			continue
+		}
+		k.mu.Lock()
+		held := k.refused[tb.Name]
+		k.mu.Unlock()
+		if !held {
+			k.queue.Set(tb.Name, now)
+		}
+	}
+}
+
 // TrustedSince says how long this host's trust bundles have held ca: the
 // latest of the times it entered each bundle whose mounts include mount.
 // covered is false when no bundle takes that mount; since is zero when a

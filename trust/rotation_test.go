@@ -63,6 +63,12 @@ func TestBundleChangeNotices(t *testing.T) {
 
 	next := newCA(t, "test intermediate 2", root, time.Now().Add(5*365*24*time.Hour))
 	f.mounts["pki_int"] = append(f.mounts["pki_int"], fakeIssuer{ref: "int-2", ca: next, hasKey: true})
+	// The keeper lists a mount's issuers once per issuersTTL; the agent's
+	// issuer listing saw the new one, and says so.
+	k.IssuersChanged("pki_int")
+	if at, queued := k.queue.When(tb.Name); !queued || at.After(time.Now()) {
+		t.Errorf("after IssuersChanged the bundle is due at %v (queued %v), want now", at, queued)
+	}
 	k.Once(t.Context())
 	added := n.lastNotice(t)
 	if added.Reason != notice.CAAdded || !added.Urgent || len(added.Added) != 1 || added.Added[0].Subject != "test intermediate 2" || !added.Deadline.IsZero() {
@@ -70,6 +76,7 @@ func TestBundleChangeNotices(t *testing.T) {
 	}
 
 	f.mounts["pki_int"] = []fakeIssuer{{ref: "int-2", ca: next, hasKey: true}, {ref: "root-in-int", ca: root}}
+	k.IssuersChanged("pki_int")
 	k.Once(t.Context())
 	removed := n.lastNotice(t)
 	if removed.Reason != notice.CARemoved || removed.Urgent || len(removed.Removed) != 1 || removed.Removed[0].Subject != "test intermediate" {

@@ -58,7 +58,7 @@ func (k *Keeper) record(tb config.TrustBundle, res *Result, err error) Status {
 		st.Failures, st.LastError, st.State = 0, "", StateOK
 		st.CAs = res.CAs
 		st.LastRefresh = now
-		st.NextRefresh = nextRefresh(now, tb.CRLRefresh, res.CAs)
+		st.NextRefresh = nextRefresh(now, tb.CRLRefresh, res.CAs, k.rotateAt)
 	}
 	cp := *st
 	all := k.statusesLocked()

@@ -32,10 +32,14 @@ import (
 	"github.com/certkeeper/certkeeper/vault"
 )
 
-// Source reads issuers and CRLs; *vault.Client is the real one.
+// Source reads issuers and CRLs, and has Vault rebuild CRLs; *vault.Client
+// is the real one.
 type Source interface {
 	Issuers(ctx context.Context, mount string) ([]vault.CAIssuer, error)
-	CRL(ctx context.Context, mount, ref string) ([]byte, error)
+	// CRL answers with no data when the CRL was not rebuilt since since
+	// (a 304); a zero since asks unconditionally.
+	CRL(ctx context.Context, mount, ref string, since time.Time) (*vault.CRLAnswer, error)
+	RotateCRL(ctx context.Context, mount string) error
 }
 
 // Notifier hears about bundle files that changed, so the services reading
@@ -43,6 +47,10 @@ type Source interface {
 // *services.Manager is the real one.
 type Notifier interface {
 	BundleChanged(tb config.TrustBundle, change *sinks.Change, n notice.Notice)
+	// BundleSettled is told that a bundle whose new files servers refused
+	// (Refused) is, at its next refresh, what is on disk already: Vault
+	// no longer serves what was refused.
+	BundleSettled(tb config.TrustBundle)
 }
 
 // Observer hears about CRLs, for metrics. Nil is fine.
@@ -61,7 +69,11 @@ type Options struct {
 	Source   Source
 	Notifier Notifier // may be nil
 	Observer Observer // may be nil
-	Log      *slog.Logger
+	// Revocations, if not nil, hears every current CRL the keeper holds,
+	// and names the issuers whose CRLs it must fetch beyond the bundles'
+	// (revocation.go).
+	Revocations Revocations
+	Log         *slog.Logger
 	// Now and Rand default to the real clock and math/rand.
 	Now  func() time.Time
 	Rand func() float64
@@ -69,19 +81,34 @@ type Options struct {
 
 // Keeper keeps the configured trust bundles fresh.
 type Keeper struct {
-	cfg      *config.Config
-	src      Source
-	notifier Notifier
-	observer Observer
-	log      *slog.Logger
-	now      func() time.Time
-	rand     func() float64
+	cfg         *config.Config
+	src         Source
+	notifier    Notifier
+	observer    Observer
+	revocations Revocations
+	log         *slog.Logger
+	now         func() time.Time
+	rand        func() float64
+
+	// queue schedules every bundle, and the revocation watch (watchKey).
+	queue *schedule.Queue
+	// memo spares Vault requests between rounds.
+	memo *memo
+	// rotateAt is the share of a CRL's life after which this process asks
+	// Vault to rebuild it (crlFor).
+	rotateAt float64
+	watch    watch
 
 	mu     sync.Mutex
 	status map[string]*Status
 	// saved are the CAs of each bundle as a previous process saved them,
 	// read once (rotation.go).
 	saved map[string][]CAInfo
+	// refused are the bundles whose new files servers refused, until
+	// their next refresh (Refused).
+	refused map[string]bool
+	// warned are the warnings logged already (warnOnce).
+	warned map[string]bool
 	// writing keeps refreshes one at a time: Run's and those of a once
 	// request to the running daemon write the same files.
 	writing sync.Mutex
@@ -90,14 +117,17 @@ type Keeper struct {
 // New makes a keeper; it touches neither disk nor Vault until used.
 func New(o Options) *Keeper {
 	k := &Keeper{
-		cfg:      o.Config,
-		src:      o.Source,
-		notifier: o.Notifier,
-		observer: o.Observer,
-		log:      o.Log,
-		now:      o.Now,
-		rand:     o.Rand,
-		status:   map[string]*Status{},
+		cfg:         o.Config,
+		src:         o.Source,
+		notifier:    o.Notifier,
+		observer:    o.Observer,
+		revocations: o.Revocations,
+		log:         o.Log,
+		now:         o.Now,
+		rand:        o.Rand,
+		memo:        newMemo(),
+		status:      map[string]*Status{},
+		refused:     map[string]bool{},
 	}
 	if k.log == nil {
 		k.log = slog.Default()
@@ -108,8 +138,20 @@ func New(o Options) *Keeper {
 	if k.rand == nil {
 		k.rand = rand.Float64
 	}
+	k.queue = schedule.New(k.now)
+	k.rotateAt = rotateFrom + (rotateTo-rotateFrom)*k.rand()
 	return k
 }
+
+// A CRL that Vault has not rebuilt by this share of its life is rebuilt on
+// request; each process draws its point in between, so hosts of a fleet do
+// not all ask at once. The window ends before CertkeeperCRLAboutToGoStale
+// (6 hours before NextUpdate) fires for a 72-hour CRL, and starts after
+// Vault's own auto_rebuild (12-hour grace by default) would have acted.
+const (
+	rotateFrom = 0.80
+	rotateTo   = 0.90
+)
 
 // roundWindow is how close together bundles must fall due to be refreshed
 // in one round, sharing what was fetched for their mounts.
@@ -118,18 +160,20 @@ const roundWindow = time.Second
 // Run refreshes every bundle now, then keeps them fresh until ctx ends.
 // passed, if not nil, is called after every round of refreshes, whatever
 // their outcome; Unplaced then says which bundles are not in place (the
-// daemon's READY=1 waits on that).
+// daemon's READY=1 waits on that). Beside the bundles it watches the CRLs
+// of the issuers of the certificates held (revocation.go), with or
+// without bundles.
 func (k *Keeper) Run(ctx context.Context, passed func()) {
-	if len(k.cfg.TrustBundles) == 0 {
-		if passed != nil {
-			passed()
-		}
-		<-ctx.Done()
-		return
-	}
-	q := schedule.New(k.now)
+	q := k.queue
 	for _, tb := range k.cfg.TrustBundles {
 		q.Set(tb.Name, time.Time{})
+	}
+	if k.revocations != nil {
+		// After the bundles: what they fetch need not be fetched again.
+		q.Set(watchKey, k.now().Add(roundWindow))
+	}
+	if len(k.cfg.TrustBundles) == 0 && passed != nil {
+		passed()
 	}
 	for {
 		name, err := q.Next(ctx)
@@ -143,8 +187,13 @@ func (k *Keeper) Run(ctx context.Context, passed func()) {
 				due = append(due, tb.Name)
 			}
 		}
-		r := newRound(k.src)
+		r := newRound(k.src, k.memo, k.now())
+		watchDue := false
 		for _, n := range due {
+			if n == watchKey {
+				watchDue = true
+				continue
+			}
 			tb, ok := k.bundle(n)
 			if !ok {
 				continue
@@ -153,7 +202,17 @@ func (k *Keeper) Run(ctx context.Context, passed func()) {
 			if ctx.Err() != nil {
 				return
 			}
-			q.Set(n, next)
+			// Refused (from another goroutine) may have moved it later.
+			if at, queued := q.When(n); !queued || at.Before(next) {
+				q.Set(n, next)
+			}
+		}
+		if at, ok := q.When(watchKey); watchDue || (ok && at.Before(k.now().Add(roundWindow))) {
+			next := k.checkHeld(ctx, r)
+			if ctx.Err() != nil {
+				return
+			}
+			q.Set(watchKey, next)
 		}
 		if passed != nil {
 			passed()
@@ -204,7 +263,7 @@ func (k *Keeper) Once(ctx context.Context) []Outcome {
 		err := onceRetry.Do(ctx, backoff.Hooks{Rand: k.rand, Retrying: func(err error, d time.Duration) {
 			k.log.Warn("trust bundle refresh failed, retrying", "bundle", tb.Name, "error", err, "retry_in", d.String())
 		}}, func() (err error) {
-			res, err = k.refresh(ctx, newRound(k.src), tb)
+			res, err = k.refresh(ctx, newRound(k.src, k.memo, k.now()), tb)
 			return err
 		})
 		k.record(tb, res, err)
@@ -223,17 +282,23 @@ type Result struct {
 func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (*Result, error) {
 	k.writing.Lock()
 	defer k.writing.Unlock()
-	now := k.now()
 	prevCAs := caCount(tb.CAFile)
 	existing := readCRLs(tb.CRLFile, prevCAs)
 	oldCAs := readCAs(tb.CAFile)
-	b, err := build(ctx, r, tb, existing, now)
+	b, err := build(ctx, r, tb, existing, k.rotateAt)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range b.warnings {
-		k.log.Warn(w, "bundle", tb.Name)
+		k.warnOnce(w, "bundle", tb.Name)
 	}
+	for _, c := range b.cas {
+		if c.crl != nil && c.rotatedFrom != nil {
+			k.log.Info("asked vault to rebuild a CRL near its expiry, and got the new one", "bundle", tb.Name, "issuer", subject(c.cert),
+				"old_next_update", c.rotatedFrom.NextUpdate.UTC().Format(time.RFC3339), "next_update", c.crl.NextUpdate.UTC().Format(time.RFC3339))
+		}
+	}
+	k.covers(tb, b)
 	journal := statedir.Dir(k.cfg.StateDir).TrustJournal(tb.Name)
 	if err := sinks.Recover(journal, destinations(tb)); err != nil {
 		return nil, err
@@ -251,7 +316,7 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		return nil, err
 	}
 	res := &Result{CAs: b.info(), Written: change.Written}
-	k.trustedSince(tb, res.CAs, now)
+	k.trustedSince(tb, res.CAs, k.now())
 	if k.observer != nil {
 		for _, ca := range res.CAs {
 			if !ca.CRLNextUpdate.IsZero() {
@@ -260,6 +325,10 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		}
 		k.observer.BundleCAs(tb.Name, res.CAs)
 	}
+	k.mu.Lock()
+	wasRefused := k.refused[tb.Name]
+	delete(k.refused, tb.Name)
+	k.mu.Unlock()
 	if change.Changed() {
 		n := changeNotice(tb, oldCAs, existing, res.CAs, change.Written)
 		k.log.Info("trust bundle written", "bundle", tb.Name, "files", change.Written, "cas", len(res.CAs), "crls", crlSummary(res.CAs),
@@ -269,6 +338,10 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		}
 	} else {
 		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)
+		if wasRefused && k.notifier != nil {
+			k.log.Info("vault no longer serves the trust files servers refused; the files they have are current", "bundle", tb.Name)
+			k.notifier.BundleSettled(tb)
+		}
 	}
 	return res, nil
 }

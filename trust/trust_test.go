@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -55,6 +56,12 @@ func (c *testCA) revoke(serial int64) {
 	c.cached = nil
 }
 
+// rebuild makes the CRL anew, as crl/rotate does: new dates, same entries.
+func (c *testCA) rebuild() {
+	c.cached = nil
+	c.age = 0
+}
+
 func newCA(t *testing.T, cn string, parent *testCA, notAfter time.Time) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -77,6 +84,18 @@ func newCA(t *testing.T, cn string, parent *testCA, notAfter time.Time) *testCA 
 	}
 	cert, _ := x509.ParseCertificate(der)
 	return &testCA{cert: cert, key: key, crlLife: 72 * time.Hour}
+}
+
+// crlWith is a current CRL of c with one more extension.
+func (c *testCA) crlWith(t *testing.T, ext pkix.Extension) []byte {
+	t.Helper()
+	c.number++
+	tmpl := &x509.RevocationList{Number: big.NewInt(c.number), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour), ExtraExtensions: []pkix.Extension{ext}}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, c.cert, c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 }
 
 func (c *testCA) crl(t *testing.T) []byte {
@@ -114,7 +133,14 @@ type fakeVault struct {
 	calls  map[string]int
 	// crlOverride replaces the CRL served for a ref.
 	crlOverride map[string][]byte
-	// failIssuers fails that many Issuers calls (then they work).
+	// served is what each CRL answer held, for If-Modified-Since; date is
+	// the Date every answer carries.
+	served    map[string]string
+	date      time.Time
+	rotateErr error
+	// failIssuers fails that many Issuers calls (then they work), and
+	// every CRL request while any remain: a sealed Vault answers neither,
+	// and the keeper lists issuers only every issuersTTL.
 	failIssuers int
 }
 
@@ -147,10 +173,32 @@ func (f *fakeVault) Issuers(_ context.Context, mount string) ([]vault.CAIssuer, 
 	return out, nil
 }
 
-func (f *fakeVault) CRL(_ context.Context, mount, ref string) ([]byte, error) {
+func (f *fakeVault) CRL(_ context.Context, mount, ref string, since time.Time) (*vault.CRLAnswer, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["crl "+mount]++
+	if f.failIssuers > 0 {
+		return nil, &vault.Error{Status: 503, Err: errors.New("vault is sealed")}
+	}
+	data, err := f.crlLocked(mount, ref)
+	if err != nil {
+		return nil, err
+	}
+	// Vault's If-Modified-Since: the same bytes as at the last answer
+	// (which carried date) are not modified.
+	key := mount + " " + ref
+	if !since.IsZero() && f.served[key] == string(data) {
+		f.calls["304 "+mount]++
+		return &vault.CRLAnswer{Date: f.date}, nil
+	}
+	if f.served == nil {
+		f.served = map[string]string{}
+	}
+	f.served[key] = string(data)
+	return &vault.CRLAnswer{Data: data, Date: f.date}, nil
+}
+
+func (f *fakeVault) crlLocked(mount, ref string) ([]byte, error) {
 	if data, ok := f.crlOverride[ref]; ok {
 		return data, nil
 	}
@@ -165,6 +213,21 @@ func (f *fakeVault) CRL(_ context.Context, mount, ref string) ([]byte, error) {
 	return nil, &vault.Error{Status: 404, Err: errors.New("no such issuer")}
 }
 
+func (f *fakeVault) RotateCRL(_ context.Context, mount string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["rotate "+mount]++
+	if f.rotateErr != nil {
+		return f.rotateErr
+	}
+	for _, is := range f.mounts[mount] {
+		if is.hasKey {
+			is.ca.rebuild()
+		}
+	}
+	return nil
+}
+
 func (f *fakeVault) count(what string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -176,7 +239,7 @@ func (f *fakeVault) count(what string) int {
 func twoTier(t *testing.T) (*fakeVault, *testCA, *testCA) {
 	root := newCA(t, "test root", nil, time.Now().Add(10*365*24*time.Hour))
 	inter := newCA(t, "test intermediate", root, time.Now().Add(5*365*24*time.Hour))
-	f := &fakeVault{t: t, calls: map[string]int{}, crlOverride: map[string][]byte{}, mounts: map[string][]fakeIssuer{
+	f := &fakeVault{t: t, calls: map[string]int{}, crlOverride: map[string][]byte{}, date: time.Now(), mounts: map[string][]fakeIssuer{
 		"pki":     {{ref: "root-in-pki", ca: root, hasKey: true}},
 		"pki_int": {{ref: "int", ca: inter, hasKey: true}, {ref: "root-in-int", ca: root}},
 	}}
@@ -194,6 +257,12 @@ func (n *notified) BundleChanged(tb config.TrustBundle, change *sinks.Change, no
 	defer n.mu.Unlock()
 	n.sources = append(n.sources, note.Source()+"->"+strings.Join(tb.Notify, ","))
 	n.notices = append(n.notices, note)
+}
+
+func (n *notified) BundleSettled(tb config.TrustBundle) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sources = append(n.sources, "settled "+tb.Name)
 }
 
 func (n *notified) count() int {
@@ -314,6 +383,8 @@ func TestBadCRLNeverWritten(t *testing.T) {
 		{"wrong issuer", root.crl(t), `names issuer "CN=test root"`},
 		{"expired", expired.crl(t), "expired at"},
 		{"garbage", []byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"), "parsing"},
+		{"delta", inter.crlWith(t, pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: []byte{2, 1, 1}}), "delta CRL"},
+		{"unknown critical extension", inter.crlWith(t, pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 55555, 1}, Critical: true, Value: []byte{5, 0}}), "critical extension 1.3.6.1.4.1.55555.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -435,7 +506,7 @@ func TestNextRefresh(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nextRefresh(now, tt.interval, tt.cas); !got.Equal(now.Add(tt.want)) {
+			if got := nextRefresh(now, tt.interval, tt.cas, 0.9); !got.Equal(now.Add(tt.want)) {
 				t.Errorf("next refresh in %v, want %v", got.Sub(now), tt.want)
 			}
 		})
@@ -476,14 +547,14 @@ func TestUnplaced(t *testing.T) {
 	f.mu.Lock()
 	f.mounts = map[string][]fakeIssuer{}
 	f.mu.Unlock()
-	k.pass(t.Context(), newRound(f), tb)
+	k.pass(t.Context(), newRound(f, newMemo(), time.Now()), tb)
 	if got := k.Unplaced(); len(got) != 1 || got[0].LastError == "" {
 		t.Fatalf("with Vault failing and nothing on disk Unplaced = %+v", got)
 	}
 	f.mu.Lock()
 	f.mounts = mounts
 	f.mu.Unlock()
-	k.pass(t.Context(), newRound(f), tb)
+	k.pass(t.Context(), newRound(f, newMemo(), time.Now()), tb)
 	if got := k.Unplaced(); len(got) != 0 {
 		t.Fatalf("after a refresh Unplaced = %+v", got)
 	}
@@ -493,7 +564,7 @@ func TestUnplaced(t *testing.T) {
 	f.mounts = map[string][]fakeIssuer{}
 	f.mu.Unlock()
 	k2 := New(Options{Config: cfg, Source: f})
-	k2.pass(t.Context(), newRound(f), tb)
+	k2.pass(t.Context(), newRound(f, newMemo(), time.Now()), tb)
 	if got := k2.Unplaced(); len(got) != 0 {
 		t.Errorf("complete files from an earlier run, Vault failing: Unplaced = %+v", got)
 	}

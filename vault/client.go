@@ -185,13 +185,22 @@ func (c *Client) Close() { c.session.close() }
 // write sends an authenticated write, logging in first if needed, and once
 // more if Vault says the token is no longer good.
 func (c *Client) write(ctx context.Context, path string, data map[string]any) (*api.Secret, error) {
+	return c.authed(ctx, path, func(ctx context.Context) (*api.Secret, error) {
+		return c.api.Logical().WriteWithContext(ctx, path, data)
+	})
+}
+
+// authed sends one authenticated request (call, to path), logging in
+// first if needed, and once more if Vault says the token is no longer
+// good.
+func (c *Client) authed(ctx context.Context, path string, call func(context.Context) (*api.Secret, error)) (*api.Secret, error) {
 	for attempt := 0; ; attempt++ {
 		gen, err := c.session.ensure(ctx)
 		if err != nil {
 			return nil, err
 		}
 		ctx, info := withCallInfo(ctx)
-		secret, err := c.api.Logical().WriteWithContext(ctx, path, data)
+		secret, err := call(ctx)
 		if err == nil {
 			return secret, nil
 		}
@@ -402,8 +411,14 @@ func Operation(path string) string {
 		return "sign"
 	case strings.Contains(p, "/issue/"):
 		return "issue"
+	case strings.HasSuffix(p, "/crl/rotate"):
+		return "crl_rotate"
+	case strings.HasSuffix(p, "/revoke-with-key"):
+		return "revoke"
 	case strings.Contains(p, "/crl"):
 		return "crl"
+	case strings.Contains(p, "/cert/") && !strings.HasSuffix(p, "/ca_chain"):
+		return "cert"
 	case strings.Contains(p, "ca_chain") || strings.Contains(p, "/issuer"):
 		return "ca"
 	}

@@ -10,8 +10,11 @@ import (
 
 // Policy returns the least-privilege Vault policy (HCL) that cfg needs:
 // exactly the sign or issue path of each certificate's role, the issuer
-// list, issuer certificates and CRLs of each trust bundle's mounts, and
-// what a token needs to look itself up and renew itself. Nothing else.
+// list and issuer certificates of each trust bundle's mounts and each
+// certificate's mount, their CRLs and the rebuild of them (crl/rotate)
+// where CRLs are read, revoke-with-key on the mounts of certificates with
+// revoke_superseded, and what a token needs to look itself up and renew
+// itself. Nothing else.
 // (Vault 1.21 serves the issuer reads without a token too; the policy
 // grants them so a Vault that requires one still works.)
 func Policy(cfg *config.Config) string {
@@ -21,20 +24,37 @@ func Policy(cfg *config.Config) string {
 		"auth/token/lookup-self": {"read"},
 		"auth/token/renew-self":  {"update"},
 	}
+	// crls: reading a mount's CRLs comes with rebuilding them when Vault
+	// lets them near expiry (auto_rebuild off, as setup-pki.sh ships).
+	crls := func(m string) {
+		rules[m+"/issuers"] = []string{"list"}
+		rules[m+"/issuer/+/json"] = []string{"read"}
+		rules[m+"/issuer/+/crl/pem"] = []string{"read"}
+		rules[m+"/crl/rotate"] = []string{"read"}
+	}
 	for _, c := range cfg.Certificates {
 		rules[fmt.Sprintf("%s/%s/%s", c.Mount, c.IssueMode, c.Role)] = []string{"update"}
 		// During a CA rotation a certificate stays with its issuer until
 		// the new one has soaked (agent/carotation.go): the issuer is named
-		// in the path, and the mount's issuers are listed to notice it.
+		// in the path; crls below lists the mount's issuers, which is how
+		// a new one is noticed.
 		rules[fmt.Sprintf("%s/issuer/+/%s/%s", c.Mount, c.IssueMode, c.Role)] = []string{"update"}
-		rules[c.Mount+"/issuers"] = []string{"list"}
-		rules[c.Mount+"/issuer/+/json"] = []string{"read"}
+		// Whether the certificate was revoked: its issuer's CRL.
+		crls(c.Mount)
+		if c.RevokeSuperseded {
+			// revoke-with-key, not revoke: it revokes only a certificate
+			// whose key the caller holds, where revoke takes any serial
+			// of the mount.
+			rules[c.Mount+"/revoke-with-key"] = []string{"update"}
+		}
 	}
 	for _, tb := range cfg.TrustBundles {
 		for _, m := range tb.Mounts {
 			rules[m+"/issuers"] = []string{"list"}
 			rules[m+"/issuer/+/json"] = []string{"read"}
-			rules[m+"/issuer/+/crl/pem"] = []string{"read"}
+			if tb.CRLFile != "" {
+				crls(m)
+			}
 		}
 	}
 	paths := make([]string, 0, len(rules))

@@ -48,7 +48,7 @@ func TestPolicyNamesTheAuthRoles(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatalf("the output is not HCL: %v", diags)
 	}
-	if n := len(f.Body.(*hclsyntax.Body).Blocks); n != 6 {
-		t.Errorf("%d path blocks, want 6 (lookup-self, renew-self, the sign path, the sign path naming an issuer, the issuer list, the issuers' certificates)", n)
+	if n := len(f.Body.(*hclsyntax.Body).Blocks); n != 8 {
+		t.Errorf("%d path blocks, want 8 (lookup-self, renew-self, the sign path, the sign path naming an issuer, and the issuers, issuer json, CRL and crl/rotate of its mount for the revocation check and CA rotation)", n)
 	}
 }

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/certkeeper/certkeeper/config"
 )
 
 func TestParseIssuedRefusesWrongShapes(t *testing.T) {
@@ -58,6 +61,9 @@ func TestOperation(t *testing.T) {
 		"/v1/pki/crl/pem":                 "crl",
 		"/v1/pki_int/issuer/default/crl":  "crl",
 		"/v1/pki_int/cert/ca_chain":       "ca",
+		"/v1/pki_int/cert/1a:2b":          "cert",
+		"/v1/pki_int/crl/rotate":          "crl_rotate",
+		"/v1/pki_int/revoke-with-key":     "revoke",
 		"/v1/sys/health":                  "other",
 	} {
 		if got := Operation(path); got != want {
@@ -101,5 +107,63 @@ func TestClassifyAndTransient(t *testing.T) {
 	}
 	if !Transient(classify(errors.New("dial tcp: connection refused"), &callInfo{})) {
 		t.Error("unreachable Vault not transient")
+	}
+}
+
+func TestPolicyGrantsRevokeWithKeyOnlyWhenAsked(t *testing.T) {
+	cfg := &config.Config{Path: "c.hcl", Certificates: []config.Certificate{
+		{Name: "web", Mount: "pki_servers", Role: "web", IssueMode: config.ModeSign, RevokeSuperseded: true},
+		{Name: "caller", Mount: "pki_clients", Role: "client", IssueMode: config.ModeSign},
+	}}
+	p := Policy(cfg)
+	for _, want := range []string{
+		"path \"pki_servers/revoke-with-key\" {\n  capabilities = [\"update\"]\n}",
+		"path \"pki_servers/crl/rotate\" {\n  capabilities = [\"read\"]\n}",
+		"path \"pki_clients/crl/rotate\" {\n  capabilities = [\"read\"]\n}",
+		"path \"pki_clients/issuer/+/crl/pem\"",
+	} {
+		if !strings.Contains(p, want) {
+			t.Errorf("policy lacks %q:\n%s", want, p)
+		}
+	}
+	for _, never := range []string{`"pki_clients/revoke-with-key"`, `/revoke"`, `"pki_servers/revoke"`, `/cert/`} {
+		if strings.Contains(p, never) {
+			t.Errorf("policy grants %s:\n%s", never, p)
+		}
+	}
+	cfg.Certificates[0].RevokeSuperseded = false
+	if p := Policy(cfg); strings.Contains(p, "revoke") {
+		t.Errorf("without revoke_superseded the policy grants a revocation:\n%s", p)
+	}
+}
+
+func TestRefusedRevocationsAreNotTransient(t *testing.T) {
+	for _, tt := range []struct {
+		status  int
+		msg     string
+		refused bool
+	}{
+		{500, "vault answered 500 on pki/revoke-with-key: provided private key does not match certificate's public key", true},
+		{500, "vault answered 500 on pki/revoke-with-key: unable to verify signature on presented cert from any present issuer in this mount; certificates from previous CAs will need ...", true},
+		{400, "vault answered 400 on pki/revoke-with-key: Must have private key to revoke via the /revoke-with-key path.", true},
+		{500, "vault answered 500 on pki/revoke-with-key: local node not active but active cluster node not found", false},
+		{503, "vault answered 503 on pki/revoke-with-key: Vault is sealed", false},
+		{429, "vault answered 429 on pki/revoke-with-key: request path ...: rate limit quota exceeded", false},
+	} {
+		err := &Error{Status: tt.status, Err: errors.New(tt.msg)}
+		if got := refused(err); got != tt.refused {
+			t.Errorf("refused(%d %q) = %v, want %v", tt.status, tt.msg, got, tt.refused)
+		}
+	}
+}
+
+func TestUnixField(t *testing.T) {
+	if got := unixField(json.Number("1764500000")); !got.Equal(time.Unix(1764500000, 0)) {
+		t.Errorf("json.Number: %v", got)
+	}
+	for _, zero := range []any{json.Number("0"), nil, "soon", float64(-1)} {
+		if got := unixField(zero); !got.IsZero() {
+			t.Errorf("unixField(%v) = %v, want zero", zero, got)
+		}
 	}
 }

@@ -184,7 +184,7 @@ func cmdStatus(ctx context.Context, e *env) int {
 	}
 	code := printServingStatus(e, r, now)
 	for _, st := range r.Certificates {
-		if st.State == agent.StateMissing || st.State == agent.StateExpired {
+		if st.State == agent.StateMissing || st.State == agent.StateExpired || st.State == agent.StateRevoked {
 			return 1
 		}
 	}

@@ -58,10 +58,17 @@ func serviceStates(e *env, svcs []services.Status) func(cert string) string {
 // note is what an operator needs next: why it fails and when the next
 // attempt is, or why a certificate on disk will be replaced.
 func note(st agent.Status, now time.Time) string {
+	if !st.RevokedAt.IsZero() {
+		n := "revoked in vault " + ago(now, st.RevokedAt) + ", being replaced"
+		if st.Failures > 0 {
+			n += fmt.Sprintf("; failed %d times in a row: %s", st.Failures, oneLine(st.LastError))
+		}
+		return n
+	}
 	if st.Failures > 0 {
 		n := fmt.Sprintf("failed %d times in a row", st.Failures)
 		if !st.NextAttempt.IsZero() {
-			n += ", next attempt in " + until(now, st.NextAttempt)
+			n += ", " + nextAttempt(now, st.NextAttempt)
 		}
 		return n + ": " + oneLine(st.LastError)
 	}
@@ -94,7 +101,7 @@ func printAuthStatus(e *env, r daemon.StatusReport, now time.Time) {
 			state, note = "in use", "logged in "+ago(now, st.LoggedInAt)
 		case st.Failures > 0:
 			state = "failing"
-			note = fmt.Sprintf("failed %d times in a row, next attempt in %s: %s", st.Failures, until(now, st.NextAttempt), oneLine(st.LastError))
+			note = fmt.Sprintf("failed %d times in a row, %s: %s", st.Failures, nextAttempt(now, st.NextAttempt), oneLine(st.LastError))
 		}
 		fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\n", i+1, st.Method, st.Mount, state, note)
 	}
@@ -190,6 +197,15 @@ func until(now, t time.Time) string {
 		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return d.Round(time.Second).String()
+}
+
+// nextAttempt reads "next attempt in 40s", or "next attempt now" once its
+// time has come (a retry about to run, not one in "now").
+func nextAttempt(now, t time.Time) string {
+	if !t.After(now) {
+		return "next attempt now"
+	}
+	return "next attempt in " + until(now, t)
 }
 
 func ago(now, t time.Time) string {

@@ -115,6 +115,7 @@ func TestPrintAuthStatus(t *testing.T) {
 			LastError: "cert login with /etc/certkeeper/id.crt: vault answered 400 on auth/cert/login: invalid certificate"},
 		{Method: "aws", Mount: "aws", InUse: true, LoggedInAt: now.Add(-5 * time.Minute)},
 		{Method: "approle", Mount: "approle"},
+		{Method: "jwt", Mount: "jwt", Failures: 1, NextAttempt: now.Add(-time.Second), LastError: "jwt login: vault answered 400"},
 	}}, now)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	want := []string{
@@ -122,6 +123,7 @@ func TestPrintAuthStatus(t *testing.T) {
 		`^1 cert +cert +failing +failed 2 times in a row, next attempt in 1m30s: cert login with /etc/certkeeper/id.crt: vault answered 400 on auth/cert/login: invalid certificate$`,
 		`^2 aws +aws +in use +logged in 5m0s ago$`,
 		`^3 approle +approle +- *$`,
+		`^4 jwt +jwt +failing +failed 1 times in a row, next attempt now: jwt login: vault answered 400$`,
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got:\n%s", out.String())

@@ -11,8 +11,9 @@ service "nginx" {
   timeout  = "20s"
   settle   = "500ms"
   verify {
-    address = "127.0.0.1:8443"
-    timeout = "3s"
+    address            = "127.0.0.1:8443"
+    timeout            = "3s"
+    client_certificate = "client"
   }
 }
 
@@ -32,6 +33,9 @@ certificate "web" {
   cert_file   = "/etc/nginx/tls/web.crt"
   key_file    = "/etc/nginx/tls/web.key"
   notify      = ["nginx", "apache", "nginx"]
+
+  revoke_superseded = true
+  revoke_grace      = "10m"
 }
 
 certificate "client" {
@@ -40,6 +44,8 @@ certificate "client" {
   common_name = "client.example.internal"
   cert_file   = "/etc/caller/client.crt"
   key_file    = "/etc/caller/client.key"
+
+  revocation_check = "30s"
 }
 
 trust_bundle "clients" {
@@ -54,5 +60,5 @@ trust_bundle "clients" {
 trust_bundle "one" {
   mount       = "pki_client"
   ca_file     = "/etc/nginx/tls/one-ca.pem"
-  crl_refresh = "1m"
+  crl_refresh = "2m"
 }

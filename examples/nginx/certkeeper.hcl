@@ -37,6 +37,10 @@ service "nginx" {
   verify {
     address     = "127.0.0.1:8443"
     server_name = "web1.example.internal"
+    # After every change to the client trust bundle, connect with the
+    # caller's client certificate and expect to be let in; a CA or CRL file
+    # with which the server refuses valid clients is rolled back.
+    client_certificate = "caller"
   }
 }
 
@@ -79,7 +83,7 @@ trust_bundle "clients" {
   mounts      = ["pki_clients", "pki_root"]
   ca_file     = "/etc/ssl/certkeeper/clients-ca.pem"
   crl_file    = "/etc/ssl/certkeeper/clients.crl.pem"
-  crl_refresh = "5m"
+  crl_refresh = "1m" # the default: a revocation reaches the server within about a minute
   notify      = ["nginx"]
 }
 

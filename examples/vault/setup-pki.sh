@@ -41,14 +41,23 @@ enable_pki() {
     vault secrets enable -path="$mount" pki >/dev/null
     say "mounted $mount"
   fi
-  vault secrets tune -max-lease-ttl="$ttl" "$mount" >/dev/null
+  # If-Modified-Since reaches the PKI engine: a certkeeper polling a CRL
+  # that has not changed gets a 304 without the CRL, which is what makes
+  # polling every minute from a whole fleet cheap.
+  vault secrets tune -max-lease-ttl="$ttl" -passthrough-request-headers=If-Modified-Since "$mount" >/dev/null
   # Issued certificates name where to fetch the CA and its CRL.
   vault write "$mount/config/urls" \
     issuing_certificates="$VAULT_ADDR/v1/$mount/ca" \
     crl_distribution_points="$VAULT_ADDR/v1/$mount/crl" >/dev/null
-  # CRLs are rebuilt automatically and live 3 days; certkeeper refreshes
-  # them long before that, so a revocation reaches nginx within minutes.
-  vault write "$mount/config/crl" expiry=72h auto_rebuild=true auto_rebuild_grace_period=12h >/dev/null
+  # CRLs: auto_rebuild OFF, so every revocation rebuilds the CRL at once
+  # (with it on, Vault leaves a revocation out of the CRL until its
+  # periodic rebuild, days later). The price: Vault never rebuilds a CRL
+  # by itself before it expires. certkeeper does that: past 80-90% of a
+  # CRL's 3 days, the first host to notice asks Vault to rebuild it
+  # (<mount>/crl/rotate, in the hosts' policy below). A revocation
+  # reaches nginx and Apache within certkeeper's crl_refresh (1 minute)
+  # plus the settle window. Trade-offs: README, "Revocation".
+  vault write "$mount/config/crl" expiry=72h auto_rebuild=false enable_delta=false >/dev/null
   # Expired and revoked certificates are removed from storage daily, so
   # Vault's storage does not grow with every renewal of every host.
   vault write "$mount/config/auto-tidy" enabled=true interval_duration=24h \
@@ -93,6 +102,14 @@ intermediate() {
 intermediate "$SERVER_MOUNT" "$DOMAIN server CA"
 intermediate "$CLIENT_MOUNT" "$DOMAIN client CA"
 
+# A changed CRL expiry applies at the next rebuild: rebuild every CA's CRL
+# now (a mount still waiting for its signed intermediate has none).
+for mount in "$ROOT_MOUNT" "$SERVER_MOUNT" "$CLIENT_MOUNT"; do
+  if vault read -field=certificate "$mount/issuer/default" >/dev/null 2>&1; then
+    vault read "$mount/crl/rotate" >/dev/null
+  fi
+done
+
 # --- roles ------------------------------------------------------------------
 # Server certificates: hostnames under the domain, server auth only. Stored
 # (no_store=false) so a compromised host's certificate can be revoked.
@@ -121,24 +138,32 @@ say "roles: $SERVER_MOUNT/roles/web, $CLIENT_MOUNT/roles/client, $CLIENT_MOUNT/r
 # for a web host's config (the package's /etc/certkeeper/certkeeper.hcl and
 # examples/nginx, examples/apache): sign with the two roles (also naming
 # the issuer, which certkeeper does during a CA rotation, to stay with the
-# old intermediate until the new one has soaked), read the issuers of both
-# mounts and the CRLs of the client CA and the root for the client trust
-# bundle, and renew its own token. Nothing else.
+# old intermediate until the new one has soaked); read the issuers and
+# CRLs of the client CA and the root for the client trust bundle, and of
+# the server CA to see whether its own certificates were revoked; rebuild
+# those CRLs when they near expiry (crl/rotate); renew its own token.
+# Nothing else. A config with revoke_superseded = true needs
+# "<mount>/revoke-with-key" { capabilities = ["update"] } as well
+# (certkeeper policy prints it).
 cat >"$OUT/policy-web-host.hcl" <<POLICY
-path "$SERVER_MOUNT/sign/web"        { capabilities = ["update"] }
-path "$CLIENT_MOUNT/sign/client"     { capabilities = ["update"] }
+path "$SERVER_MOUNT/sign/web"          { capabilities = ["update"] }
+path "$CLIENT_MOUNT/sign/client"       { capabilities = ["update"] }
 path "$SERVER_MOUNT/issuer/+/sign/web"    { capabilities = ["update"] }
 path "$CLIENT_MOUNT/issuer/+/sign/client" { capabilities = ["update"] }
-path "$SERVER_MOUNT/issuers"         { capabilities = ["list"] }
-path "$CLIENT_MOUNT/issuers"         { capabilities = ["list"] }
-path "$SERVER_MOUNT/issuer/+/json"   { capabilities = ["read"] }
-path "$CLIENT_MOUNT/issuer/+/json"   { capabilities = ["read"] }
-path "$ROOT_MOUNT/issuers"           { capabilities = ["list"] }
-path "$ROOT_MOUNT/issuer/+/json"     { capabilities = ["read"] }
-path "$CLIENT_MOUNT/issuer/+/crl/pem" { capabilities = ["read"] }
-path "$ROOT_MOUNT/issuer/+/crl/pem"  { capabilities = ["read"] }
-path "auth/token/lookup-self"        { capabilities = ["read"] }
-path "auth/token/renew-self"         { capabilities = ["update"] }
+path "$SERVER_MOUNT/issuers"           { capabilities = ["list"] }
+path "$CLIENT_MOUNT/issuers"           { capabilities = ["list"] }
+path "$ROOT_MOUNT/issuers"             { capabilities = ["list"] }
+path "$SERVER_MOUNT/issuer/+/json"     { capabilities = ["read"] }
+path "$CLIENT_MOUNT/issuer/+/json"     { capabilities = ["read"] }
+path "$ROOT_MOUNT/issuer/+/json"       { capabilities = ["read"] }
+path "$SERVER_MOUNT/issuer/+/crl/pem"  { capabilities = ["read"] }
+path "$CLIENT_MOUNT/issuer/+/crl/pem"  { capabilities = ["read"] }
+path "$ROOT_MOUNT/issuer/+/crl/pem"    { capabilities = ["read"] }
+path "$SERVER_MOUNT/crl/rotate"        { capabilities = ["read"] }
+path "$CLIENT_MOUNT/crl/rotate"        { capabilities = ["read"] }
+path "$ROOT_MOUNT/crl/rotate"          { capabilities = ["read"] }
+path "auth/token/lookup-self"          { capabilities = ["read"] }
+path "auth/token/renew-self"           { capabilities = ["update"] }
 POLICY
 vault policy write certkeeper-web-host "$OUT/policy-web-host.hcl" >/dev/null
 vault read sys/auth/approle >/dev/null 2>&1 || vault auth enable approle >/dev/null

@@ -13,6 +13,12 @@
 //	  rotations/pending.json           forced rotations the daemon accepted and
 //	                                   has not done yet, so a restart does them
 //	  rotations/pending.journal        its crash journal
+//	  superseded/<certificate>.<serial>.json
+//	                                   a replaced certificate and its key (0600),
+//	                                   kept until Vault has revoked it
+//	                                   (revoke_superseded)
+//	  superseded/<certificate>.<serial>.journal
+//	                                   its crash journal
 //	  ca/issuers.json                  when each issuer of the certificates' mounts
 //	                                   was first seen (CA rotation)
 //	  ca/issuers.journal               its crash journal
@@ -37,6 +43,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Dir is a state directory, as the config's state_dir names it.
@@ -71,7 +78,7 @@ func (d Dir) Ensure() error {
 
 // dirs are the directories of the layout, parents first.
 func (d Dir) dirs() []string {
-	return []string{string(d), d.Certs(), d.Services(), d.Trust(), d.TrustBundles(), d.Rotations(), d.CA()}
+	return []string{string(d), d.Certs(), d.Services(), d.Trust(), d.TrustBundles(), d.Rotations(), d.Superseded(), d.CA()}
 }
 
 func syncDir(dir string) error {
@@ -128,6 +135,24 @@ func (d Dir) PendingRotations() string { return d.join("rotations", "pending.jso
 
 // PendingRotationsJournal is the crash journal of PendingRotations.
 func (d Dir) PendingRotationsJournal() string { return d.join("rotations", "pending.journal") }
+
+// Superseded is the directory of replaced certificates waiting to be
+// revoked (revoke_superseded): a directory of its own, so a certificate's
+// name never meets another kind of file.
+func (d Dir) Superseded() string { return d.join("superseded") }
+
+// SupersededCertificate is where the replaced certificate of name with
+// serial (colon-separated hex, as pki.Serial writes it) waits, with its
+// key, until Vault has revoked it. Colons are dropped from the file name;
+// a serial holds no dot, so name and serial cannot be confused.
+func (d Dir) SupersededCertificate(name, serial string) string {
+	return d.join("superseded", name+"."+strings.ReplaceAll(serial, ":", "")+".json")
+}
+
+// SupersededJournal is the crash journal of SupersededCertificate.
+func (d Dir) SupersededJournal(name, serial string) string {
+	return d.join("superseded", name+"."+strings.ReplaceAll(serial, ":", "")+".journal")
+}
 
 // CA is the directory of what the agent keeps about its mounts' issuers,
 // for CA rotation.

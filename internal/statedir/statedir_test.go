@@ -12,21 +12,27 @@ import (
 func TestLayout(t *testing.T) {
 	d := Dir("/var/lib/certkeeper")
 	for got, want := range map[string]string{
-		d.Certs():                   "/var/lib/certkeeper/certs",
-		d.CertificateRecord("web"):  "/var/lib/certkeeper/certs/web.json",
-		d.CertificateJournal("web"): "/var/lib/certkeeper/certs/web.journal",
-		d.Services():                "/var/lib/certkeeper/services",
-		d.ServicesState():           "/var/lib/certkeeper/services/status.json",
-		d.ServicesJournal():         "/var/lib/certkeeper/services/status.journal",
-		d.Trust():                   "/var/lib/certkeeper/trust",
-		d.TrustState():              "/var/lib/certkeeper/trust/status.json",
-		d.TrustStateJournal():       "/var/lib/certkeeper/trust/status.journal",
-		d.TrustBundles():            "/var/lib/certkeeper/trust/bundles",
-		d.TrustJournal("clients"):   "/var/lib/certkeeper/trust/bundles/clients.journal",
-		d.ControlSocket():           "/var/lib/certkeeper/control.sock",
-		d.Rotations():               "/var/lib/certkeeper/rotations",
-		d.PendingRotations():        "/var/lib/certkeeper/rotations/pending.json",
-		d.PendingRotationsJournal(): "/var/lib/certkeeper/rotations/pending.journal",
+		d.Certs():                                  "/var/lib/certkeeper/certs",
+		d.CertificateRecord("web"):                 "/var/lib/certkeeper/certs/web.json",
+		d.CertificateJournal("web"):                "/var/lib/certkeeper/certs/web.journal",
+		d.Services():                               "/var/lib/certkeeper/services",
+		d.ServicesState():                          "/var/lib/certkeeper/services/status.json",
+		d.ServicesJournal():                        "/var/lib/certkeeper/services/status.journal",
+		d.Trust():                                  "/var/lib/certkeeper/trust",
+		d.TrustState():                             "/var/lib/certkeeper/trust/status.json",
+		d.TrustStateJournal():                      "/var/lib/certkeeper/trust/status.journal",
+		d.TrustBundles():                           "/var/lib/certkeeper/trust/bundles",
+		d.TrustJournal("clients"):                  "/var/lib/certkeeper/trust/bundles/clients.journal",
+		d.ControlSocket():                          "/var/lib/certkeeper/control.sock",
+		d.Rotations():                              "/var/lib/certkeeper/rotations",
+		d.PendingRotations():                       "/var/lib/certkeeper/rotations/pending.json",
+		d.PendingRotationsJournal():                "/var/lib/certkeeper/rotations/pending.journal",
+		d.Superseded():                             "/var/lib/certkeeper/superseded",
+		d.SupersededCertificate("web", "1a:2b:03"): "/var/lib/certkeeper/superseded/web.1a2b03.json",
+		d.SupersededJournal("web", "1a:2b:03"):     "/var/lib/certkeeper/superseded/web.1a2b03.journal",
+		d.CA():                                     "/var/lib/certkeeper/ca",
+		d.IssuersSeen():                            "/var/lib/certkeeper/ca/issuers.json",
+		d.IssuersSeenJournal():                     "/var/lib/certkeeper/ca/issuers.journal",
 	} {
 		if got != want {
 			t.Errorf("got %s, want %s", got, want)
@@ -62,7 +68,8 @@ func TestNoNameReachesAnotherKind(t *testing.T) {
 				t.Errorf("name %q reaches %s", name, p)
 			}
 		}
-		if filepath.Dir(d.CertificateRecord(name)) != d.Certs() || filepath.Dir(d.TrustJournal(name)) != d.TrustBundles() {
+		if filepath.Dir(d.CertificateRecord(name)) != d.Certs() || filepath.Dir(d.TrustJournal(name)) != d.TrustBundles() ||
+			filepath.Dir(d.SupersededCertificate(name, "1a:2b")) != d.Superseded() || filepath.Dir(d.SupersededJournal(name, "1a:2b")) != d.Superseded() {
 			t.Errorf("name %q leaves its kind's directory", name)
 		}
 		for _, other := range []string{"services", "status", "trust", "web", "web.json", "a.journal", "a"} {
@@ -83,7 +90,7 @@ func TestEnsureMakesThePrivateLayout(t *testing.T) {
 	if err := d.Ensure(); err != nil {
 		t.Fatalf("a second Ensure: %v", err)
 	}
-	for _, dir := range []string{string(d), d.Certs(), d.Services(), d.Trust(), d.TrustBundles()} {
+	for _, dir := range []string{string(d), d.Certs(), d.Services(), d.Trust(), d.TrustBundles(), d.Rotations(), d.Superseded()} {
 		info, err := os.Stat(dir)
 		if err != nil {
 			t.Fatal(err)

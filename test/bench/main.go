@@ -4,10 +4,11 @@
 // bare vault/api client issuing the same certificates from one dev Vault,
 // round by round, measuring time to disk, memory, CPU and the requests
 // Vault saw. It prints a table of medians and writes it, with every raw
-// number, to test/bench/results/<date>-<sha>.md.
+// number, to test/bench/results/<date>-<sha>.md, with a plot of time to
+// disk and peak RSS against the number of certificates beside it (.svg).
 //
-// It only touches a temporary work directory, the results file, and the
-// processes it starts.
+// It only touches a temporary work directory, the results and plot files,
+// and the processes it starts.
 package main
 
 import (
@@ -200,6 +201,12 @@ func run(o *options) error {
 			return err
 		}
 		say("wrote %s", path)
+		svg := strings.TrimSuffix(path, ".md") + ".svg"
+		if wrote, err := writePlot(svg, summarize(samples)); err != nil {
+			return err
+		} else if wrote {
+			say("wrote %s", svg)
+		}
 	}
 	return nil
 }

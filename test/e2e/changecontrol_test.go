@@ -51,7 +51,7 @@ func newSite(t *testing.T, s *stack, w *webServer, subs [][2]string, extra strin
 		{"/etc/certkeeper/role-id", s.roleIDFile},
 		{"/etc/certkeeper/secret-id", s.secretIDFile},
 		{w.exampleAddr, w.addr()},
-		{`crl_refresh = "5m"`, `crl_refresh = "2s"`},
+		{`crl_refresh = "1m"`, `crl_refresh = "2s"`},
 	}, subs...)
 	all = append(all, w.subs...)
 	if !slices.ContainsFunc(subs, func(s [2]string) bool { return strings.HasPrefix(s[0], "state_dir") }) {

@@ -82,6 +82,9 @@ type Record struct {
 	// Status is the status sent back; 0 when none was (blackhole, reset, or
 	// Vault unreachable).
 	Status int
+	// In and Out are the bytes of the request read from the client
+	// (headers and body) and of the response written to it.
+	In, Out int64
 }
 
 // Proxy is a listening fault proxy. Its methods are safe for concurrent use.
@@ -204,7 +207,8 @@ func (p *Proxy) serve() {
 // handle serves one client connection, request by request, with one
 // upstream connection dialled when first needed.
 func (p *Proxy) handle(c net.Conn) {
-	br := bufio.NewReader(c)
+	in := &countingReader{r: c}
+	br := bufio.NewReader(in)
 	var up *upstreamConn
 	defer func() {
 		if up != nil {
@@ -225,6 +229,11 @@ func (p *Proxy) handle(c net.Conn) {
 		mode, delay, hook := p.mode, p.delay, p.hook
 		p.mu.Unlock()
 		rec := Record{At: time.Now(), Method: req.Method, Path: req.URL.Path, Mode: mode}
+		// The client sends one request at a time on a connection, so what
+		// was read since the last one (less what is still buffered) is this
+		// request.
+		rec.In = in.take() - int64(br.Buffered())
+		in.n += int64(br.Buffered())
 
 		switch mode {
 		case Blackhole:
@@ -267,8 +276,11 @@ func (p *Proxy) handle(c net.Conn) {
 			return
 		}
 		rec.Status = ex.Status
+		out := &countingWriter{w: c}
+		err = writeResponse(out, req, ex)
+		rec.Out = out.n
 		p.record(rec)
-		if err := writeResponse(c, req, ex); err != nil || req.Close {
+		if err != nil || req.Close {
 			return
 		}
 	}
@@ -327,7 +339,36 @@ func (u *upstreamConn) roundTrip(req *http.Request, body []byte, ex *Exchange) e
 	return nil
 }
 
-func writeResponse(c net.Conn, req *http.Request, ex *Exchange) error {
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// take returns the count and starts it again.
+func (c *countingReader) take() int64 {
+	n := c.n
+	c.n = 0
+	return n
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func writeResponse(c io.Writer, req *http.Request, ex *Exchange) error {
 	h := ex.RespHeader.Clone()
 	if h == nil {
 		h = http.Header{}

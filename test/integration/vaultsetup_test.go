@@ -3,11 +3,15 @@
 package integration
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
@@ -34,9 +38,17 @@ func TestVaultSetupScript(t *testing.T) {
 		}
 	}
 	c := v.Client
-	crl, err := c.Logical().Read("pki_clients/config/crl")
-	if err != nil || crl.Data["auto_rebuild"] != true {
-		t.Errorf("client CRL config: %v %v", crl, err)
+	for _, m := range []string{"pki_root", "pki_servers", "pki_clients"} {
+		// auto_rebuild off: a revocation rebuilds the CRL at once (with it
+		// on, not until the periodic rebuild, days later).
+		crl, err := c.Logical().Read(m + "/config/crl")
+		if err != nil || crl.Data["auto_rebuild"] != false || crl.Data["enable_delta"] != false || crl.Data["expiry"] != "72h" {
+			t.Errorf("%s CRL config: %v %v", m, crl, err)
+		}
+		tune, err := c.Sys().MountConfig(m)
+		if err != nil || !slices.Contains(tune.PassthroughRequestHeaders, "If-Modified-Since") {
+			t.Errorf("%s: If-Modified-Since does not reach the PKI engine: %+v %v", m, tune, err)
+		}
 	}
 	tidy, err := c.Logical().Read("pki_servers/config/auto-tidy")
 	if err != nil || tidy.Data["enabled"] != true {
@@ -86,6 +98,43 @@ certificate "client" {
 		t.Fatalf("once against the scripted PKI exited %d:\n%s\n%s", code, stdout, stderr)
 	}
 	openssl(t, "verify", "-CAfile", filepath.Join(dir, "tls/web.ca.pem"), filepath.Join(dir, "tls/web.fullchain.pem"))
+
+	// With the shipped settings a revocation is in the CRL at once, and an
+	// unchanged CRL costs a poller a 304.
+	serial := openssl(t, "x509", "-in", filepath.Join(dir, "tls/client.crt"), "-noout", "-serial")
+	serial = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(serial, "serial=")))
+	get := func(since time.Time) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", v.Addr+"/v1/pki_clients/crl/pem", nil)
+		if !since.IsZero() {
+			req.Header.Set("If-Modified-Since", since.UTC().Format(http.TimeFormat))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, body
+	}
+	time.Sleep(1100 * time.Millisecond) // If-Modified-Since has whole seconds
+	if resp, _ := get(time.Now()); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("unchanged CRL asked with If-Modified-Since: %s, want 304", resp.Status)
+	}
+	before := time.Now()
+	var hex []string
+	for i := 0; i+2 <= len(serial); i += 2 {
+		hex = append(hex, serial[i:i+2])
+	}
+	v.Revoke(t, "pki_clients", strings.Join(hex, ":"))
+	resp, body := get(before.Add(-time.Second))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CRL after a revocation: %s", resp.Status)
+	}
+	crlFile := filepath.Join(dir, "after.crl")
+	os.WriteFile(crlFile, body, 0o600)
+	if text := openssl(t, "crl", "-in", crlFile, "-noout", "-text"); !strings.Contains(strings.ToLower(strings.ReplaceAll(text, ":", "")), serial) {
+		t.Errorf("the CRL served right after the revocation does not list serial %s:\n%s", serial, text)
+	}
 	purpose := openssl(t, "x509", "-in", filepath.Join(dir, "tls/client.crt"), "-noout", "-ext", "extendedKeyUsage")
 	if !strings.Contains(purpose, "TLS Web Client Authentication") || strings.Contains(purpose, "Server") {
 		t.Errorf("client certificate usage: %s", purpose)

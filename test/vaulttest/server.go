@@ -252,6 +252,15 @@ func (s *Server) Kill() error {
 	return nil
 }
 
+// PID is the running server's process id (0 while stopped), so a test can
+// read what the server costs (its CPU time in /proc).
+func (s *Server) PID() int {
+	if s.proc == nil || s.proc.cmd.Process == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 // Dir is the directory holding the server's config, data and vault.log.
 func (s *Server) Dir() string { return s.dir }
 
