@@ -121,3 +121,15 @@ BENCH_FLAGS ?=
 bench: bin/vault build
 	$(GO) build -o bin/certkeeper-bench ./test/bench
 	bin/certkeeper-bench $(BENCH_FLAGS)
+
+# A fleet of real `certkeeper run` processes against a 3-node Raft Vault
+# on loopback (test/fleetbench): Vault's request rate and latency through
+# a cold start, mass `rotate -spread` at several spreads, and a rotation
+# with the leader SIGKILLed halfway. Writes a report and a timeline plot to
+# test/fleetbench/results/. Not part of `make test`. For example
+#   make fleet-bench FLEET_FLAGS='-n 200 -spreads 30s,60s,120s'
+.PHONY: fleet-bench
+FLEET_FLAGS ?=
+fleet-bench: bin/vault build
+	$(GO) build -o bin/certkeeper-fleetbench ./test/fleetbench
+	bin/certkeeper-fleetbench $(FLEET_FLAGS)

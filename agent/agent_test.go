@@ -48,7 +48,7 @@ type fakeVault struct {
 
 var _ Issuer = (*fakeVault)(nil)
 
-func newFakeVault(t *testing.T) *fakeVault {
+func newFakeVault(t testing.TB) *fakeVault {
 	t.Helper()
 	key, _ := pki.GenerateKey("ec", 256)
 	tmpl := &x509.Certificate{
@@ -152,7 +152,7 @@ func (f *fakeVault) count(cn string) int {
 	return f.calls[cn]
 }
 
-func testConfig(t *testing.T, names ...string) *config.Config {
+func testConfig(t testing.TB, names ...string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := &config.Config{StateDir: filepath.Join(dir, "state"), Vault: config.Vault{MaxParallel: 4}}

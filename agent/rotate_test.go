@@ -51,7 +51,7 @@ func whenPlaced(a *Agent) (func(string), <-chan struct{}) {
 	ready := make(chan struct{})
 	var once sync.Once
 	return func(string) {
-		if len(a.Unplaced()) == 0 {
+		if len(a.Unplaced(100).Listed) == 0 {
 			once.Do(func() { close(ready) })
 		}
 	}, ready

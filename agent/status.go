@@ -117,19 +117,23 @@ func (a *Agent) Statuses() []Status {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []Status
+	out := make([]Status, 0, len(a.cfg.Certificates))
 	for _, c := range a.cfg.Certificates {
-		st, ok := a.status[c.Name]
-		if !ok {
-			out = append(out, Status{Name: c.Name, CommonName: c.CommonName, State: StateMissing, LastResult: "pending"})
-			continue
-		}
-		cp := *st
-		cp.State = stateOf(&cp, now)
-		out = append(out, cp)
+		out = append(out, a.statusOf(c, now))
 	}
 	slices.SortFunc(out, func(x, y Status) int { return cmp.Compare(x.Name, y.Name) })
 	return out
+}
+
+// statusOf is c's status as known at now; a.mu is held.
+func (a *Agent) statusOf(c config.Certificate, now time.Time) Status {
+	st, ok := a.status[c.Name]
+	if !ok {
+		return Status{Name: c.Name, CommonName: c.CommonName, State: StateMissing, LastResult: "pending"}
+	}
+	cp := *st
+	cp.State = stateOf(&cp, now)
+	return cp
 }
 
 // DiskStatus reads each configured certificate from disk, without Vault

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/certkeeper/certkeeper/agent"
+	"github.com/certkeeper/certkeeper/trust"
 )
 
 // TestGroupStopsInReverse: parts stop last started first, each after its
@@ -57,8 +60,15 @@ func TestAwaitReady(t *testing.T) {
 	mu.Lock()
 	missing = nil
 	mu.Unlock()
-	wake <- struct{}{}
-	if !<-done {
+	// awaitReady may already have looked again after the last pass and
+	// seen everything in place; otherwise the next pass tells it.
+	var ready bool
+	select {
+	case wake <- struct{}{}:
+		ready = <-done
+	case ready = <-done:
+	}
+	if !ready {
 		t.Error("not ready with everything in place")
 	}
 	if n := strings.Count(logs.String(), "not ready yet"); n != 1 {
@@ -79,4 +89,28 @@ func canceled(t *testing.T) context.Context {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	return ctx
+}
+
+// TestUnplacedLines: past the listed certificates the rest are counted,
+// and the count says when some of them fail, so a start with thousands
+// of certificates still logs at info when one the list leaves out fails.
+func TestUnplacedLines(t *testing.T) {
+	listed := []agent.Status{{Name: "web", LastResult: "failed", LastError: "vault is unreachable"}, {Name: "api", LastResult: "pending"}}
+	for _, tc := range []struct {
+		report agent.UnplacedReport
+		want   []string
+	}{
+		{agent.UnplacedReport{Listed: listed, Total: 2, Failing: 1},
+			[]string{"certificate web: vault is unreachable", "certificate api" + firstAttempt}},
+		{agent.UnplacedReport{Listed: listed, Total: 9, Failing: 1},
+			[]string{"certificate web: vault is unreachable", "certificate api" + firstAttempt, "7 more certificates" + firstAttempt}},
+		{agent.UnplacedReport{Listed: listed[:1], Total: 9, Failing: 4},
+			[]string{"certificate web: vault is unreachable", "8 more certificates: 3 of them failing"}},
+	} {
+		got := unplacedLines(tc.report, []trust.Status{{Name: "clients", State: trust.StateMissing}})
+		want := append(tc.want, "trust_bundle clients"+firstAttempt)
+		if !slices.Equal(got, want) {
+			t.Errorf("unplacedLines(%+v) =\n%q\nwant\n%q", tc.report, got, want)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certkeeper/certkeeper/agent"
 	"github.com/certkeeper/certkeeper/control"
 	"github.com/certkeeper/certkeeper/internal/sdnotify"
 	"github.com/certkeeper/certkeeper/telemetry"
@@ -156,14 +157,32 @@ func awaitReady(ctx context.Context, wake <-chan struct{}, unplaced func() []str
 	}
 }
 
+// listedUnplaced bounds how many certificates the not-ready log line
+// names; the rest are counted.
+const listedUnplaced = 10
+
 // unplaced lists what READY=1 still waits for, one entry per certificate
-// or trust bundle, with why when a pass has failed.
+// (up to listedUnplaced, then a count) or trust bundle, with why when a
+// pass has failed.
 func (d *Daemon) unplaced() []string {
+	return unplacedLines(d.agent.Unplaced(listedUnplaced), d.trust.Unplaced())
+}
+
+func unplacedLines(certs agent.UnplacedReport, bundles []trust.Status) []string {
 	var out []string
-	for _, st := range d.agent.Unplaced() {
+	for _, st := range certs.Listed {
 		out = append(out, "certificate "+st.Name+reason(st.LastResult, st.LastError))
 	}
-	for _, st := range d.trust.Unplaced() {
+	if more := certs.Total - len(certs.Listed); more > 0 {
+		// Failing ones are listed first, so the rest fail only if more
+		// failed than were listed.
+		why := firstAttempt
+		if unlisted := certs.Failing - min(certs.Failing, len(certs.Listed)); unlisted > 0 {
+			why = fmt.Sprintf(": %d of them failing", unlisted)
+		}
+		out = append(out, fmt.Sprintf("%d more certificates%s", more, why))
+	}
+	for _, st := range bundles {
 		out = append(out, "trust_bundle "+st.Name+reason(st.State, st.LastError))
 	}
 	return out

@@ -27,6 +27,9 @@ type fileSystem interface {
 	// Rename renames from to to, both in d.
 	Rename(d *dir, from, to string) error
 	Remove(d *dir, name string) error
+	// Link gives the file from in d a second name, to, in d. A group
+	// commit names its one journal once per set (see group.go).
+	Link(d *dir, from, to string) error
 	// SyncDir makes the entries of d (creations, renames, removals)
 	// durable.
 	SyncDir(d *dir) error
@@ -85,6 +88,13 @@ func (osDisk) Rename(d *dir, from, to string) error {
 func (osDisk) Remove(d *dir, name string) error {
 	if err := unix.Unlinkat(d.fd(), name, 0); err != nil {
 		return &fs.PathError{Op: "remove", Path: d.join(name), Err: err}
+	}
+	return nil
+}
+
+func (osDisk) Link(d *dir, from, to string) error {
+	if err := unix.Linkat(d.fd(), from, d.fd(), to, 0); err != nil {
+		return &os.LinkError{Op: "link", Old: d.join(from), New: d.join(to), Err: err}
 	}
 	return nil
 }

@@ -18,6 +18,8 @@ type faultyDisk struct {
 	syncErr   error                      // every temp file's fsync fails with it
 	removeErr func(path string) error    // Remove fails when it returns an error
 	onRename  func(from, to string) bool // false: the rename fails
+	onLink    func(from, to string) bool // false: the link fails
+	linkErr   error                      // every link fails with it
 }
 
 var _ fileSystem = faultyDisk{}
@@ -44,6 +46,16 @@ func (d faultyDisk) Rename(dir *dir, from, to string) error {
 		return &os.LinkError{Op: "rename", Old: dir.join(from), New: dir.join(to), Err: syscall.EIO}
 	}
 	return d.osDisk.Rename(dir, from, to)
+}
+
+func (d faultyDisk) Link(dir *dir, from, to string) error {
+	if d.linkErr != nil {
+		return &os.LinkError{Op: "link", Old: dir.join(from), New: dir.join(to), Err: d.linkErr}
+	}
+	if d.onLink != nil && !d.onLink(dir.join(from), dir.join(to)) {
+		return &os.LinkError{Op: "link", Old: dir.join(from), New: dir.join(to), Err: syscall.EIO}
+	}
+	return d.osDisk.Link(dir, from, to)
 }
 
 type failingSync struct {
@@ -95,13 +107,15 @@ func TestRecoverReportsTempsItCannotRemove(t *testing.T) {
 
 // TestJournalIsPrivate: the journal names every file of the set; it is
 // written 0600 and owned by certkeeper itself, whatever the set's files
-// ask for, before it is renamed into place, and a state directory made
+// ask for, before it is renamed (or linked) into place, and a state directory made
 // for it is 0700.
 func TestJournalIsPrivate(t *testing.T) {
 	dir := t.TempDir()
 	journal := filepath.Join(dir, "state", "trust", "j")
 	var checked bool
-	err := withDisk(faultyDisk{onRename: func(from, to string) bool {
+	// A set written alone renames its journal into place; a group links
+	// its journal under the set's journal name.
+	check := func(from, to string) bool {
 		if to != journal {
 			return true
 		}
@@ -116,7 +130,8 @@ func TestJournalIsPrivate(t *testing.T) {
 			t.Errorf("journal written with mode %o, owner %d:%d; want 600, %d:%d", info.Mode().Perm(), st.Uid, st.Gid, os.Geteuid(), os.Getegid())
 		}
 		return true
-	}}, func() error {
+	}
+	err := withDisk(faultyDisk{onRename: check, onLink: check}, func() error {
 		_, err := WriteSet(journal, set(dir, "KEY1", "CERT1"))
 		return err
 	})

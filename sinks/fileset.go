@@ -10,7 +10,9 @@
 // renamed aside to a temp name among the renames. After a crash, Recover
 // finishes the renames the journal names, so a restart finds either the old
 // set or the new one, never a mix. crash_test.go checks this against a
-// model of what a power loss may keep.
+// model of what a power loss may keep. Sets written at the same time are
+// committed as a group, sharing one journal and each directory fsync
+// (group.go), with the same guarantee for each set.
 package sinks
 
 import (
@@ -74,51 +76,78 @@ const tempMarker = ".certkeeper-tmp-"
 // crash journal for this set; it must be on a local filesystem. Every
 // directory on the way to a file, and to the journal, must pass the walk
 // in resolve.go: no symlink, nothing others could change.
+//
+// Sets written at the same time from several goroutines, whose journals
+// share a directory, are committed together (see group.go): each set's
+// guarantee is the same as when it is written alone.
 func WriteSet(journal string, files []File) (*Change, error) {
 	defer lockSet(journal)()
-	return writeSet(journal, files, nil)
-}
-
-// writeSet writes files, and removes the paths in remove, as one set.
-func writeSet(journal string, files []File, remove []string) (*Change, error) {
 	ds := dirs{}
 	defer ds.close()
+	change, pending, err := stageFiles(ds, journal, files)
+	if err != nil || len(pending) == 0 {
+		return change, err
+	}
+	if err := committerFor(journal).write(&groupSet{journal: filepath.Clean(journal), pending: pending}); err != nil {
+		return nil, err
+	}
+	return change, nil
+}
+
+// stageFiles finds which of files differ from what is on disk and writes
+// each of those to a durable temp file beside it. It returns the renames
+// that put them in place. On error, no temp file is left.
+func stageFiles(ds dirs, journal string, files []File) (*Change, []rename, error) {
 	change := &Change{journal: journal}
 	var pending []rename
-	var temps []string
-	cleanup := func() {
-		for _, tmp := range temps {
-			if d, err := ds.open(filepath.Dir(tmp)); err == nil {
-				disk.Remove(d, filepath.Base(tmp))
-			}
-		}
-	}
 	for _, f := range files {
 		d, err := ds.make(filepath.Dir(f.Path), 0o755)
 		if err != nil {
-			cleanup()
-			return nil, pathError("write", f.Path, err)
+			removeTemps(ds, pending)
+			return nil, nil, pathError("write", f.Path, err)
 		}
 		prev, same, err := inspect(d, f)
 		if err != nil {
-			cleanup()
-			return nil, err
+			removeTemps(ds, pending)
+			return nil, nil, err
 		}
 		if same {
 			continue
 		}
 		tmp, err := writeTemp(d, f)
 		if err != nil {
-			cleanup()
-			return nil, err
+			removeTemps(ds, pending)
+			return nil, nil, err
 		}
 		crashPoint("temp")
-		temps = append(temps, tmp)
 		pending = append(pending, rename{From: tmp, To: f.Path})
 		change.prev = append(change.prev, prev)
 		change.next = append(change.next, f)
 		change.Written = append(change.Written, f.Path)
 	}
+	return change, pending, nil
+}
+
+// removeTemps removes the temp files of renames not done.
+func removeTemps(ds dirs, renames []rename) {
+	for _, r := range renames {
+		if d, err := ds.open(filepath.Dir(r.From)); err == nil {
+			disk.Remove(d, filepath.Base(r.From))
+		}
+	}
+}
+
+// writeSet writes files, and removes the paths in remove, as one set, on
+// its own (rollbacks, re-applies and moves: rare enough not to group).
+func writeSet(journal string, files []File, remove []string) (*Change, error) {
+	ds := dirs{}
+	defer ds.close()
+	change, pending, err := stageFiles(ds, journal, files)
+	if err != nil {
+		return nil, err
+	}
+	temps := len(pending)
+	cleanup := func() { removeTemps(ds, pending[:temps]) }
 	// A file to remove is renamed aside, to a temp name, in the same set:
 	// it goes exactly when the others change, and the next start's
 	// recovery sweeps the aside if a crash comes before it is deleted.
@@ -163,7 +192,7 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 	}
 	if err := applyRenames(ds, pending); err != nil {
 		// Renames that happened stay: the journal finishes them on restart.
-		if len(pending) == 1 && len(temps) == 1 {
+		if len(pending) == 1 && temps == 1 {
 			// No journal names a lone file's temp: remove it now rather
 			// than leave it for the next start's sweep.
 			cleanup()

@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,11 +117,9 @@ func finishJournal(ds dirs, journal string, destinations []string) error {
 	case err != nil:
 		return fmt.Errorf("not replaying the crash journal: %w", err)
 	}
-	var renames []rename
-	if err := json.Unmarshal(data, &renames); err != nil {
-		// The journal is renamed into place whole, so this is not a
-		// torn write: someone else wrote here.
-		return fmt.Errorf("journal %s is not certkeeper's: %w", journal, err)
+	renames, err := journalRenames(journal, data)
+	if err != nil {
+		return err
 	}
 	dests := map[string]bool{}
 	for _, d := range destinations {
@@ -149,6 +148,33 @@ func finishJournal(ds dirs, journal string, destinations []string) error {
 		return fmt.Errorf("finishing interrupted write: %w", err)
 	}
 	return removeSynced(ds, journal)
+}
+
+// journalRenames reads the renames a journal holds for its own set: a
+// set written alone has a list of renames; a set written in a group
+// (group.go) has its entry in the group's journal, of which its journal
+// is one name. The other entries are the other sets', each replayed by
+// their own recovery within their own destinations.
+func journalRenames(journal string, data []byte) ([]rename, error) {
+	// The journal is put in place whole (renamed or linked), so a journal
+	// that does not parse is not a torn write: someone else wrote here.
+	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("[")) {
+		var renames []rename
+		if err := json.Unmarshal(data, &renames); err != nil {
+			return nil, fmt.Errorf("journal %s is not certkeeper's: %w", journal, err)
+		}
+		return renames, nil
+	}
+	var g groupJournal
+	if err := json.Unmarshal(data, &g); err != nil {
+		return nil, fmt.Errorf("journal %s is not certkeeper's: %w", journal, err)
+	}
+	for _, e := range g.Sets {
+		if filepath.Clean(e.Journal) == filepath.Clean(journal) {
+			return e.Renames, nil
+		}
+	}
+	return nil, fmt.Errorf("journal %s is not certkeeper's: it has no entry for itself", journal)
 }
 
 // allowed says whether r is a rename a set write of dests makes: a temp

@@ -42,6 +42,7 @@ type options struct {
 	tools         map[string]bool
 
 	certkeeper string
+	baseline   string
 	vault      string
 	self       string
 }
@@ -84,6 +85,7 @@ func benchMain(args []string) int {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, files)")
 	fs.StringVar(&o.profile, "profile", "", "after the rounds, run certkeeper once more at the largest -n with -pprof and save CPU, heap and allocation profiles here")
 	fs.StringVar(&o.certkeeper, "certkeeper", "bin/certkeeper", "certkeeper binary")
+	fs.StringVar(&o.baseline, "baseline", "", "another certkeeper binary (say, built from main) run beside -certkeeper in the main comparison, as tool certkeeper-base, for a before/after in one run")
 	fs.StringVar(&o.vault, "vault", "bin/vault", "vault binary (server and agent)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -100,6 +102,9 @@ func benchMain(args []string) int {
 	o.tools = map[string]bool{}
 	for _, t := range strings.Split(*toolList, ",") {
 		o.tools[strings.TrimSpace(t)] = true
+	}
+	if o.baseline != "" {
+		o.tools[toolBaseline] = true
 	}
 	if err := run(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -128,7 +133,11 @@ func run(o *options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	for _, p := range []*string{&o.certkeeper, &o.vault} {
+	paths := []*string{&o.certkeeper, &o.vault}
+	if o.baseline != "" {
+		paths = append(paths, &o.baseline)
+	}
+	for _, p := range paths {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
 		}
@@ -161,7 +170,7 @@ func run(o *options) error {
 
 	var samples []sample
 	for _, n := range o.ns {
-		jobs := filterJobs(o, []job{{toolCertkeeper, n, "ec"}, {toolAgent, n, "ec"}, {toolFloor, n, "ec"}})
+		jobs := filterJobs(o, []job{{toolCertkeeper, n, "ec"}, {toolBaseline, n, "ec"}, {toolAgent, n, "ec"}, {toolFloor, n, "ec"}})
 		if contains(o.extraNs, n) {
 			jobs = append(jobs, filterJobs(o, extraJobs(n))...)
 		}
@@ -172,12 +181,14 @@ func run(o *options) error {
 			samples = append(samples, rounds(ctx, o, bv, filterJobs(o, extraJobs(n)))...)
 		}
 	}
-	if o.big > 0 && o.tools[toolCertkeeper] && ctx.Err() == nil {
-		j := job{toolCertkeeper, o.big, "ec"}
-		say("%s (once)", j)
-		s := runJob(ctx, o, bv, j, 1)
-		report1(s)
-		samples = append(samples, s)
+	for _, tool := range []string{toolCertkeeper, toolBaseline} {
+		if o.big > 0 && o.tools[tool] && ctx.Err() == nil {
+			j := job{tool, o.big, "ec"}
+			say("%s (once)", j)
+			s := runJob(ctx, o, bv, j, 1)
+			report1(s)
+			samples = append(samples, s)
+		}
 	}
 	if o.profile != "" && ctx.Err() == nil {
 		if err := profileRun(ctx, o, bv); err != nil {

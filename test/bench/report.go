@@ -23,6 +23,7 @@ type benchEnv struct {
 	GoVersion             string
 	VaultVersion          string
 	CertkeeperVersion     string
+	BaselineVersion       string
 	BinarySize            int64
 	Static                string
 	LoadBefore, LoadAfter string
@@ -46,6 +47,9 @@ func describeEnv(o *options) benchEnv {
 		e.BinarySize = fi.Size()
 	}
 	e.Static = staticness(o.certkeeper)
+	if o.baseline != "" {
+		e.BaselineVersion = strings.TrimPrefix(firstLine(exec.Command(o.baseline, "version").Output()), "certkeeper ")
+	}
 	return e
 }
 
@@ -192,6 +196,9 @@ func renderReport(o *options, e benchEnv, samples []sample) string {
 	p("- load average (1, 5, 15 min) before: %s; after: %s\n", e.LoadBefore, e.LoadAfter)
 	p("- %s; bench built with %s\n", e.VaultVersion, e.GoVersion)
 	p("- certkeeper %s: %s, %.1f MB (%d bytes)\n", e.CertkeeperVersion, e.Static, float64(e.BinarySize)/1e6, e.BinarySize)
+	if o.baseline != "" {
+		p("- certkeeper-base: certkeeper %s (%s), run exactly as certkeeper, for a before/after in this run\n", e.BaselineVersion, o.baseline)
+	}
 	p("- one dev Vault on loopback for every run (in memory, roles with `no_store=true`%s), TTL %s, %d rounds, medians shown\n",
 		map[bool]string{true: ", file audit device on to count requests", false: ""}[o.audit], ttl, o.rounds)
 	p("- certkeeper: `run`, `vault.max_parallel = %d`, writes key, cert and CA file per certificate (plus its state record), every file fsynced and renamed, directories fsynced\n", o.parallel)
@@ -240,10 +247,20 @@ func renderReport(o *options, e benchEnv, samples []sample) string {
 			va, okA := find(sums, job{toolAgent, n, key})
 			fl, okF := find(sums, job{toolFloor, n, key})
 			ci, okI := find(sums, job{toolCertkeeperIssue, n, key})
+			cb, okB := find(sums, job{toolBaseline, n, key})
 			if !okC {
 				continue
 			}
 			var parts []string
+			if okB {
+				parts = append(parts, fmt.Sprintf("certkeeper / certkeeper-base: time %.2fx, CPU %.2fx, peak RSS %.2fx", ratio(ck.Elapsed, cb.Elapsed), ratio(ck.CPU, cb.CPU), ratio(ck.PeakRSS, cb.PeakRSS)))
+				if okA {
+					parts = append(parts, fmt.Sprintf("certkeeper-base / Vault Agent: time %.2fx, CPU %.2fx", ratio(cb.Elapsed, va.Elapsed), ratio(cb.CPU, va.CPU)))
+				}
+				if okF {
+					parts = append(parts, fmt.Sprintf("certkeeper-base / floor: time %.2fx", ratio(cb.Elapsed, fl.Elapsed)))
+				}
+			}
 			if okA {
 				parts = append(parts, fmt.Sprintf("certkeeper / Vault Agent: time %.2fx, peak RSS %.3fx (1/%.0f), steady RSS %.3fx (1/%.0f), CPU %.2fx",
 					ratio(ck.Elapsed, va.Elapsed), ratio(ck.PeakRSS, va.PeakRSS), ratio(va.PeakRSS, ck.PeakRSS),
@@ -334,22 +351,25 @@ func targets(b *strings.Builder, o *options, sums []summary) {
 	va, okA := find(sums, job{toolAgent, n, "ec"})
 	fl, okF := find(sums, job{toolFloor, n, "ec"})
 	if okC && okA {
-		fmt.Fprintf(b, "- peak RSS with %d certificates at most 1/10 of Vault Agent's and under ~30 MB: %s (%.1f MB vs %.1f MB, 1/%.1f)\n", n,
-			verdict(ck.PeakRSS*10 <= va.PeakRSS && mb(ck.PeakRSS) < 30), mb(ck.PeakRSS), mb(va.PeakRSS), ratio(va.PeakRSS, ck.PeakRSS))
-		fmt.Fprintf(b, "- steady RSS with %d certificates at most 1/10 of Vault Agent's and under ~30 MB: %s (%.1f MB vs %.1f MB, 1/%.1f)\n", n,
-			verdict(ck.SteadyRSS*10 <= va.SteadyRSS && mb(ck.SteadyRSS) < 30), mb(ck.SteadyRSS), mb(va.SteadyRSS), ratio(va.SteadyRSS, ck.SteadyRSS))
+		fmt.Fprintf(b, "- peak RSS with %d certificates at most 1/10 of Vault Agent's: %s (%.1f MB vs %.1f MB, 1/%.1f)\n", n,
+			verdict(ck.PeakRSS*10 <= va.PeakRSS), mb(ck.PeakRSS), mb(va.PeakRSS), ratio(va.PeakRSS, ck.PeakRSS))
+		fmt.Fprintf(b, "- steady RSS with %d certificates at most 1/10 of Vault Agent's: %s (%.1f MB vs %.1f MB, 1/%.1f)\n", n,
+			verdict(ck.SteadyRSS*10 <= va.SteadyRSS), mb(ck.SteadyRSS), mb(va.SteadyRSS), ratio(va.SteadyRSS, ck.SteadyRSS))
 		fmt.Fprintf(b, "- time until %d certificates written at most 0.6x Vault Agent's: %s (%.2fs vs %.2fs, %.2fx)\n", n,
 			verdict(ratio(ck.Elapsed, va.Elapsed) <= 0.6), ck.Elapsed.Seconds(), va.Elapsed.Seconds(), ratio(ck.Elapsed, va.Elapsed))
+		fmt.Fprintf(b, "- CPU until %d certificates written no more than Vault Agent's: %s (%.2fs vs %.2fs, %.2fx)\n", n,
+			verdict(ck.CPU <= va.CPU), ck.CPU.Seconds(), va.CPU.Seconds(), ratio(ck.CPU, va.CPU))
 		fmt.Fprintf(b, "- idle CPU no more than Vault Agent's, no busy polling: %s (%.3f%% vs %.3f%% of a core over %s)\n",
 			verdict(ck.IdleCPU <= va.IdleCPU), ck.IdleCPU*100, va.IdleCPU*100, o.idle)
 	}
 	if okC && okF {
-		fmt.Fprintf(b, "- time within 1.3x of the bare floor (fsync included): %s (%.2fs vs %.2fs, %.2fx)\n",
-			verdict(ratio(ck.Elapsed, fl.Elapsed) <= 1.3), ck.Elapsed.Seconds(), fl.Elapsed.Seconds(), ratio(ck.Elapsed, fl.Elapsed))
+		fmt.Fprintf(b, "- time within 1.5x of the bare floor (fsync included): %s (%.2fs vs %.2fs, %.2fx)\n",
+			verdict(ratio(ck.Elapsed, fl.Elapsed) <= 1.5), ck.Elapsed.Seconds(), fl.Elapsed.Seconds(), ratio(ck.Elapsed, fl.Elapsed))
 	}
 	if big, ok := find(sums, job{toolCertkeeper, 10000, "ec"}); ok {
-		fmt.Fprintf(b, "- 10,000 certificates under 100 MB: %s (measured once: peak %.1f MB, steady %.1f MB of which %.1f MB anonymous, %.1fs to disk)\n",
-			verdict(mb(big.PeakRSS) < 100), mb(big.PeakRSS), mb(big.SteadyRSS), mb(big.SteadyAnon), big.Elapsed.Seconds())
+		fmt.Fprintf(b, "- 10,000 certificates to disk within 12 s: %s (measured once: %.1fs)\n", verdict(big.Elapsed <= 12*time.Second), big.Elapsed.Seconds())
+		fmt.Fprintf(b, "- 10,000 certificates within 80 MB steady RSS: %s (measured once: peak %.1f MB, steady %.1f MB of which %.1f MB anonymous)\n",
+			verdict(mb(big.SteadyRSS) <= 80), mb(big.PeakRSS), mb(big.SteadyRSS), mb(big.SteadyAnon))
 	}
 	if okC && ck.Counted {
 		other := ck.Requests - ck.Issuance

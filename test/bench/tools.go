@@ -17,6 +17,9 @@ const (
 	toolCertkeeperIssue = "certkeeper-issue" // issue mode: Vault makes the key
 	toolAgent           = "vault-agent"      // Vault Agent with pkiCert templates (issue)
 	toolFloor           = "floor"            // bare vault/api loop, writes nothing
+	// toolBaseline is certkeeper in sign mode from another binary (-baseline),
+	// to measure a change before and after in one run.
+	toolBaseline = "certkeeper-base"
 )
 
 // job is one kind of run: a tool, a number of certificates, a key type.
@@ -63,7 +66,7 @@ func prepare(o *options, bv *benchVault, j job, dir string) (*layout, error) {
 		return nil, err
 	}
 	switch j.Tool {
-	case toolCertkeeper, toolCertkeeperIssue:
+	case toolCertkeeper, toolCertkeeperIssue, toolBaseline:
 		return prepareCertkeeper(o, bv, j, dir, tlsDir)
 	case toolAgent:
 		return prepareAgent(o, bv, j, dir, tlsDir)
@@ -120,8 +123,12 @@ certificate %q {
 		return nil, err
 	}
 	args := []string{"run", "-config", cfg}
+	bin := o.certkeeper
+	if j.Tool == toolBaseline {
+		bin = o.baseline
+	}
 	return &layout{
-		bin:       o.certkeeper,
+		bin:       bin,
 		args:      args,
 		sets:      sets,
 		tlsDir:    tlsDir,
