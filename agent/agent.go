@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/outdirs"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/schedule"
@@ -32,11 +33,13 @@ type Issuer interface {
 }
 
 // Notifier hears about certificate sets that changed on disk, so the
-// servers reading them can be reloaded. Nil means nobody listens.
+// servers reading them can be reloaded. Nil means nobody listens. n says
+// what changed and why (notice.Notice), which decides whether the change
+// may wait for a service's reload budget and what hooks are told.
 // *services.Manager is the real one; its Delivered option calls back
 // Agent.Delivered.
 type Notifier interface {
-	Changed(cert config.Certificate, change *sinks.Change)
+	Changed(cert config.Certificate, change *sinks.Change, n notice.Notice)
 	// Reload asks for cert's services to be checked and reloaded though
 	// nothing changed; token is delivered when they have been.
 	Reload(cert config.Certificate, token *sinks.Change)
@@ -50,6 +53,11 @@ type Options struct {
 	Notifier Notifier
 	// Observer, if not nil, hears the outcome of every pass (metrics).
 	Observer Observer
+	// Issuers lists the mounts' issuers for CA rotation (carotation.go);
+	// nil means the Issuer, if it can (*vault.Client). Trust, if not nil,
+	// says how long this host's trust bundles have held a CA.
+	Issuers IssuerLister
+	Trust   Trust
 	// Revoker revokes the certificates a renewal replaced, for
 	// revoke_superseded; nil means the Issuer, if it can (*vault.Client).
 	Revoker Revoker
@@ -97,6 +105,11 @@ type Agent struct {
 	// found right, from a certificate that fits the config (Placed).
 	placed map[string]bool
 
+	// issuers, trust and iw serve CA rotation (carotation.go).
+	issuers IssuerLister
+	trust   Trust
+	iw      issuerWatch
+
 	// revoked are held certificates a CRL lists (revoked.go).
 	revoked map[string]revocation
 	// revoker revokes replaced certificates; sup is what waits for it
@@ -120,6 +133,8 @@ func New(o Options) *Agent {
 		revoked:  map[string]revocation{},
 		revoker:  o.Revoker,
 		placed:   map[string]bool{},
+		issuers:  o.Issuers,
+		trust:    o.Trust,
 
 		reconfigured: map[string]bool{},
 	}
@@ -165,6 +180,9 @@ type Result struct {
 	// recheck, when set, is when to look again before RenewAt: the files
 	// were left to the services' retry, which may not write all of them.
 	recheck time.Time
+	// NextPass, when set, is when the certificate must be looked at again
+	// before RenewAt (a CA rotation's soak or move, carotation.go).
+	NextPass time.Time
 }
 
 // rolledBackRecheck is how soon a certificate whose files a failed
@@ -183,16 +201,19 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 		return nil, err
 	}
 	now := a.now()
-	h, reason := a.current(c, now)
+	h, reason, cause := a.current(c, now)
 	if h != nil {
 		if at, revoked := a.revokedNow(c.Name, h.record.Serial); revoked {
-			reason = "the certificate was revoked in vault at " + at.UTC().Format(time.RFC3339)
+			// Urgent (notice.Revocation): neither a renewal window nor a
+			// reload budget holds the replacement back.
+			reason, cause = "the certificate was revoked in vault at "+at.UTC().Format(time.RFC3339), notice.Revocation
 			h = nil
 		}
 	}
+	step := a.caStepFor(a.config(), c, a.heldNow(c.Name), now)
 	if h != nil && !force {
-		at, _ := renewAt(c, h)
-		if now.Before(at) {
+		pl := plan(c, h, now)
+		if now.Before(pl.At) && !step.moving(now) {
 			if !reconfigured && sinks.RolledBack(statedir.Dir(a.config().StateDir).CertificateJournal(c.Name)) {
 				// A service's check failed on these files and rolled them
 				// back: they are the services' until their retry writes
@@ -201,26 +222,36 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 				// every change event. A new certificate or a config
 				// change is still written (the services check it).
 				log.Debug("files rolled back after a failed service check; leaving them to the services' retry", "vault_asked", false)
-				return &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at, recheck: now.Add(rolledBackRecheck)}, nil
+				return &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: pl.At,
+					recheck: now.Add(rolledBackRecheck), NextPass: step.next(pl.At)}, nil
 			}
-			res, err := a.write(c, h)
+			res, err := a.write(c, h, keptNotice(reconfigured))
 			if err != nil {
 				return nil, err
 			}
 			a.logRestored(log, res, reconfigured)
+			res.NextPass = step.next(res.RenewAt)
 			return res, nil
 		}
-		reason = "renewal is due"
+		if now.Before(pl.At) {
+			reason, cause = step.describeMove(a.config()), notice.CAMove
+		} else {
+			reason, cause = "renewal is due", notice.Renewal
+			if pl.Outside {
+				reason += "; " + outsideNote(pl)
+			}
+		}
 	}
 	if force {
-		reason = "rotation requested"
+		reason, cause = "rotation requested", notice.Rotation
 	}
+	why := a.changeNotice(c, cause, reason, now)
 
 	held := h
 	h = a.takePending(c, now)
 	if h == nil {
 		var err error
-		if h, err = a.obtain(ctx, c, log); err != nil {
+		if h, err = a.obtain(ctx, c, log, a.issuerFor(ctx, c, log)); err != nil {
 			if held != nil {
 				a.keepHeld(c, held, log, reconfigured)
 			}
@@ -230,7 +261,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 		log.Info("writing the certificate obtained at an earlier attempt; vault is not asked again", "serial", h.record.Serial)
 	}
 	a.supersede(c, h)
-	res, err := a.write(c, h)
+	res, err := a.write(c, h, why)
 	if err != nil {
 		a.setPending(c, h)
 		return nil, err
@@ -238,6 +269,7 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 	a.setPending(c, nil)
 	res.Action = Issued
 	res.Reason = reason
+	res.NextPass = a.caStepFor(a.config(), c, h, a.now()).next(res.RenewAt)
 	return res, nil
 }
 
@@ -247,12 +279,21 @@ func (a *Agent) ensure(ctx context.Context, c config.Certificate, force bool) (*
 // (Placed, READY=1) while Vault is away. Only on failure: when the new one
 // comes, its own write makes the files right anyway.
 func (a *Agent) keepHeld(c config.Certificate, h *held, log *slog.Logger, reconfigured bool) {
-	res, err := a.write(c, h)
+	res, err := a.write(c, h, keptNotice(reconfigured))
 	if err != nil {
 		log.Debug("cannot write the files of the certificate held either", "error", err)
 		return
 	}
 	a.logRestored(log, res, reconfigured)
+}
+
+// keptNotice is why the files of a certificate kept are written: a
+// restore, or a config change.
+func keptNotice(reconfigured bool) notice.Notice {
+	if reconfigured {
+		return notice.Notice{Reason: notice.Config}
+	}
+	return notice.Notice{Reason: notice.Restore}
 }
 
 func (a *Agent) logRestored(log *slog.Logger, res *Result, reconfigured bool) {
@@ -267,8 +308,8 @@ func (a *Agent) logRestored(log *slog.Logger, res *Result, reconfigured bool) {
 }
 
 // current returns the certificate held for c if it still fits the config,
-// else nil and why not.
-func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
+// else nil and why not, in words and as a notice reason.
+func (a *Agent) current(c config.Certificate, now time.Time) (*held, string, notice.Reason) {
 	a.mu.Lock()
 	h := a.held[c.Name]
 	a.mu.Unlock()
@@ -276,7 +317,7 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 		var err error
 		h, err = loadHeld(a.config(), c)
 		if err != nil {
-			return nil, err.Error()
+			return nil, err.Error(), notice.Issued
 		}
 		// What is on disk is what servers use: hold it, so status and
 		// metrics show its expiry even while getting a new one fails.
@@ -285,15 +326,19 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string) {
 		a.mu.Unlock()
 	}
 	if err := fits(c, h, now); err != nil {
-		return nil, strings.ReplaceAll(err.Error(), "\n", "; ")
+		cause := notice.Config
+		if leaf := h.bundle.Leaf; !now.Before(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+			cause = notice.Expired
+		}
+		return nil, strings.ReplaceAll(err.Error(), "\n", "; "), cause
 	}
-	return h, ""
+	return h, "", ""
 }
 
 // obtain gets a new certificate from Vault and checks it before anything
-// is written.
-func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logger) (*held, error) {
-	req := vault.CertRequest{Certificate: c}
+// is written. With step.pin, it must come from that issuer.
+func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logger, step caStep) (*held, error) {
+	req := vault.CertRequest{Certificate: c, IssuerRef: step.pin}
 	var key crypto.Signer
 	if c.IssueMode == config.ModeSign {
 		var err error
@@ -344,7 +389,14 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		IssuedAt: a.now().UTC(),
 		CAChain:  sharedCAs.intern(string(pki.EncodeCerts(append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...)...))),
 	}}
-	if at, held := renewAt(c, h); held {
+	if step.pinned != nil && !step.pinned.Equal(issuerOf(h)) {
+		return nil, &RejectedError{Err: fmt.Errorf("it was asked of issuer %q (%s) and is not signed by it", step.pinned.Subject.CommonName, step.pin)}
+	}
+	if outlives, caNotAfter := outlivesIssuer(h); outlives {
+		log.Warn("the certificate outlives the CA that signed it: clients cannot verify it past the CA's expiry; rotate the issuer in vault",
+			"not_after", b.Leaf.NotAfter.UTC().Format(time.RFC3339), "issuer_not_after", caNotAfter.UTC().Format(time.RFC3339))
+	}
+	if at, held := renewAt(c, h, a.now()); held {
 		log.Warn("renewal policy does not fit this certificate's lifetime; renewing at 10% of its remaining life instead",
 			"lifetime", b.Leaf.NotAfter.Sub(b.Leaf.NotBefore).String(), "renew_fraction", c.RenewFraction, "renew_before", c.RenewBefore.String(), "renew_at", at)
 	}
@@ -363,7 +415,8 @@ func (e *RejectedError) Error() string {
 func (e *RejectedError) Unwrap() error { return e.Err }
 
 // write puts h on disk as c's outputs and makes it the held certificate.
-func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
+// why says why, for the services reading them (see changeNotice).
+func (a *Agent) write(c config.Certificate, h *held, why notice.Notice) (*Result, error) {
 	files, err := outputs(a.config(), c, h)
 	if err != nil {
 		return nil, err
@@ -380,7 +433,7 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 	a.held[c.Name] = h
 	a.placed[c.Name] = true
 	a.mu.Unlock()
-	at, _ := renewAt(c, h)
+	at, _ := renewAt(c, h, a.now())
 	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
 	// The record is certkeeper's own; only the outputs matter to servers.
 	record := dir.CertificateRecord(c.Name)
@@ -392,7 +445,7 @@ func (a *Agent) write(c config.Certificate, h *held) (*Result, error) {
 		// a replaced certificate is out of service.
 		a.awaitDelivery(c, h, change)
 		if a.notifier != nil {
-			a.notifier.Changed(c, change)
+			a.notifier.Changed(c, change, describe(c, h, why, res.Written))
 		}
 	}
 	return res, nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/pki"
-	"github.com/certkeeper/certkeeper/internal/renewal"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 )
@@ -157,10 +156,10 @@ func want(c config.Certificate) pki.Want {
 	}
 }
 
-// renewAt is when h is due, and whether the policy had to be held back
-// because it does not fit the certificate's lifetime.
-func renewAt(c config.Certificate, h *held) (time.Time, bool) {
-	p := renewal.Policy{Fraction: c.RenewFraction, Jitter: c.RenewJitter, Before: c.RenewBefore}
-	t := renewal.Times{NotBefore: h.bundle.Leaf.NotBefore, NotAfter: h.bundle.Leaf.NotAfter, Issued: h.record.IssuedAt}
-	return renewal.At(t, p, renewal.UnitFromSerial(c.Name, h.record.Serial))
+// renewAt is when h is due as of now (its renewal windows included, see
+// plan), and whether the policy had to be held back because it does not
+// fit the certificate's lifetime.
+func renewAt(c config.Certificate, h *held, now time.Time) (time.Time, bool) {
+	pl := plan(c, h, now)
+	return pl.At, pl.Held
 }

@@ -66,7 +66,7 @@ func TestMigrationKeepsCertificates(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if got := strings.Join(names, " "); got != "certs rotations services superseded trust" {
+	if got := strings.Join(names, " "); got != "ca certs rotations services superseded trust" {
 		t.Errorf("state_dir holds %q, want only the per-kind directories", got)
 	}
 }

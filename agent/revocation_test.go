@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -187,7 +189,7 @@ type fakeServices struct {
 	reloads []*sinks.Change
 }
 
-func (f *fakeServices) Changed(_ config.Certificate, c *sinks.Change) {
+func (f *fakeServices) Changed(_ config.Certificate, c *sinks.Change, _ notice.Notice) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.changes = append(f.changes, c)
@@ -477,7 +479,7 @@ func TestSupersededRevokeFailures(t *testing.T) {
 
 func heldFrom(t *testing.T, a *Agent, c config.Certificate) *held {
 	t.Helper()
-	h, err := a.obtain(t.Context(), c, a.log)
+	h, err := a.obtain(t.Context(), c, a.log, caStep{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,5 +542,38 @@ func TestSupersededRecordsNotOursAreIgnored(t *testing.T) {
 				t.Errorf("revoked from a record certkeeper did not write: %d calls", f.rv.calls)
 			}
 		})
+	}
+}
+
+// TestRevokedReplacementIsUrgent: the replacement of a revoked
+// certificate waits for no renewal window (one is configured, closed
+// now), and tells the services it is urgent (notice.Revocation), so no
+// reload budget holds it back either.
+func TestRevokedReplacementIsUrgent(t *testing.T) {
+	cfg := testConfig(t, "web")
+	h := time.Now().UTC().Hour()
+	rw, err := config.ParseRenewWindow(fmt.Sprintf("%02d:00-%02d:00 UTC", (h+6)%24, (h+7)%24))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Certificates[0].RenewWindows = []config.RenewWindow{rw}
+	fv := newFakeVault(t)
+	n := &noticed{}
+	a := New(Options{Config: cfg, Issuer: fv, Notifier: n, Rand: func() float64 { return 0 }})
+	runAgent(t, a)
+	web := heldLeaf(a, "web")
+	a.CheckCRL(fv.caCert, crlOf(t, fv, web.SerialNumber))
+	var got notice.Notice
+	waitUntil(t, "the revoked certificate to be replaced", func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if len(n.got) == 0 {
+			return false
+		}
+		got = n.got[len(n.got)-1]
+		return got.Serial != pki.Serial(web)
+	})
+	if got.Reason != notice.Revocation || !got.Urgent || !got.Deadline.IsZero() || got.PreviousSerial != pki.Serial(web) {
+		t.Errorf("the services were told %+v; want an urgent revocation replacing %s", got, pki.Serial(web))
 	}
 }

@@ -54,16 +54,6 @@ func (a *Agent) HeldIssuers() []HeldIssuer {
 	return out
 }
 
-// issuerOf finds the CA that signed h's leaf in its chain.
-func issuerOf(h *held) *x509.Certificate {
-	for _, ca := range append(append([]*x509.Certificate{}, h.bundle.Intermediates...), h.bundle.Roots...) {
-		if issued(h.bundle.Leaf, ca) {
-			return ca
-		}
-	}
-	return nil
-}
-
 // issued says whether ca issued leaf, by name and key identifier: a CA
 // rotated under the same name has another key.
 func issued(leaf, ca *x509.Certificate) bool {

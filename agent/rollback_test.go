@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -19,7 +20,7 @@ type failingCheck struct {
 	t       *testing.T
 }
 
-func (f *failingCheck) Changed(_ config.Certificate, c *sinks.Change) {
+func (f *failingCheck) Changed(_ config.Certificate, c *sinks.Change, _ notice.Notice) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := (sinks.Sets{}).Rollback(c); err != nil {

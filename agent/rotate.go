@@ -108,12 +108,12 @@ func (a *Agent) rotateBy(c config.Certificate, now time.Time) time.Time {
 	if at, queued := a.queue.When(c.Name); queued {
 		take(at)
 	}
-	h, _ := a.current(c, now)
+	h, _, _ := a.current(c, now)
 	if h == nil {
 		take(now)
 		return by
 	}
-	at, _ := renewAt(c, h)
+	at, _ := renewAt(c, h, now)
 	take(at)
 	leaf := h.bundle.Leaf
 	take(leaf.NotAfter.Add(-time.Duration(float64(leaf.NotAfter.Sub(leaf.NotBefore)) * rotateMargin)))
@@ -266,6 +266,7 @@ func (a *Agent) RotateOnce(ctx context.Context, names []string, spread time.Dura
 	if err != nil {
 		return nil, err
 	}
+	a.refreshMounts(ctx)
 	a.resumeSuperseded()
 	a.RevokeDue(ctx)
 	out := make([]Outcome, len(certs))

@@ -28,6 +28,8 @@ func (a *Agent) Run(ctx context.Context, passed func(name string)) error {
 	defer inflight.Wait()
 	// Passes a once request runs beside the loop end before Run does.
 	defer a.oneShots.Wait()
+	// The mounts' issuers, for CA rotation (carotation.go).
+	inflight.Go(func() { a.issuerLoop(ctx) })
 	// Replaced certificates a previous process left waiting for their
 	// revocation (superseded.go), then the revocations as they fall due.
 	a.resumeSuperseded()
@@ -83,10 +85,13 @@ func (a *Agent) pass(ctx context.Context, name string) (next time.Time, ok bool)
 		return st.NextAttempt, true
 	}
 	a.logResult(res, st)
-	if !res.recheck.IsZero() && res.recheck.Before(res.RenewAt) {
-		return res.recheck, true
+	at := res.RenewAt
+	for _, t := range []time.Time{res.recheck, res.NextPass} {
+		if !t.IsZero() && t.Before(at) {
+			at = t
+		}
 	}
-	return res.RenewAt, true
+	return at, true
 }
 
 func (a *Agent) logResult(res *Result, st Status) {
@@ -133,6 +138,7 @@ type Outcome struct {
 // per certificate, in config order.
 func (a *Agent) Once(ctx context.Context) []Outcome {
 	cfg := a.config()
+	a.refreshMounts(ctx)
 	a.resumeSuperseded()
 	a.RevokeDue(ctx)
 	out := make([]Outcome, len(cfg.Certificates))

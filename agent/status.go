@@ -42,6 +42,17 @@ type Status struct {
 	Failures    int       `json:"consecutive_failures"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+
+	// Window is the certificate's renewal windows, when it has any: the
+	// next one, and whether RenewAt falls outside them and why.
+	Window *WindowStatus `json:"renew_window,omitempty"`
+	// CARotation is set while the mount's default issuer is not the one
+	// the certificate came from (carotation.go).
+	CARotation *CAStatus `json:"ca_rotation,omitempty"`
+	// OutlivesIssuer: the certificate expires after the CA that signed
+	// it (at IssuerNotAfter), when clients stop verifying it.
+	OutlivesIssuer bool      `json:"outlives_issuer,omitempty"`
+	IssuerNotAfter time.Time `json:"issuer_not_after,omitzero"`
 }
 
 // record folds the outcome of a pass into c's status and returns a copy.
@@ -59,7 +70,10 @@ func (a *Agent) record(c config.Certificate, res *Result, err error) Status {
 		leaf := h.bundle.Leaf
 		st.Serial, st.Issuer = h.record.Serial, leaf.Issuer.CommonName
 		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-		st.RenewAt, _ = renewAt(c, h)
+		st.RenewAt, _ = renewAt(c, h, now)
+		st.Window = windowStatus(c, plan(c, h, now), now)
+		st.CARotation = a.caStepFor(a.cfg, c, h, now).status()
+		st.OutlivesIssuer, st.IssuerNotAfter = outlivesIssuer(h)
 		st.RevokedAt = time.Time{}
 		if r, ok := a.revoked[c.Name]; ok && r.serial == h.record.Serial {
 			st.RevokedAt = r.at
@@ -140,7 +154,9 @@ func DiskStatus(cfg *config.Config, now time.Time) []Status {
 		leaf := h.bundle.Leaf
 		st.Serial, st.Issuer = h.record.Serial, leaf.Issuer.CommonName
 		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-		st.RenewAt, _ = renewAt(c, h)
+		st.RenewAt, _ = renewAt(c, h, now)
+		st.Window = windowStatus(c, plan(c, h, now), now)
+		st.OutlivesIssuer, st.IssuerNotAfter = outlivesIssuer(h)
 		st.State = stateOf(&st, now)
 		if err := fits(c, h, now); err != nil && st.State == StateValid {
 			// Good but no longer what the config asks: the agent will

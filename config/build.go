@@ -59,6 +59,8 @@ func (b *builder) build(raw *rawFile) *Config {
 	} else {
 		cfg.Vault = b.vault(raw.Vault)
 	}
+	b.caRotation(raw, cfg)
+	defaultWindows, _ := b.renewWindows(raw.RenewWindow, raw.Body, raw.Body.MissingItemRange())
 	seen := map[string]hcl.Range{}
 	writers := map[string]string{} // output path -> certificate writing it
 	for i := range raw.Certificates {
@@ -69,6 +71,11 @@ func (b *builder) build(raw *rawFile) *Config {
 		}
 		seen[rc.Name] = rc.DefRange
 		c := b.certificate(rc)
+		if ws, set := b.renewWindows(rc.RenewWindow, rc.Body, rc.DefRange); set {
+			c.RenewWindows = ws
+		} else {
+			c.RenewWindows = defaultWindows
+		}
 		for _, p := range c.OutputPaths() {
 			if p == "" {
 				continue

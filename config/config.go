@@ -33,6 +33,12 @@ type Config struct {
 	Services     []Service
 	TrustBundles []TrustBundle
 
+	// CASoak is how long a new default issuer of a mount must have been in
+	// this host's trust bundles before leaves move to it; IssuerCheck is
+	// how often the agent lists each certificate mount's issuers.
+	CASoak      time.Duration
+	IssuerCheck time.Duration
+
 	// Warnings are settings that are valid but unsafe, one line each with
 	// file:line:col, for validate to print (a plain-http Vault address).
 	Warnings []string
@@ -168,6 +174,9 @@ type Certificate struct {
 	RenewFraction float64
 	RenewJitter   float64
 	RenewBefore   time.Duration
+	// RenewWindows are when routine renewals may happen (any of them);
+	// nil means at any time.
+	RenewWindows []RenewWindow
 
 	Files Files
 

@@ -103,6 +103,16 @@ testdata/invalid-telemetry.hcl:17:1: only one "telemetry" block is allowed (the 
 testdata/invalid-telemetry.hcl:22:12: paths: "/etc/ssl/private/[*.pem" is not a valid glob pattern
 testdata/invalid-telemetry.hcl:22:12: paths: an empty path watches nothing
 testdata/invalid-telemetry.hcl:23:12: rescan: "often" is not a positive duration (examples: "90m", "72h", "30d")`},
+		{"invalid-change-control.hcl", `testdata/invalid-change-control.hcl:5:16: renew_window: "any" cannot be one of several windows; use it alone
+testdata/invalid-change-control.hcl:6:16: ca_soak: "a day" is not a positive duration (examples: "90m", "72h", "30d")
+testdata/invalid-change-control.hcl:7:16: issuer_check: "0s" is not a positive duration (examples: "90m", "72h", "30d")
+testdata/invalid-change-control.hcl:11:25: min_reload_interval: "1 minute" is not a positive duration (examples: "90m", "72h", "30d")
+testdata/invalid-change-control.hcl:20:18: renew_window "Moon-Fri 02:00-05:00" days "Moon-Fri": "moon" is not a day (Mon, Tue, Wed, Thu, Fri, Sat, Sun, ranges such as Mon-Fri, lists such as Sat,Sun, or daily)
+testdata/invalid-change-control.hcl:20:18: renew_window "Mon 02:00-02:00" hours "02:00-02:00" open and close at once; the whole day is 00:00-24:00
+testdata/invalid-change-control.hcl:20:18: renew_window "0 2 * * 1-5 2027 for 3h" cron part "0 2 * * 1-5 2027" must have 5 fields (minute hour day-of-month month day-of-week) or be one of @hourly, @daily, @weekly, @monthly, @yearly, @annually
+testdata/invalid-change-control.hcl:20:18: renew_window "0 2 31 2 * for 1h" cron expression "0 2 31 2 *" never matches (a day such as 31 February)
+testdata/invalid-change-control.hcl:20:18: renew_window "02:00-05:00 Mars/Olympus" time zone "Mars/Olympus" is not an IANA zone name such as Europe/Berlin or UTC
+testdata/invalid-change-control.hcl:29:18: renew_window must be a window, a list of windows, or "any"`},
 		{"invalid-telemetry-tls.hcl", `testdata/invalid-telemetry-tls.hcl:20:29: web_config_file TESTDATA/web-config-tls.yml has a tls_server_config, and tls_certificate also sets up TLS: keep one (with tls_certificate, the file may still hold basic_auth_users)
 testdata/invalid-telemetry-tls.hcl:21:29: tls_certificate: no certificate block named "metrics" (the endpoint serves a certificate certkeeper manages)
 testdata/invalid-telemetry-tls.hcl:22:29: tls_client_trust_bundle: no trust_bundle block named "scrapers"`},

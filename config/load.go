@@ -28,6 +28,11 @@ type rawFile struct {
 	Services     []rawService     `hcl:"service,block"`
 	TrustBundles []rawTrustBundle `hcl:"trust_bundle,block"`
 	Body         hcl.Body         `hcl:",body"`
+
+	// RenewWindow is the default of every certificate's renew_window.
+	RenewWindow hcl.Expression `hcl:"renew_window,optional"`
+	CASoak      string         `hcl:"ca_soak,optional"`
+	IssuerCheck string         `hcl:"issuer_check,optional"`
 }
 
 type rawVault struct {
@@ -104,6 +109,9 @@ type rawCertificate struct {
 	Templates          []rawTemplate `hcl:"template,block"`
 	PKCS12File         string        `hcl:"pkcs12_file,optional"`
 	PKCS12PasswordFile string        `hcl:"pkcs12_password_file,optional"`
+
+	// RenewWindow is a string or a list of strings (config/window.go).
+	RenewWindow hcl.Expression `hcl:"renew_window,optional"`
 }
 
 type rawTemplate struct {

@@ -36,6 +36,11 @@ type Service struct {
 	// is reloaded, so changes made together lead to one reload.
 	Settle time.Duration
 	Verify *Verify
+
+	// MinReloadInterval is the reload budget: routine changes wait until
+	// this long after the service's last reload; urgent ones do not.
+	// Zero: no budget.
+	MinReloadInterval time.Duration
 }
 
 // Verify is how certkeeper confirms, after a reload, that the server
@@ -98,6 +103,9 @@ type rawService struct {
 	Verify   *rawVerify `hcl:"verify,block"`
 	Body     hcl.Body   `hcl:",body"`
 	DefRange hcl.Range  `hcl:",def_range"`
+
+	// MinReloadInterval is the reload budget (services/budget.go).
+	MinReloadInterval string `hcl:"min_reload_interval,optional"`
 }
 
 type rawVerify struct {
@@ -286,6 +294,9 @@ func (b *builder) service(rs *rawService) Service {
 	}
 	if rs.Settle != "" {
 		s.Settle = b.duration(rs.Body, "settle", rs.Settle, rs.DefRange)
+	}
+	if rs.MinReloadInterval != "" {
+		s.MinReloadInterval = b.duration(rs.Body, "min_reload_interval", rs.MinReloadInterval, rs.DefRange)
 	}
 	if rv := rs.Verify; rv != nil {
 		v := &Verify{Address: rv.Address, Timeout: DefaultVerifyTimeout, ClientCertificate: rv.ClientCertificate}

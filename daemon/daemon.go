@@ -135,6 +135,9 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	to.Notifier = d.services
 	ao.Notifier = d.services
 	d.trust = trust.New(to)
+	// CA rotation: leaves move to a new issuer once this host's trust
+	// bundles have held it for ca_soak.
+	ao.Trust = d.trust
 	d.agent = agent.New(ao)
 
 	if d.metrics != nil && (cfg.Telemetry.Listen != "" || cfg.Telemetry.Textfile != "") {
@@ -255,3 +258,7 @@ func (s serviceMetrics) ServiceReloaded(service, result string) {
 }
 
 func (s serviceMetrics) ServedMatches(service string, ok bool) { s.m.ServedMatches(service, ok) }
+func (s serviceMetrics) ReloadReason(service, reason string, urgent bool) {
+	s.m.ReloadReason(service, reason, urgent)
+}
+func (s serviceMetrics) Backlog(service string, changes int) { s.m.Backlog(service, changes) }

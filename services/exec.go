@@ -28,15 +28,16 @@ const rawOutputLimit = 16 << 10
 // runCommand runs argv and waits at most timeout. The command gets its own
 // process group, so a timeout kills whatever it started as well, not just
 // the shell at its top, and only the harmless part of certkeeper's
-// environment (childEnv). Its output, which errors, logs, status and
-// services.json show, is cleared of keys, tokens and secret values.
-func runCommand(ctx context.Context, argv []string, timeout time.Duration) error {
+// environment (childEnv), plus extra (what changed: hooks.go). Its output,
+// which errors, logs, status and services.json show, is cleared of keys,
+// tokens and secret values.
+func runCommand(ctx context.Context, argv []string, timeout time.Duration, extra ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	env, secrets := childEnv(os.Environ())
 	// A nil Env would mean "inherit everything".
-	cmd.Env = append([]string{}, env...)
+	cmd.Env = append(append([]string{}, env...), extra...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	// A daemon the command started may hold its output open forever.
@@ -100,10 +101,11 @@ func (b *tailBuffer) suffix() string {
 	return ": " + s
 }
 
-// reloadService reloads s. ran is false when s has a pid file and no
-// process runs under it: a server that is not running reads the new files
-// when it starts, so that is not a failure.
-func reloadService(ctx context.Context, s config.Service) (ran bool, err error) {
+// reloadService reloads s; a reload command is told what h says. ran is
+// false when s has a pid file and no process runs under it: a server that
+// is not running reads the new files when it starts, so that is not a
+// failure.
+func reloadService(ctx context.Context, s config.Service, h hook) (ran bool, err error) {
 	if s.PIDFile != "" {
 		pid, ok, err := running(s.PIDFile)
 		if err != nil || !ok {
@@ -118,7 +120,7 @@ func reloadService(ctx context.Context, s config.Service) (ran bool, err error) 
 			return true, nil
 		}
 	}
-	return true, runCommand(ctx, s.Reload, s.Timeout)
+	return true, runHook(ctx, s.Reload, s.Timeout, h)
 }
 
 // running reads a pid file and says whether its process is alive.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -19,6 +20,8 @@ type arrival struct {
 	services []string
 	change   *sinks.Change
 	at       time.Time
+	// note says what changed and why (empty for a startup check).
+	note notice.Notice
 	// bundle names the trust bundle whose files changed, if one did.
 	bundle string
 	// seq numbers the arrivals of a group in the order their files were
@@ -34,6 +37,15 @@ type service struct {
 	needReload bool
 	failures   int
 	retryAt    time.Time
+
+	// lastReload is when this process last reloaded the service, for the
+	// budget (budget.go); loaded are the changes its next reload loads,
+	// which its reload command is told of (hooks.go); backlog and
+	// heldUntil are what status and metrics last heard of its backlog.
+	lastReload time.Time
+	loaded     []notice.Notice
+	backlog    int
+	heldUntil  time.Time
 	// mark is what the reload under way loads (set at its start).
 	mark loadMark
 	// untested are trust bundle changes this service loaded that its
@@ -181,7 +193,8 @@ func (g *group) run(ctx context.Context) {
 // to wait. The caller holds busy.
 func (g *group) step(ctx context.Context) (wait time.Duration, acted bool) {
 	now := g.m.now()
-	batchAt, due := g.batchDue()
+	batchAt, due, heldUntil := g.batchDue()
+	g.backlog(heldUntil)
 	next := batchAt
 	for _, s := range g.services {
 		if s.needReload && (next.IsZero() || s.retryAt.Before(next)) {
@@ -207,9 +220,10 @@ func (g *group) step(ctx context.Context) (wait time.Duration, acted bool) {
 }
 
 // batchDue says when the next batch should be handled: when the newest
-// change is a settle window old (capped for batches that keep growing),
+// change is a settle window old (capped for batches that keep growing)
+// and the reload budget lets it go (heldUntil, when the budget holds it),
 // or when a rolled-back batch is due for its retry.
-func (g *group) batchDue() (time.Time, bool) {
+func (g *group) batchDue() (at time.Time, due bool, heldUntil time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.pending) > 0 {
@@ -222,12 +236,16 @@ func (g *group) batchDue() (time.Time, bool) {
 			}
 		}
 		first, last := g.pending[0].at, g.pending[len(g.pending)-1].at
-		return minTime(last.Add(settle), first.Add(maxSettleFactor*settle)), true
+		at, held := g.release(g.pending, minTime(last.Add(settle), first.Add(maxSettleFactor*settle)))
+		if held {
+			heldUntil = at
+		}
+		return at, true, heldUntil
 	}
 	if len(g.parked) > 0 {
-		return g.checkRetryAt, true
+		return g.checkRetryAt, true, time.Time{}
 	}
-	return time.Time{}, false
+	return time.Time{}, false, time.Time{}
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -296,7 +314,7 @@ func (g *group) check(ctx context.Context, b *batch) (*service, error) {
 		if s.cfg.Check == nil {
 			continue
 		}
-		if err := runCommand(ctx, s.cfg.Check, s.cfg.Timeout); err != nil {
+		if err := runHook(ctx, s.cfg.Check, s.cfg.Timeout, hook{service: s.cfg.Name, changes: append(slices.Clone(s.loaded), b.notices(s)...)}); err != nil {
 			return s, fmt.Errorf("check failed: %w", err)
 		}
 	}
@@ -329,6 +347,7 @@ func (g *group) attempt(ctx context.Context) {
 	info := b.info()
 	for _, s := range b.affected {
 		s.needReload, s.retryAt = true, g.m.now()
+		s.loaded = append(s.loaded, b.notices(s)...)
 		b.untest(s)
 		g.reload(ctx, s, info)
 	}
@@ -368,6 +387,7 @@ func (g *group) flush(ctx context.Context, loop bool) []Outcome {
 			info := b.info()
 			for _, s := range b.affected {
 				s.needReload, s.retryAt = true, g.m.now()
+				s.loaded = append(s.loaded, b.notices(s)...)
 				b.untest(s)
 				out = append(out, g.reloadNow(ctx, s, info, loop))
 			}
@@ -521,7 +541,7 @@ func (g *group) reloadOnce(ctx context.Context, s *service) (result, served stri
 		loaded, _ = expectedLeaves(g.m.cfg, s.cfg.Name)
 	}
 	s.mark = g.markNow()
-	ran, err := reloadService(ctx, s.cfg)
+	ran, err := reloadService(ctx, s.cfg, hook{service: s.cfg.Name, changes: s.loaded})
 	if err != nil {
 		return ResultReloadFailed, "", fmt.Errorf("reload failed: %w", err)
 	}
@@ -530,6 +550,7 @@ func (g *group) reloadOnce(ctx context.Context, s *service) (result, served stri
 		s.untested = nil
 		return ResultNotRunning, "", nil
 	}
+	s.lastReload = g.m.now()
 	if s.cfg.Verify == nil {
 		return ResultOK, "", nil
 	}
@@ -656,10 +677,16 @@ func (g *group) refused(ctx context.Context, s *service, cause error, retry bool
 func (g *group) reported(s *service, res, served string, batch *batchInfo) {
 	g.deliver(s, s.mark)
 	g.m.observe(s.cfg.Name, res)
+	reason, urgent := leadingReason(s.loaded)
+	if res != ResultNotRunning && g.m.observer != nil {
+		g.m.observer.ReloadReason(s.cfg.Name, reason, urgent)
+	}
+	s.loaded = nil
 	log := g.m.log.With("service", s.cfg.Name)
 	if batch != nil {
 		log = log.With("sources", batch.sources, "changes", batch.changes, "since_change", g.m.now().Sub(batch.first).Round(time.Millisecond).String())
 	}
+	log = log.With("reason", reason, "urgent", urgent)
 	now := g.m.now()
 	pending := g.hasPending(s.cfg.Name)
 	switch res {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/sinks"
 )
@@ -58,7 +59,7 @@ func TestDeliveredOnlyOnceLoadedEverywhere(t *testing.T) {
 	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff, Delivered: d.add})
 
 	c1 := f.write("1")
-	f.m.Changed(f.cfg.Certificates[0], c1)
+	f.m.Changed(f.cfg.Certificates[0], c1, notice.Notice{})
 	if d.has(c1) {
 		t.Fatal("delivered before any reload")
 	}
@@ -69,7 +70,7 @@ func TestDeliveredOnlyOnceLoadedEverywhere(t *testing.T) {
 
 	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o600)
 	c2 := f.write("2")
-	f.m.Changed(f.cfg.Certificates[0], c2)
+	f.m.Changed(f.cfg.Certificates[0], c2, notice.Notice{})
 	if out := f.m.Flush(t.Context()); out[0].Result != ResultCheckFailed {
 		t.Fatalf("flush = %+v, want a failed check", out)
 	}
@@ -103,7 +104,7 @@ func TestDeliveredWaitsForAFailedReload(t *testing.T) {
 	os.WriteFile(filepath.Join(f.dir, "down"), nil, 0o600)
 	f.run()
 	c := f.write("1")
-	f.m.Changed(f.cfg.Certificates[0], c)
+	f.m.Changed(f.cfg.Certificates[0], c, notice.Notice{})
 	waitFor(t, "apache's reload to fail", func() bool { return f.status("apache").State == StateReloadFailed })
 	time.Sleep(300 * time.Millisecond)
 	if d.has(c) {
@@ -295,12 +296,12 @@ func TestCanaryRollsBackRefusedTrustFiles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cf := newCanaryFixture(t, tt.version, tt.http400)
 			good := cf.p.crl(t, 1)
-			cf.m.BundleChanged(cf.tb, cf.writeTrust(good))
+			cf.m.BundleChanged(cf.tb, cf.writeTrust(good), notice.Notice{})
 			if out := cf.m.Flush(t.Context()); len(out) != 1 || out[0].Err != nil {
 				t.Fatalf("good trust files: %+v", out)
 			}
 			bad := append(cf.p.crl(t, 2), []byte("refuse\n")...)
-			cf.m.BundleChanged(cf.tb, cf.writeTrust(bad))
+			cf.m.BundleChanged(cf.tb, cf.writeTrust(bad), notice.Notice{})
 			cf.run()
 			waitFor(t, "clients_refused", func() bool { return cf.status("web").State == StateClientsRefused })
 			if got, _ := os.ReadFile(cf.tb.CRLFile); !bytes.Equal(got, good) {
@@ -321,11 +322,11 @@ func TestCanaryRollsBackRefusedTrustFiles(t *testing.T) {
 			}
 
 			// The next good files are accepted and the state clears.
-			cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 3)))
+			cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 3)), notice.Notice{})
 			waitFor(t, "ok again", func() bool { return cf.status("web").State == StateOK })
 
 			// Refused again, then Vault serves what is on disk: ok again.
-			cf.m.BundleChanged(cf.tb, cf.writeTrust(append(cf.p.crl(t, 4), []byte("refuse\n")...)))
+			cf.m.BundleChanged(cf.tb, cf.writeTrust(append(cf.p.crl(t, 4), []byte("refuse\n")...)), notice.Notice{})
 			waitFor(t, "clients_refused", func() bool { return cf.status("web").State == StateClientsRefused })
 			cf.m.BundleSettled(cf.tb)
 			if st := cf.status("web"); st.State != StateOK || st.LastError != "" {
@@ -349,10 +350,10 @@ func admitsNow(cf *canaryFixture) (bool, error) {
 // with a warning.
 func TestRevokedCanaryDoesNotBlockTheCRL(t *testing.T) {
 	cf := newCanaryFixture(t, tls.VersionTLS13, false)
-	cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 1)))
+	cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 1)), notice.Notice{})
 	cf.m.Flush(t.Context())
 	revoking := append(cf.p.crl(t, 2, cf.p.client.SerialNumber), []byte("refuse\n")...)
-	cf.m.BundleChanged(cf.tb, cf.writeTrust(revoking))
+	cf.m.BundleChanged(cf.tb, cf.writeTrust(revoking), notice.Notice{})
 	out := cf.m.Flush(t.Context())
 	if len(out) != 1 || out[0].Err != nil || out[0].Result != ResultOK {
 		t.Fatalf("flush = %+v", out)
@@ -377,10 +378,10 @@ func TestDeliveredOnlyWhatTheReloadLoaded(t *testing.T) {
 	f.run()
 
 	c1 := f.write("1")
-	f.m.Changed(f.cfg.Certificates[0], c1)
+	f.m.Changed(f.cfg.Certificates[0], c1, notice.Notice{})
 	waitFor(t, "the reload to start", func() bool { _, err := os.Stat(started); return err == nil })
 	c2 := f.write("2")
-	f.m.Changed(f.cfg.Certificates[0], c2)
+	f.m.Changed(f.cfg.Certificates[0], c2, notice.Notice{})
 	waitFor(t, "the first reload's delivery", func() bool { return d.has(c1) })
 	if d.has(c2) {
 		t.Fatal("a change written during the reload was delivered with it")
@@ -391,11 +392,11 @@ func TestDeliveredOnlyWhatTheReloadLoaded(t *testing.T) {
 	// is rolled back. The retry that then succeeds did not load c3.
 	os.WriteFile(filepath.Join(f.dir, "down"), nil, 0o600)
 	c3a := f.write("3a")
-	f.m.Changed(f.cfg.Certificates[0], c3a)
+	f.m.Changed(f.cfg.Certificates[0], c3a, notice.Notice{})
 	waitFor(t, "the reload to fail", func() bool { return f.status("web").State == StateReloadFailed })
 	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o600)
 	c3 := f.write("3")
-	f.m.Changed(f.cfg.Certificates[0], c3)
+	f.m.Changed(f.cfg.Certificates[0], c3, notice.Notice{})
 	waitFor(t, "the check to fail", func() bool { return f.status("web").State == StateCheckFailed })
 	os.Remove(filepath.Join(f.dir, "down"))
 	waitFor(t, "the retried reload's delivery", func() bool { return d.has(c3a) })
@@ -452,7 +453,7 @@ func TestVerifyEveryKeyType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.m.Changed(f.cfg.Certificates[0], c)
+	f.m.Changed(f.cfg.Certificates[0], c, notice.Notice{})
 	out := f.m.Flush(t.Context())
 	if len(out) != 1 || out[0].Result != ResultNotServed || !strings.Contains(fmt.Sprint(out[0].Err), pki.Serial(oldEC.Leaf)) {
 		t.Fatalf("a server still on the old EC certificate: %+v", out)
@@ -495,15 +496,15 @@ func TestRefusedBatchStillDeliversItsCertificate(t *testing.T) {
 	cf := newCanaryFixture(t, tls.VersionTLS13, true)
 	d := &deliveries{}
 	cf.m.delivered = d.add
-	cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 1)))
+	cf.m.BundleChanged(cf.tb, cf.writeTrust(cf.p.crl(t, 1)), notice.Notice{})
 	cf.m.Flush(t.Context())
 	keyChange, err := sinks.WriteSet(filepath.Join(cf.dir, "web.journal"), []sinks.File{{Path: cf.cfg.Certificates[0].Files.Key, Data: []byte("another key"), Mode: 0o600, UID: -1, GID: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf.m.Changed(cf.cfg.Certificates[0], keyChange)
+	cf.m.Changed(cf.cfg.Certificates[0], keyChange, notice.Notice{})
 	bad := cf.writeTrust(append(cf.p.crl(t, 2), []byte("refuse\n")...))
-	cf.m.BundleChanged(cf.tb, bad)
+	cf.m.BundleChanged(cf.tb, bad, notice.Notice{})
 	if out := cf.m.Flush(t.Context()); len(out) != 1 || out[0].Result != ResultClientsRefused {
 		t.Fatalf("flush = %+v", out)
 	}

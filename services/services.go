@@ -28,6 +28,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/sinks"
 )
 
@@ -40,6 +41,14 @@ type Observer interface {
 	// ServedMatches reports whether, after a reload, the server served
 	// the certificate on disk.
 	ServedMatches(service string, ok bool)
+	// ReloadReason reports a reload that ran (the server was signalled or
+	// its reload command succeeded) and why: the reason of the change
+	// that led to it (budget.go's leadingReason), and whether that was
+	// urgent.
+	ReloadReason(service, reason string, urgent bool)
+	// Backlog reports how many changes wait for the service's next
+	// reload (held by the budget, settling, or rolled back for a retry).
+	Backlog(service string, changes int)
 }
 
 // Results of an attempt, as the observer and the logs name them.
@@ -215,17 +224,21 @@ func components(cfg *config.Config) [][]string {
 	return out
 }
 
-// Changed is called by the agent after a certificate's files changed.
-func (m *Manager) Changed(cert config.Certificate, change *sinks.Change) {
-	m.Notify(CertificateSource(cert.Name), cert.Notify, change)
+// Changed is called by the agent after a certificate's files changed; n
+// says why.
+func (m *Manager) Changed(cert config.Certificate, change *sinks.Change, n notice.Notice) {
+	if change.Changed() {
+		m.notify(arrival{source: CertificateSource(cert.Name), services: slices.Clone(cert.Notify), change: change, note: n})
+	}
 }
 
 // BundleChanged is called by the trust keeper after a bundle's files
-// changed. A service whose verify names a client_certificate proves with
-// it, after the reload, that valid clients still get in.
-func (m *Manager) BundleChanged(tb config.TrustBundle, change *sinks.Change) {
+// changed; n says what changed in it. A service whose verify names a
+// client_certificate proves with it, after the reload, that valid clients
+// still get in.
+func (m *Manager) BundleChanged(tb config.TrustBundle, change *sinks.Change, n notice.Notice) {
 	if change.Changed() {
-		m.notify(arrival{source: BundleSource(tb.Name), bundle: tb.Name, services: slices.Clone(tb.Notify), change: change})
+		m.notify(arrival{source: BundleSource(tb.Name), bundle: tb.Name, services: slices.Clone(tb.Notify), change: change, note: n})
 	}
 }
 
@@ -264,7 +277,8 @@ func CertificateSource(name string) string { return "certificate " + name }
 func BundleSource(name string) string { return "trust_bundle " + name }
 
 // Notify records that source (a name for logs) changed files that the
-// named services read. It never blocks on a reload.
+// named services read, without saying why: the change is handled as
+// urgent. It never blocks on a reload.
 func (m *Manager) Notify(source string, services []string, change *sinks.Change) {
 	if change.Changed() {
 		m.notify(arrival{source: source, services: slices.Clone(services), change: change})

@@ -27,11 +27,15 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
 	"github.com/certkeeper/certkeeper/test/cktest"
 )
+
+// renewed is what the agent says about a scheduled renewal of web.
+var renewed = notice.Notice{Kind: notice.Certificate, Name: "web", Reason: notice.Renewal}
 
 var fastBackoff = backoff.Backoff{Base: 100 * time.Millisecond, Max: 200 * time.Millisecond, Min: 50 * time.Millisecond}
 
@@ -133,6 +137,8 @@ type recorder struct {
 	mu      sync.Mutex
 	results []string
 	served  []bool
+	reasons []string
+	backlog []string
 }
 
 var _ Observer = (*recorder)(nil)
@@ -147,6 +153,18 @@ func (r *recorder) ServedMatches(_ string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.served = append(r.served, ok)
+}
+
+func (r *recorder) ReloadReason(service, reason string, urgent bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reasons = append(r.reasons, fmt.Sprintf("%s:%s:%v", service, reason, urgent))
+}
+
+func (r *recorder) Backlog(service string, changes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.backlog = append(r.backlog, fmt.Sprintf("%s:%d", service, changes))
 }
 
 func (r *recorder) get() []string {
@@ -204,7 +222,7 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
 	f.run()
 
-	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"), renewed)
 	waitFor(t, "the check to fail", func() bool { return f.status("nginx").State == StateCheckFailed })
 	if got := f.onDisk(); got != "KEY0/CERT0" {
 		t.Fatalf("after a failed check the files hold %s, want the previous set KEY0/CERT0", got)
@@ -222,7 +240,7 @@ func TestCheckFailureRollsBackAndRetries(t *testing.T) {
 	waitFor(t, "the files to be rolled back after the retry", func() bool { return f.onDisk() == "KEY0/CERT0" })
 
 	// A newer set arrives while the batch waits: it is checked with it.
-	f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("2"), renewed)
 	waitFor(t, "the newer set to be rolled back too", func() bool { return f.onDisk() == "KEY0/CERT0" })
 
 	os.Remove(filepath.Join(f.dir, "broken"))
@@ -268,7 +286,7 @@ func TestReloadFailureRetried(t *testing.T) {
 	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
 	f.write("0")
 	f.run()
-	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"), renewed)
 	waitFor(t, "the reload to fail twice", func() bool { return f.status("apache").Failures >= 2 })
 	st := f.status("apache")
 	if st.State != StateReloadFailed || !strings.Contains(st.LastError, "reload failed") {
@@ -340,7 +358,7 @@ func TestSignalReload(t *testing.T) {
 	f.cfg.Certificates[0].Notify = []string{"apache"}
 	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
 
-	f.m.Changed(f.cfg.Certificates[0], f.write("0"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("0"), renewed)
 	out := f.m.Flush(t.Context())
 	if len(out) != 1 || out[0].Result != ResultNotRunning || out[0].Err != nil {
 		t.Fatalf("flush without a running server: %+v", out)
@@ -348,7 +366,7 @@ func TestSignalReload(t *testing.T) {
 
 	first := trapper(t, f.dir, "first")
 	os.WriteFile(pidFile, []byte(strconv.Itoa(first)+"\n"), 0o644)
-	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"), renewed)
 	if out := f.m.Flush(t.Context()); len(out) != 1 || out[0].Err != nil || out[0].Result != ResultOK {
 		t.Fatalf("flush: %+v", out)
 	}
@@ -356,7 +374,7 @@ func TestSignalReload(t *testing.T) {
 
 	second := trapper(t, f.dir, "second")
 	os.WriteFile(pidFile, []byte(strconv.Itoa(second)), 0o644)
-	f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("2"), renewed)
 	f.m.Flush(t.Context())
 	waitFor(t, "the second server to get USR1", func() bool { return f.lines("second.signals") == 1 })
 	if n := f.lines("first.signals"); n != 1 {
@@ -391,19 +409,19 @@ func TestPIDFileWithReloadCommand(t *testing.T) {
 	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
 	for i, stale := range []string{"999999999", "", "\n"} { // no such process; what `nginx -t` leaves
 		os.WriteFile(svc.PIDFile, []byte(stale), 0o644)
-		f.m.Changed(f.cfg.Certificates[0], f.write("1"+strconv.Itoa(i)))
+		f.m.Changed(f.cfg.Certificates[0], f.write("1"+strconv.Itoa(i)), renewed)
 		if out := f.m.Flush(t.Context()); out[0].Result != ResultNotRunning || out[0].Err != nil || f.lines("nginx.reloads") != 0 {
 			t.Fatalf("pid file %q: %+v, %d reloads", stale, out, f.lines("nginx.reloads"))
 		}
 	}
 	os.WriteFile(svc.PIDFile, []byte(strconv.Itoa(os.Getpid())), 0o644)
-	f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("2"), renewed)
 	if out := f.m.Flush(t.Context()); out[0].Result != ResultOK || f.lines("nginx.reloads") != 1 {
 		t.Fatalf("live pid: %+v, %d reloads", out, f.lines("nginx.reloads"))
 	}
 	for i, bad := range []string{"-1", "1", "0"} { // a process group, init, ourselves
 		os.WriteFile(svc.PIDFile, []byte(bad), 0o644)
-		f.m.Changed(f.cfg.Certificates[0], f.write("3"+strconv.Itoa(i)))
+		f.m.Changed(f.cfg.Certificates[0], f.write("3"+strconv.Itoa(i)), renewed)
 		if out := f.m.Flush(t.Context()); out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "not a process id") {
 			t.Fatalf("pid %s must be refused, got %+v", bad, out)
 		}
@@ -423,7 +441,7 @@ func TestSharedSourceChecksEveryService(t *testing.T) {
 	f.m = New(Options{Config: f.cfg, Backoff: fastBackoff})
 	f.write("0")
 	os.WriteFile(filepath.Join(f.dir, "broken"), nil, 0o644)
-	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"), renewed)
 	out := f.m.Flush(t.Context())
 	if len(out) != 1 || out[0].Service != "b" || out[0].Result != ResultCheckFailed {
 		t.Fatalf("outcomes %+v, want b's check failure only", out)
@@ -485,7 +503,7 @@ func TestVerify(t *testing.T) {
 				}
 				return c
 			}
-			f.m.Changed(f.cfg.Certificates[0], write(oldPEM))
+			f.m.Changed(f.cfg.Certificates[0], write(oldPEM), renewed)
 			if out := f.m.Flush(t.Context()); out[0].Err != nil {
 				t.Fatalf("server serves the file on disk, yet: %v", out[0].Err)
 			}
@@ -494,7 +512,7 @@ func TestVerify(t *testing.T) {
 			}
 
 			f.run()
-			f.m.Changed(f.cfg.Certificates[0], write(newPEM))
+			f.m.Changed(f.cfg.Certificates[0], write(newPEM), renewed)
 			waitFor(t, "written but not served", func() bool { return f.status("web").State == StateNotServed })
 			st := f.status("web")
 			if !strings.Contains(st.LastError, "written but not served") || !strings.Contains(st.LastError, pki.Serial(newCert.Leaf)) || st.Served != pki.Serial(oldCert.Leaf) {
@@ -541,7 +559,7 @@ func TestVerifyAcceptsWhatWasLoaded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.m.Changed(f.cfg.Certificates[0], c)
+	f.m.Changed(f.cfg.Certificates[0], c, renewed)
 	if out := f.m.Flush(t.Context()); out[0].Err != nil {
 		t.Errorf("a newer file written during verify failed the verify: %v", out[0].Err)
 	}
@@ -672,9 +690,9 @@ func TestChangesDuringACheck(t *testing.T) {
 		return stop
 	}
 	arriveDuringCheck := func(f *fixture) {
-		f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+		f.m.Changed(f.cfg.Certificates[0], f.write("1"), renewed)
 		waitFor(f.t, "the check to start", func() bool { _, err := os.Stat(filepath.Join(f.dir, "checking")); return err == nil })
-		f.m.Changed(f.cfg.Certificates[0], f.write("2"))
+		f.m.Changed(f.cfg.Certificates[0], f.write("2"), renewed)
 		os.WriteFile(filepath.Join(f.dir, "release"), nil, 0o644)
 	}
 
@@ -747,7 +765,7 @@ func TestFlushRetriesAFailedReload(t *testing.T) {
 	f.cfg.Services = []config.Service{svc}
 	f.cfg.Certificates[0].Notify = []string{"apache"}
 	f.m = New(Options{Config: f.cfg, Backoff: backoff.Backoff{Base: time.Hour, Max: time.Hour, Min: time.Hour}})
-	f.m.Changed(f.cfg.Certificates[0], f.write("1"))
+	f.m.Changed(f.cfg.Certificates[0], f.write("1"), renewed)
 	out := f.m.Flush(t.Context())
 	if len(out) != 1 || out[0].Result != ResultReloadFailed {
 		t.Fatalf("flush with a failing reload: %+v", out)
@@ -818,7 +836,7 @@ func TestVerifyWaitsForTheReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.m.Changed(f.cfg.Certificates[0], c)
+	f.m.Changed(f.cfg.Certificates[0], c, renewed)
 	if out := f.m.Flush(t.Context()); len(out) != 1 || out[0].Result != ResultOK || out[0].Err != nil {
 		t.Fatalf("a server that serves the new certificate 300ms after its reload: %+v", out)
 	}

@@ -45,7 +45,12 @@ type Status struct {
 	Failures    int       `json:"consecutive_failures"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	// Served is the serial the server presented at the last verify.
-	Served    string    `json:"served_serial,omitempty"`
+	Served string `json:"served_serial,omitempty"`
+	// Backlog counts the changes waiting for the next reload; HeldUntil
+	// is when the reload budget lets routine ones go (zero: it does not
+	// hold them).
+	Backlog   int       `json:"backlog,omitempty"`
+	HeldUntil time.Time `json:"held_until,omitzero"`
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/certkeeper/certkeeper/agent"
+	bundles "github.com/certkeeper/certkeeper/trust" // "trust" is tls.go's type
 	"github.com/certkeeper/certkeeper/vault"
 )
 
@@ -81,6 +82,24 @@ var (
 		"When each certificate in a watched file (one certkeeper does not manage) expires.", "gauge", []string{"path", "subject"}}
 	fileReadErrors = def{"certkeeper_file_read_errors_total",
 		"Times a watched file changed into something that could not be read as PEM certificates.", "counter", []string{"path"}}
+
+	// Change control (reload budget, CA rotation).
+	serviceReloadReasons = def{"certkeeper_service_reloads_by_reason_total",
+		`Reloads that ran (the server was signalled or its reload command succeeded), by the reason of the change that led to them (renewal, rotation, revocation, expired, config, issued, restore, ca_rotation, ca_added, ca_removed, trust_refresh; "none" for a reload no change led to) and whether it was urgent ("true": it went past the reload budget).`, "counter",
+		[]string{"service", "reason", "urgent"}}
+	serviceBacklog = def{"certkeeper_service_reload_backlog",
+		"Changes waiting for the service's next reload: held by its reload budget (min_reload_interval), settling, or rolled back and waiting for a retry.", "gauge",
+		[]string{"service"}}
+	bundleCA = def{"certkeeper_trust_bundle_ca",
+		"Always 1: the trust bundle of this configured name on this host holds the CA with this subject and serial.", "gauge",
+		[]string{"name", "subject", "serial"}}
+	certOutlives = def{"certkeeper_certificate_outlives_issuer",
+		"1 when the certificate held for this configured name expires after the CA that signed it (clients cannot verify it past the CA's expiry), else 0.", "gauge", []string{"name"}}
+	certPinned = def{"certkeeper_certificate_issuer_pinned",
+		"1 while renewals of this configured name stay with the issuer it came from because its mount's new default issuer has not been in this host's trust bundles for ca_soak, else 0.", "gauge", []string{"name"}}
+	bundleCASince = def{"certkeeper_trust_bundle_ca_trusted_since_timestamp_seconds",
+		"When the CA with this serial entered the trust bundle of this configured name on this host; leaves move to a new default issuer ca_soak after this.", "gauge",
+		[]string{"name", "serial"}}
 	telemetryListenFailures = def{"certkeeper_telemetry_listen_failures_total",
 		"Failed attempts to bind the telemetry endpoint's address since certkeeper started: any increase means scrapes and probes may have reached another process.", "counter", nil}
 )
@@ -90,6 +109,7 @@ var catalog = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures, certRevoked,
 	caNotAfter, crlNextUpdate, serviceReloads, servedMatches,
 	vaultRequests, vaultDuration, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
+	serviceReloadReasons, serviceBacklog, bundleCA, bundleCASince, certOutlives, certPinned,
 	telemetryListenFailures,
 }
 
@@ -139,6 +159,11 @@ type Metrics struct {
 	// it listens would be 1 in every scrape of it.
 	listenFailures prometheus.Counter
 
+	reasons  *prometheus.CounterVec
+	backlog  *prometheus.GaugeVec
+	cas      *prometheus.GaugeVec
+	casSince *prometheus.GaugeVec
+
 	mu sync.Mutex
 	// renewals are kept here rather than in a CounterVec so that a
 	// certificate dropped from the config drops out of the scrape with
@@ -170,6 +195,7 @@ var (
 	_ agent.Observer      = (*Metrics)(nil)
 	_ vault.Observer      = (*Metrics)(nil)
 	_ vault.LoginObserver = (*Metrics)(nil)
+	_ bundles.Observer    = (*Metrics)(nil)
 )
 
 // New registers certkeeper's event metrics on reg.
@@ -190,8 +216,13 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: telemetryListenFailures.name, Help: telemetryListenFailures.help}),
 		renewals: map[string]*renewalCount{},
 		logins:   map[string]*renewalCount{},
+
+		reasons:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: serviceReloadReasons.name, Help: serviceReloadReasons.help}, serviceReloadReasons.labels),
+		backlog:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: serviceBacklog.name, Help: serviceBacklog.help}, serviceBacklog.labels),
+		cas:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: bundleCA.name, Help: bundleCA.help}, bundleCA.labels),
+		casSince: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: bundleCASince.name, Help: bundleCASince.help}, bundleCASince.labels),
 	}
-	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext, m.listenFailures} {
+	for _, c := range []prometheus.Collector{m.vaultRequests, m.vaultDuration, m.reloads, m.served, m.crlNext, m.listenFailures, m.reasons, m.backlog, m.cas, m.casSince} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -275,6 +306,7 @@ func (m *Metrics) renewalCounts(name string) renewalCount {
 func (m *Metrics) ServiceConfigured(service string) {
 	m.reloads.WithLabelValues(service, ResultSuccess)
 	m.reloads.WithLabelValues(service, ResultFailure)
+	m.backlog.WithLabelValues(service)
 }
 
 // ServiceReloaded counts one reload of service (its configured name);
@@ -300,6 +332,35 @@ func (m *Metrics) ServedMatches(service string, ok bool) {
 func (m *Metrics) ForgetService(service string) {
 	m.reloads.DeletePartialMatch(prometheus.Labels{"service": service})
 	m.served.DeleteLabelValues(service)
+	m.reasons.DeletePartialMatch(prometheus.Labels{"service": service})
+	m.backlog.DeleteLabelValues(service)
+	m.changed()
+}
+
+// ReloadReason counts one reload that ran, by the reason of the change
+// that led to it and whether that was urgent.
+func (m *Metrics) ReloadReason(service, reason string, urgent bool) {
+	m.reasons.WithLabelValues(service, reason, strconv.FormatBool(urgent)).Inc()
+	m.changed()
+}
+
+// Backlog records how many changes wait for the service's next reload.
+func (m *Metrics) Backlog(service string, changes int) {
+	m.backlog.WithLabelValues(service).Set(float64(changes))
+	m.changed()
+}
+
+// BundleCAs records the CAs a trust bundle holds now, replacing what it
+// held before (a CA that left it leaves the scrape).
+func (m *Metrics) BundleCAs(bundle string, cas []bundles.CAInfo) {
+	m.cas.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.casSince.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	for _, ca := range cas {
+		m.cas.WithLabelValues(bundle, ca.Subject, ca.Serial).Set(1)
+		if !ca.TrustedSince.IsZero() {
+			m.casSince.WithLabelValues(bundle, ca.Serial).Set(unixSeconds(ca.TrustedSince))
+		}
+	}
 	m.changed()
 }
 
@@ -314,6 +375,8 @@ func (m *Metrics) CRLNextUpdate(bundle, issuer string, t time.Time) {
 // config or a CA (and its CRL) leaves the bundle and is re-recorded.
 func (m *Metrics) ForgetTrustBundle(bundle string) {
 	m.crlNext.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.cas.DeletePartialMatch(prometheus.Labels{"name": bundle})
+	m.casSince.DeletePartialMatch(prometheus.Labels{"name": bundle})
 	m.changed()
 }
 

@@ -57,6 +57,7 @@ type stateCollector struct {
 var stateDefs = []def{
 	certNotAfter, certNotBefore, certRenewal, certInfo, certRenewals, certLastSuccess, certFailures, certRevoked,
 	caNotAfter, vaultTokenExpiry, vaultLogins, vaultAuthInUse, fileNotAfter, fileReadErrors,
+	certOutlives, certPinned,
 }
 
 var stateDescs = func() map[string]*prometheus.Desc {
@@ -90,6 +91,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(certLastSuccess, st.LastSuccess, st.Name)
 			if st.Serial != "" {
 				emit(certInfo, prometheus.GaugeValue, 1, st.Name, st.CommonName, st.Serial, st.Issuer)
+				emit(certOutlives, prometheus.GaugeValue, boolValue(st.OutlivesIssuer), st.Name)
+				emit(certPinned, prometheus.GaugeValue, boolValue(st.CARotation != nil && st.CARotation.Pinned), st.Name)
 			}
 			emit(certFailures, prometheus.GaugeValue, float64(st.Failures), st.Name)
 			revoked := 0.0
@@ -156,4 +159,11 @@ func keepEarliest(m map[string]time.Time, key string, t time.Time) {
 	if prev, ok := m[key]; !ok || t.Before(prev) {
 		m[key] = t
 	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -465,6 +465,11 @@ type CAInfo struct {
 	CRLThisUpdate time.Time `json:"crl_this_update,omitzero"`
 	CRLNextUpdate time.Time `json:"crl_next_update,omitzero"`
 	Revoked       int       `json:"revoked"`
+
+	// Serial is the CA certificate's serial; TrustedSince is when it
+	// entered this bundle on this host (rotation.go).
+	Serial       string    `json:"serial,omitempty"`
+	TrustedSince time.Time `json:"trusted_since,omitzero"`
 }
 
 func (b *bundle) info() []CAInfo {
@@ -476,7 +481,7 @@ func (b *bundle) info() []CAInfo {
 }
 
 func caInfo(cert *x509.Certificate, crl *x509.RevocationList) CAInfo {
-	info := CAInfo{Subject: subject(cert), NotAfter: cert.NotAfter}
+	info := CAInfo{Subject: subject(cert), Serial: pki.Serial(cert), NotAfter: cert.NotAfter}
 	if crl != nil {
 		info.CRLThisUpdate, info.CRLNextUpdate = crl.ThisUpdate, crl.NextUpdate
 		info.Revoked = len(crl.RevokedCertificateEntries)

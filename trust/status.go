@@ -161,6 +161,11 @@ func DiskStatus(cfg *config.Config, now time.Time) []Status {
 			st.LastError = refused
 		}
 		st.State, st.CAs = diskState(tb, now)
+		for _, s := range saved.Bundles {
+			if s.Name == tb.Name {
+				keepTrustedSince(st.CAs, s.CAs)
+			}
+		}
 		if st.State == StateOK && st.Failures > 0 {
 			st.State = StateFailing
 		}

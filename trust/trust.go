@@ -24,6 +24,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/outdirs"
 	"github.com/certkeeper/certkeeper/internal/schedule"
 	"github.com/certkeeper/certkeeper/internal/statedir"
@@ -42,9 +43,10 @@ type Source interface {
 }
 
 // Notifier hears about bundle files that changed, so the services reading
-// them can be reloaded. *services.Manager is the real one.
+// them can be reloaded; n says what changed (rotation.go).
+// *services.Manager is the real one.
 type Notifier interface {
-	BundleChanged(tb config.TrustBundle, change *sinks.Change)
+	BundleChanged(tb config.TrustBundle, change *sinks.Change, n notice.Notice)
 	// BundleSettled is told that a bundle whose new files servers refused
 	// (Refused) is, at its next refresh, what is on disk already: Vault
 	// no longer serves what was refused.
@@ -56,6 +58,9 @@ type Observer interface {
 	// CRLNextUpdate reports when the CRL of issuer (its common name) in
 	// bundle must be replaced.
 	CRLNextUpdate(bundle, issuer string, t time.Time)
+	// BundleCAs reports the CAs bundle holds after a refresh, with when
+	// each entered it on this host.
+	BundleCAs(bundle string, cas []CAInfo)
 }
 
 // Options build a Keeper.
@@ -96,6 +101,9 @@ type Keeper struct {
 
 	mu     sync.Mutex
 	status map[string]*Status
+	// saved are the CAs of each bundle as a previous process saved them,
+	// read once (rotation.go).
+	saved map[string][]CAInfo
 	// refused are the bundles whose new files servers refused, until
 	// their next refresh (Refused).
 	refused map[string]bool
@@ -276,6 +284,7 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 	defer k.writing.Unlock()
 	prevCAs := caCount(tb.CAFile)
 	existing := readCRLs(tb.CRLFile, prevCAs)
+	oldCAs := readCAs(tb.CAFile)
 	b, err := build(ctx, r, tb, existing, k.rotateAt)
 	if err != nil {
 		return nil, err
@@ -307,21 +316,25 @@ func (k *Keeper) refresh(ctx context.Context, r *round, tb config.TrustBundle) (
 		return nil, err
 	}
 	res := &Result{CAs: b.info(), Written: change.Written}
+	k.trustedSince(tb, res.CAs, k.now())
 	if k.observer != nil {
 		for _, ca := range res.CAs {
 			if !ca.CRLNextUpdate.IsZero() {
 				k.observer.CRLNextUpdate(tb.Name, ca.Subject, ca.CRLNextUpdate)
 			}
 		}
+		k.observer.BundleCAs(tb.Name, res.CAs)
 	}
 	k.mu.Lock()
 	wasRefused := k.refused[tb.Name]
 	delete(k.refused, tb.Name)
 	k.mu.Unlock()
 	if change.Changed() {
-		k.log.Info("trust bundle written", "bundle", tb.Name, "files", change.Written, "cas", len(res.CAs), "crls", crlSummary(res.CAs))
+		n := changeNotice(tb, oldCAs, existing, res.CAs, change.Written)
+		k.log.Info("trust bundle written", "bundle", tb.Name, "files", change.Written, "cas", len(res.CAs), "crls", crlSummary(res.CAs),
+			"reason", n.Reason, "added", caNames(n.Added), "removed", caNames(n.Removed))
 		if k.notifier != nil {
-			k.notifier.BundleChanged(tb, change)
+			k.notifier.BundleChanged(tb, change, n)
 		}
 	} else {
 		k.log.Debug("trust bundle unchanged", "bundle", tb.Name)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/certkeeper/certkeeper/config"
 	"github.com/certkeeper/certkeeper/internal/backoff"
+	"github.com/certkeeper/certkeeper/internal/notice"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -248,12 +249,14 @@ func twoTier(t *testing.T) (*fakeVault, *testCA, *testCA) {
 type notified struct {
 	mu      sync.Mutex
 	sources []string
+	notices []notice.Notice
 }
 
-func (n *notified) BundleChanged(tb config.TrustBundle, change *sinks.Change) {
+func (n *notified) BundleChanged(tb config.TrustBundle, change *sinks.Change, note notice.Notice) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.sources = append(n.sources, "trust_bundle "+tb.Name+"->"+strings.Join(tb.Notify, ","))
+	n.sources = append(n.sources, note.Source()+"->"+strings.Join(tb.Notify, ","))
+	n.notices = append(n.notices, note)
 }
 
 func (n *notified) BundleSettled(tb config.TrustBundle) {

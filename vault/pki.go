@@ -16,6 +16,11 @@ import (
 type CertRequest struct {
 	config.Certificate
 	CSR []byte // PEM; empty for issue
+	// IssuerRef, when set, names the issuer that must sign: the request
+	// goes to <mount>/issuer/<ref>/sign/<role> (or issue). Vault ignores
+	// an issuer_ref in the body of <mount>/sign/<role>; only the path
+	// form pins the issuer. Empty: the mount's default issuer.
+	IssuerRef string
 }
 
 // Issued is Vault's answer, as PEM strings, not yet trusted: the caller
@@ -57,6 +62,9 @@ func (c *Client) Obtain(ctx context.Context, r CertRequest) (*Issued, error) {
 		data["csr"] = string(r.CSR)
 	}
 	path := fmt.Sprintf("%s/%s/%s", r.Mount, op, r.Role)
+	if r.IssuerRef != "" {
+		path = fmt.Sprintf("%s/issuer/%s/%s/%s", r.Mount, r.IssuerRef, op, r.Role)
+	}
 	secret, err := c.write(ctx, path, data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -34,6 +34,11 @@ func Policy(cfg *config.Config) string {
 	}
 	for _, c := range cfg.Certificates {
 		rules[fmt.Sprintf("%s/%s/%s", c.Mount, c.IssueMode, c.Role)] = []string{"update"}
+		// During a CA rotation a certificate stays with its issuer until
+		// the new one has soaked (agent/carotation.go): the issuer is named
+		// in the path; crls below lists the mount's issuers, which is how
+		// a new one is noticed.
+		rules[fmt.Sprintf("%s/issuer/+/%s/%s", c.Mount, c.IssueMode, c.Role)] = []string{"update"}
 		// Whether the certificate was revoked: its issuer's CRL.
 		crls(c.Mount)
 		if c.RevokeSuperseded {

@@ -36,6 +36,9 @@ func TestPolicyNamesTheAuthRoles(t *testing.T) {
 		`"bound_audiences":["https://vault.example.internal"],"bound_claims_type":"glob","bound_claims":{"tid":"<TENANT>","xms_mirid":"/subscriptions/<SUBSCRIPTION>/`,
 		`| vault write auth/jwt-azure/role/web-host -`,
 		`path "pki_clients/sign/client"`,
+		"path \"pki_clients/issuer/+/sign/client\" {\n  capabilities = [\"update\"]\n}",
+		"path \"pki_clients/issuers\" {\n  capabilities = [\"list\"]\n}",
+		"path \"pki_clients/issuer/+/json\" {\n  capabilities = [\"read\"]\n}",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("policy lacks %q:\n%s", want, out)
@@ -45,7 +48,7 @@ func TestPolicyNamesTheAuthRoles(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatalf("the output is not HCL: %v", diags)
 	}
-	if n := len(f.Body.(*hclsyntax.Body).Blocks); n != 7 {
-		t.Errorf("%d path blocks, want 7 (lookup-self, renew-self, the sign path, and the issuers, issuer json, CRL and crl/rotate of its mount for the revocation check)", n)
+	if n := len(f.Body.(*hclsyntax.Body).Blocks); n != 8 {
+		t.Errorf("%d path blocks, want 8 (lookup-self, renew-self, the sign path, the sign path naming an issuer, and the issuers, issuer json, CRL and crl/rotate of its mount for the revocation check and CA rotation)", n)
 	}
 }

@@ -52,18 +52,19 @@ func TestParseIssuedNeverQuotesKey(t *testing.T) {
 
 func TestOperation(t *testing.T) {
 	for path, want := range map[string]string{
-		"/v1/pki_int/sign/web":           "sign",
-		"/v1/pki_int/issue/web":          "issue",
-		"/v1/auth/approle/login":         "login",
-		"/v1/auth/token/renew-self":      "token_renew",
-		"/v1/auth/token/lookup-self":     "token_lookup",
-		"/v1/pki/crl/pem":                "crl",
-		"/v1/pki_int/issuer/default/crl": "crl",
-		"/v1/pki_int/cert/ca_chain":      "ca",
-		"/v1/pki_int/cert/1a:2b":         "cert",
-		"/v1/pki_int/crl/rotate":         "crl_rotate",
-		"/v1/pki_int/revoke-with-key":    "revoke",
-		"/v1/sys/health":                 "other",
+		"/v1/pki_int/sign/web":            "sign",
+		"/v1/pki_int/issuer/abc/sign/web": "sign",
+		"/v1/pki_int/issue/web":           "issue",
+		"/v1/auth/approle/login":          "login",
+		"/v1/auth/token/renew-self":       "token_renew",
+		"/v1/auth/token/lookup-self":      "token_lookup",
+		"/v1/pki/crl/pem":                 "crl",
+		"/v1/pki_int/issuer/default/crl":  "crl",
+		"/v1/pki_int/cert/ca_chain":       "ca",
+		"/v1/pki_int/cert/1a:2b":          "cert",
+		"/v1/pki_int/crl/rotate":          "crl_rotate",
+		"/v1/pki_int/revoke-with-key":     "revoke",
+		"/v1/sys/health":                  "other",
 	} {
 		if got := Operation(path); got != want {
 			t.Errorf("Operation(%q) = %q, want %q", path, got, want)

@@ -72,7 +72,7 @@ func note(st agent.Status, now time.Time) string {
 		}
 		return n + ": " + oneLine(st.LastError)
 	}
-	return oneLine(st.LastError)
+	return strings.Join(append(nonEmpty(oneLine(st.LastError)), changeNotes(st, now)...), "; ")
 }
 
 func dash(s string) string {
@@ -148,6 +148,9 @@ func printServingStatus(e *env, r daemon.StatusReport, now time.Time) int {
 			if st.Pending && note == "" {
 				note = "changes wait for a reload"
 			}
+			if held := heldNote(st, now); held != "" && st.LastError == "" {
+				note = held
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", st.Name, st.State, dash(st.Served), ago(now, st.LastReload), note)
 		}
 		tw.Flush()
@@ -169,6 +172,9 @@ func printServingStatus(e *env, r daemon.StatusReport, now time.Time) int {
 				if ca.CRLNumber != "" {
 					crl = fmt.Sprintf("#%s, %d revoked", ca.CRLNumber, ca.Revoked)
 					next = until(now, ca.CRLNextUpdate)
+				}
+				if !ca.TrustedSince.IsZero() {
+					note = strings.Join(append(nonEmpty(note), "in the bundle since "+ago(now, ca.TrustedSince)), "; ")
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, state, ca.Subject, until(now, ca.NotAfter), crl, next, note)
 			}

@@ -136,16 +136,20 @@ say "roles: $SERVER_MOUNT/roles/web, $CLIENT_MOUNT/roles/client, $CLIENT_MOUNT/r
 # --- hosts ------------------------------------------------------------------
 # One AppRole per host class. Its policy is what `certkeeper policy` prints
 # for a web host's config (the package's /etc/certkeeper/certkeeper.hcl and
-# examples/nginx, examples/apache): sign with the two roles; read the
-# issuers and CRLs of the client CA and the root for the client trust
-# bundle, and of the server CA to see whether its own certificates were
-# revoked; rebuild those CRLs when they near expiry (crl/rotate); renew
-# its own token. Nothing else. A config with revoke_superseded = true
-# needs "<mount>/revoke-with-key" { capabilities = ["update"] } as well
+# examples/nginx, examples/apache): sign with the two roles (also naming
+# the issuer, which certkeeper does during a CA rotation, to stay with the
+# old intermediate until the new one has soaked); read the issuers and
+# CRLs of the client CA and the root for the client trust bundle, and of
+# the server CA to see whether its own certificates were revoked; rebuild
+# those CRLs when they near expiry (crl/rotate); renew its own token.
+# Nothing else. A config with revoke_superseded = true needs
+# "<mount>/revoke-with-key" { capabilities = ["update"] } as well
 # (certkeeper policy prints it).
 cat >"$OUT/policy-web-host.hcl" <<POLICY
 path "$SERVER_MOUNT/sign/web"          { capabilities = ["update"] }
 path "$CLIENT_MOUNT/sign/client"       { capabilities = ["update"] }
+path "$SERVER_MOUNT/issuer/+/sign/web"    { capabilities = ["update"] }
+path "$CLIENT_MOUNT/issuer/+/sign/client" { capabilities = ["update"] }
 path "$SERVER_MOUNT/issuers"           { capabilities = ["list"] }
 path "$CLIENT_MOUNT/issuers"           { capabilities = ["list"] }
 path "$ROOT_MOUNT/issuers"             { capabilities = ["list"] }

@@ -1,6 +1,7 @@
 // Package renewal decides when a certificate is renewed. Everything here
-// is a pure function of its inputs (certificate times, policy, a uniform
-// random number): no clocks, no globals, so the timing a fleet depends on can be tested exactly.
+// is a pure function of its inputs (certificate times, policy, renewal
+// windows, uniform random numbers, and the time asked about): no clocks,
+// no globals, so the timing a fleet depends on can be tested exactly.
 package renewal
 
 import (

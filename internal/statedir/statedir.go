@@ -19,6 +19,9 @@
 //	                                   (revoke_superseded)
 //	  superseded/<certificate>.<serial>.journal
 //	                                   its crash journal
+//	  ca/issuers.json                  when each issuer of the certificates' mounts
+//	                                   was first seen (CA rotation)
+//	  ca/issuers.journal               its crash journal
 //
 // Each kind of state has a directory of its own, and the names users give
 // (certificates, bundles) appear only inside their kind's directory, so no
@@ -75,7 +78,7 @@ func (d Dir) Ensure() error {
 
 // dirs are the directories of the layout, parents first.
 func (d Dir) dirs() []string {
-	return []string{string(d), d.Certs(), d.Services(), d.Trust(), d.TrustBundles(), d.Rotations(), d.Superseded()}
+	return []string{string(d), d.Certs(), d.Services(), d.Trust(), d.TrustBundles(), d.Rotations(), d.Superseded(), d.CA()}
 }
 
 func syncDir(dir string) error {
@@ -150,6 +153,18 @@ func (d Dir) SupersededCertificate(name, serial string) string {
 func (d Dir) SupersededJournal(name, serial string) string {
 	return d.join("superseded", name+"."+strings.ReplaceAll(serial, ":", "")+".journal")
 }
+
+// CA is the directory of what the agent keeps about its mounts' issuers,
+// for CA rotation.
+func (d Dir) CA() string { return d.join("ca") }
+
+// IssuersSeen holds when this host first saw each issuer of its
+// certificates' mounts: a new issuer's soak counts from then where no
+// trust bundle takes the mount.
+func (d Dir) IssuersSeen() string { return d.join("ca", "issuers.json") }
+
+// IssuersSeenJournal is the crash journal of IssuersSeen.
+func (d Dir) IssuersSeenJournal() string { return d.join("ca", "issuers.journal") }
 
 // ControlSocket is where the running daemon listens (package control).
 func (d Dir) ControlSocket() string { return d.join("control.sock") }

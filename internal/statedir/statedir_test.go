@@ -30,6 +30,9 @@ func TestLayout(t *testing.T) {
 		d.Superseded():                             "/var/lib/certkeeper/superseded",
 		d.SupersededCertificate("web", "1a:2b:03"): "/var/lib/certkeeper/superseded/web.1a2b03.json",
 		d.SupersededJournal("web", "1a:2b:03"):     "/var/lib/certkeeper/superseded/web.1a2b03.journal",
+		d.CA():                                     "/var/lib/certkeeper/ca",
+		d.IssuersSeen():                            "/var/lib/certkeeper/ca/issuers.json",
+		d.IssuersSeenJournal():                     "/var/lib/certkeeper/ca/issuers.journal",
 	} {
 		if got != want {
 			t.Errorf("got %s, want %s", got, want)

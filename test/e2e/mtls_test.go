@@ -404,10 +404,10 @@ func (st *loopStats) loop(ctx context.Context, w *webServer, roots *x509.CertPoo
 		switch {
 		case err != nil:
 			st.failures++
-			st.errs = append(st.errs, err.Error())
+			st.errs = append(st.errs, at.Format("15:04:05.000 ")+err.Error())
 		case resp.StatusCode != http.StatusOK || !strings.HasPrefix(body, "hello"):
 			st.failures++
-			st.errs = append(st.errs, fmt.Sprintf("%s: %q", resp.Status, body))
+			st.errs = append(st.errs, at.Format("15:04:05.000 ")+fmt.Sprintf("%s: %q", resp.Status, body))
 		default:
 			serial := pki.Serial(resp.TLS.PeerCertificates[0])
 			if _, seen := st.firstSeen[serial]; !seen {

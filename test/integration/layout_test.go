@@ -108,7 +108,7 @@ func TestOldLayoutMigrates(t *testing.T) {
 	if n := e.vault.CountCerts(t, vaulttest.IntMount) - issued; n != 1 || !strings.Contains(out, "services: issued") {
 		t.Errorf("Vault issued %d certificates, want 1 (for services, whose record the flat layout lost):\n%s", n, out)
 	}
-	if got := topOf(t, state); !slices.Equal(got, []string{"certs", "rotations", "services", "superseded", "trust"}) {
+	if got := topOf(t, state); !slices.Equal(got, []string{"ca", "certs", "rotations", "services", "superseded", "trust"}) {
 		t.Errorf("state_dir holds %v after the migration", got)
 	}
 	if saved, _ := os.ReadFile(filepath.Join(state, "services", "status.json")); !strings.Contains(string(saved), `"name": "front"`) {
@@ -127,7 +127,7 @@ func TestOldLayoutMigrates(t *testing.T) {
 		t.Errorf("the daemon did not migrate, or reissued web:\n%s", d.Logs.String())
 	}
 	d.Stop()
-	if got := topOf(t, state); !slices.Equal(got, []string{"certs", "rotations", "services", "superseded", "trust"}) {
+	if got := topOf(t, state); !slices.Equal(got, []string{"ca", "certs", "rotations", "services", "superseded", "trust"}) {
 		t.Errorf("state_dir holds %v after the daemon", got)
 	}
 }

@@ -71,12 +71,21 @@ func TestGeneratedPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetToken(login.Auth.ClientToken)
+	// During a CA rotation certkeeper names the issuer in the path; the
+	// policy allows that for the certificates' own roles and operations.
+	if _, err := c.Logical().Write("pki_int/issuer/default/issue/rsa", map[string]any{"common_name": "legacy.example.internal"}); err != nil {
+		t.Errorf("issuing with the issuer in the path under the generated policy: %v", err)
+	}
+	if _, err := c.Logical().List("pki_int/issuers"); err != nil {
+		t.Errorf("listing the mount's issuers under the generated policy: %v", err)
+	}
 	for path, data := range map[string]map[string]any{
-		"pki_int/issue/ec":            {"common_name": "web.example.internal"}, // sign is allowed, issue is not
-		"pki_int/sign/rsa":            {"common_name": "x.example.internal"},   // another role
-		"pki/root/sign-intermediate":  {"common_name": "evil"},
-		"sys/policy/generated":        {"policy": `path "*" { capabilities = ["sudo"] }`},
-		"auth/approle/role/generated": {"token_policies": "root"},
+		"pki_int/issuer/default/issue/ec": {"common_name": "web.example.internal"}, // named issuer, same rule
+		"pki_int/issue/ec":                {"common_name": "web.example.internal"}, // sign is allowed, issue is not
+		"pki_int/sign/rsa":                {"common_name": "x.example.internal"},   // another role
+		"pki/root/sign-intermediate":      {"common_name": "evil"},
+		"sys/policy/generated":            {"policy": `path "*" { capabilities = ["sudo"] }`},
+		"auth/approle/role/generated":     {"token_policies": "root"},
 	} {
 		_, err := c.Logical().Write(path, data)
 		var re *api.ResponseError

@@ -1,0 +1,53 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+)
+
+// IssuerInfo is what a mount's issuer list says about one issuer; its
+// certificate is read separately (IssuerCertificate), once per issuer.
+type IssuerInfo struct {
+	Ref  string // the issuer id, what /issuer/<ref>/... paths take
+	Name string // issuer_name; often empty
+	// Default: the mount signs and issues with it when no issuer is named
+	// (<mount>/config/issuers).
+	Default bool
+	HasKey  bool
+}
+
+// ListIssuers lists the issuers of mount, saying which is the default.
+// PKI answers without a token; a Vault that wants one gets a login.
+func (c *Client) ListIssuers(ctx context.Context, mount string) ([]IssuerInfo, error) {
+	path := mount + "/issuers"
+	sec, err := c.list(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, &Error{Err: fmt.Errorf("%s: mount has no issuers (is %q a PKI mount with a CA?)", path, mount)}
+	}
+	keys, _ := sec.Data["keys"].([]any)
+	infos, _ := sec.Data["key_info"].(map[string]any)
+	var out []IssuerInfo
+	for _, k := range keys {
+		ref, ok := k.(string)
+		if !ok {
+			return nil, &Error{Err: fmt.Errorf("%s: issuer id is a %T, not a string", path, k)}
+		}
+		is := IssuerInfo{Ref: ref}
+		if info, ok := infos[ref].(map[string]any); ok {
+			keyID, _ := info["key_id"].(string)
+			is.HasKey = keyID != ""
+			is.Name, _ = info["issuer_name"].(string)
+			is.Default, _ = info["is_default"].(bool)
+		}
+		out = append(out, is)
+	}
+	return out, nil
+}
+
+// IssuerCertificate is the certificate (PEM) of issuer ref of mount.
+func (c *Client) IssuerCertificate(ctx context.Context, mount, ref string) (string, error) {
+	return c.issuerCertificate(ctx, mount, ref)
+}
