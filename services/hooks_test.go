@@ -112,10 +112,13 @@ func TestHooksKnowWhatChanged(t *testing.T) {
 			t.Errorf("%s: bundle change %+v", what, b)
 		}
 	}
+	// The document goes once the command has exited, which is after it
+	// wrote what the test reads: wait for that, not for the files.
 	path, _ := os.ReadFile(filepath.Join(out, "reload.path.1"))
-	if _, err := os.Stat(strings.TrimSpace(string(path))); !os.IsNotExist(err) {
-		t.Errorf("the document %s is still there after the command: %v", path, err)
-	}
+	waitFor(t, "the document "+strings.TrimSpace(string(path))+" removed after the command", func() bool {
+		_, err := os.Stat(strings.TrimSpace(string(path)))
+		return os.IsNotExist(err)
+	})
 
 	// Two certificates in one batch: no single lineage.
 	other := web
