@@ -36,35 +36,20 @@ const MaxCRLSize = 64 << 20
 // these without a token; when a Vault asks for one to list them, the
 // agent logs in and asks again.
 func (c *Client) Issuers(ctx context.Context, mount string) ([]CAIssuer, error) {
-	path := mount + "/issuers"
-	sec, err := c.list(ctx, path)
+	list, err := c.ListIssuers(ctx, mount)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
-	if sec == nil || sec.Data == nil {
-		return nil, &Error{Err: fmt.Errorf("%s: mount has no issuers (is %q a PKI mount with a CA?)", path, mount)}
+	if len(list) == 0 {
+		return nil, &Error{Err: fmt.Errorf("%s/issuers: mount has no issuers (is %q a PKI mount with a CA?)", mount, mount)}
 	}
-	keys, _ := sec.Data["keys"].([]any)
-	infos, _ := sec.Data["key_info"].(map[string]any)
-	var out []CAIssuer
-	for _, k := range keys {
-		ref, ok := k.(string)
-		if !ok {
-			return nil, &Error{Err: fmt.Errorf("%s: issuer id is a %T, not a string", path, k)}
-		}
-		is := CAIssuer{Mount: mount, Ref: ref}
-		if info, ok := infos[ref].(map[string]any); ok {
-			keyID, _ := info["key_id"].(string)
-			is.HasKey = keyID != ""
-			is.Name, _ = info["issuer_name"].(string)
-		}
-		if is.Certificate, err = c.issuerCertificate(ctx, mount, ref); err != nil {
+	out := make([]CAIssuer, 0, len(list))
+	for _, is := range list {
+		pem, err := c.issuerCertificate(ctx, mount, is.Ref)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, is)
-	}
-	if len(out) == 0 {
-		return nil, &Error{Err: fmt.Errorf("%s: mount has no issuers (is %q a PKI mount with a CA?)", path, mount)}
+		out = append(out, CAIssuer{Mount: mount, Ref: is.Ref, Name: is.Name, HasKey: is.HasKey, Certificate: pem})
 	}
 	return out, nil
 }
