@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -353,11 +354,29 @@ type observingTransport struct {
 	next     http.RoundTripper
 	observer Observer
 	now      func() time.Time
+
+	// holdUntil is when the last 429's Retry-After ends: until then no
+	// request of this client goes out, whichever part of certkeeper makes
+	// it (a renewal, the trust bundles, the revocation or issuer checks),
+	// so one that did not get the 429 does not hit Vault while it asked
+	// for quiet.
+	mu        sync.Mutex
+	holdUntil time.Time
 }
 
 func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := t.hold(req.Context()); err != nil {
+		return nil, err
+	}
 	start := t.now()
 	resp, err := t.next.RoundTrip(req)
+	if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+		if wait := parseRetryAfter(resp.Header.Get("Retry-After"), t.now()); wait > 0 {
+			t.mu.Lock()
+			t.holdUntil = later(t.holdUntil, t.now().Add(wait))
+			t.mu.Unlock()
+		}
+	}
 	code := 0
 	if resp != nil {
 		code = resp.StatusCode
@@ -370,6 +389,31 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		info.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), t.now())
 	}
 	return resp, err
+}
+
+// hold waits out a Retry-After Vault gave this client, or ctx.
+func (t *observingTransport) hold(ctx context.Context) error {
+	t.mu.Lock()
+	wait := t.holdUntil.Sub(t.now())
+	t.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // MaxRetryAfter caps the wait a Retry-After header can impose. Vault's

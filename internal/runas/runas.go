@@ -137,6 +137,10 @@ func StateOwner(stateDir string, log *slog.Logger) error {
 	os.Setenv("HOME", owner.Home)
 	os.Setenv("USER", owner.Name)
 	os.Setenv("LOGNAME", owner.Name)
+	// root's TMPDIR is root's (libpam-tmpdir makes it /tmp/user/0, 0700):
+	// the owner could not write the files it makes for check and reload
+	// commands there. The unit sets none either, so /tmp it is.
+	os.Unsetenv("TMPDIR")
 	log.Info("running as the owner of state_dir", "state_dir", stateDir, "user", owner.Name,
 		"uid", owner.UID, "gid", owner.GID, "groups", owner.Groups, "from_uid", facts.EUID, "cap_kill", keptKill)
 	return nil

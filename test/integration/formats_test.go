@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,27 +278,42 @@ type sample struct {
 	key, cert, haproxy, p12 []byte
 }
 
+// readSample reads the files of certificate "web" and says whether the
+// view is one state of the set: its crash journal (there from before the
+// first rename of a write to after the last) was absent when the read
+// began and when it ended, and no file was replaced meanwhile (each the
+// same inode throughout). Two reads that merely agree can both fall
+// inside one write when the machine is busy.
 func readSample(e *env) (sample, bool) {
-	read := func() (sample, error) {
-		var s sample
-		var err error
-		for _, f := range []struct {
-			dst  *[]byte
-			name string
-		}{{&s.key, "web.key"}, {&s.cert, "web.crt"}, {&s.haproxy, "web.haproxy.pem"}, {&s.p12, "web.p12"}} {
-			if *f.dst, err = os.ReadFile(e.path(f.name)); err != nil {
-				return s, err
-			}
+	names := []string{"web.key", "web.crt", "web.haproxy.pem", "web.p12"}
+	journal := filepath.Join(e.dir, "state", "certs", "web.journal")
+	inodes := func() ([]uint64, bool) {
+		if _, err := os.Stat(journal); err == nil {
+			return nil, false
 		}
-		return s, nil
+		var out []uint64
+		for _, n := range names {
+			info, err := os.Stat(e.path(n))
+			if err != nil {
+				return nil, false
+			}
+			out = append(out, info.Sys().(*syscall.Stat_t).Ino)
+		}
+		return out, true
 	}
-	a, err1 := read()
-	b, err2 := read()
-	if err1 != nil || err2 != nil {
+	before, ok := inodes()
+	if !ok {
 		return sample{}, false
 	}
-	stable := bytes.Equal(a.key, b.key) && bytes.Equal(a.cert, b.cert) && bytes.Equal(a.haproxy, b.haproxy) && bytes.Equal(a.p12, b.p12)
-	return a, stable
+	var s sample
+	for i, dst := range []*[]byte{&s.key, &s.cert, &s.haproxy, &s.p12} {
+		var err error
+		if *dst, err = os.ReadFile(e.path(names[i])); err != nil {
+			return sample{}, false
+		}
+	}
+	after, ok := inodes()
+	return s, ok && slices.Equal(before, after)
 }
 
 // TestTemplateNeverDisagreesWithKey: a certificate that lives 60 seconds is

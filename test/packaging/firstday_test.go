@@ -129,7 +129,13 @@ func TestFirstDay(t *testing.T) {
 	nginxAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	apacheAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	addresses := strings.NewReplacer(docVault, v.Addr, docNginxAddr, nginxAddr, docApache, apacheAddr)
-	hostEnv := cleanRootEnv("HOME=" + host)
+	// root's own temporary directory, private as libpam-tmpdir makes it:
+	// a root command that runs as certkeeper must not write there.
+	rootTmp := filepath.Join(host, "root-tmp")
+	if err := os.Mkdir(rootTmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	hostEnv := cleanRootEnv("HOME="+host, "TMPDIR="+rootTmp)
 
 	var d *cktest.Daemon
 	var notify *notifySocket
