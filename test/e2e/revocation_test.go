@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -176,31 +175,6 @@ func runCanary(t *testing.T, s *stack, w *webServer) {
 	}
 }
 
-// vaultCRL fetches mount's CRL from Vault, as anyone can.
-func vaultCRL(t *testing.T, s *stack, mount string) *x509.RevocationList {
-	t.Helper()
-	resp, err := http.Get(s.vault.Addr + "/v1/" + mount + "/crl/pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	crls, err := pki.ParseCRLs(body)
-	if err != nil {
-		t.Fatalf("%s/crl/pem: %v", mount, err)
-	}
-	return crls[0]
-}
-
-func listed(crl *x509.RevocationList, c *x509.Certificate) bool {
-	for _, e := range crl.RevokedCertificateEntries {
-		if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // runSuperseded: with revoke_superseded on the EC server certificate and
 // the policy `certkeeper policy` prints, a rotation puts the replaced
 // serial on Vault's CRL once the server serves the new one and the grace
@@ -242,8 +216,8 @@ func runSuperseded(t *testing.T, s *stack, w *webServer) {
 	d.WaitLog(revokedLog(first), 1, 60*time.Second)
 	t.Logf("MEASURE %s: replaced certificate revoked %s after the rotation was asked (grace %s)", w.service, time.Since(start).Round(100*time.Millisecond), grace)
 	second := cktest.ReadLeaf(t, webFile)
-	if crl := vaultCRL(t, s, vaulttest.ScriptServerMount); !listed(crl, first) || listed(crl, second) {
-		t.Fatalf("after a rotation: replaced serial on the CRL %v (want true), served one %v (want false)", listed(crl, first), listed(crl, second))
+	if crl := s.vault.CRL(t, vaulttest.ScriptServerMount); !vaulttest.Lists(crl, first) || vaulttest.Lists(crl, second) {
+		t.Fatalf("after a rotation: replaced serial on the CRL %v (want true), served one %v (want false)", vaulttest.Lists(crl, first), vaulttest.Lists(crl, second))
 	}
 
 	// The new certificate fails the server's check: rolled back, and the
@@ -253,7 +227,7 @@ func runSuperseded(t *testing.T, s *stack, w *webServer) {
 	rotate()
 	d.WaitLog(`msg="check failed`, fails+1, 60*time.Second)
 	time.Sleep(3 * grace)
-	if listed(vaultCRL(t, s, vaulttest.ScriptServerMount), second) || d.Count(revokedLog(second)) != 0 {
+	if vaulttest.Lists(s.vault.CRL(t, vaulttest.ScriptServerMount), second) || d.Count(revokedLog(second)) != 0 {
 		t.Fatal("the certificate in service was revoked although its successor failed the check")
 	}
 	if got := served(t, w, roots, caller, false); got != pki.Serial(second) {
@@ -263,8 +237,8 @@ func runSuperseded(t *testing.T, s *stack, w *webServer) {
 	waitServes(t, w, roots, caller, false, webFile, pki.Serial(second))
 	d.WaitLog(revokedLog(second), 1, 60*time.Second)
 	third := cktest.ReadLeaf(t, webFile)
-	if crl := vaultCRL(t, s, vaulttest.ScriptServerMount); !listed(crl, second) || listed(crl, third) {
-		t.Fatalf("after the fix: replaced serial on the CRL %v, served one %v", listed(crl, second), listed(crl, third))
+	if crl := s.vault.CRL(t, vaulttest.ScriptServerMount); !vaulttest.Lists(crl, second) || vaulttest.Lists(crl, third) {
+		t.Fatalf("after the fix: replaced serial on the CRL %v, served one %v", vaulttest.Lists(crl, second), vaulttest.Lists(crl, third))
 	}
 
 	// The server is reloaded but keeps serving the old certificate (the
@@ -282,7 +256,7 @@ func runSuperseded(t *testing.T, s *stack, w *webServer) {
 	rotate()
 	d.WaitLog(`written but not served`, notServed+1, 90*time.Second)
 	time.Sleep(3 * grace)
-	if listed(vaultCRL(t, s, vaulttest.ScriptServerMount), third) || d.Count(revokedLog(third)) != 0 {
+	if vaulttest.Lists(s.vault.CRL(t, vaulttest.ScriptServerMount), third) || d.Count(revokedLog(third)) != 0 {
 		t.Fatal("the certificate in service was revoked although the server never served its successor")
 	}
 	if got := served(t, w, roots, caller, false); got != pki.Serial(third) {
@@ -292,8 +266,8 @@ func runSuperseded(t *testing.T, s *stack, w *webServer) {
 	waitServes(t, w, roots, caller, false, webFile, pki.Serial(third))
 	d.WaitLog(revokedLog(third), 1, 90*time.Second)
 	fourth := cktest.ReadLeaf(t, webFile)
-	if crl := vaultCRL(t, s, vaulttest.ScriptServerMount); !listed(crl, third) || listed(crl, fourth) {
-		t.Fatalf("once served: replaced serial on the CRL %v, served one %v", listed(crl, third), listed(crl, fourth))
+	if crl := s.vault.CRL(t, vaulttest.ScriptServerMount); !vaulttest.Lists(crl, third) || vaulttest.Lists(crl, fourth) {
+		t.Fatalf("once served: replaced serial on the CRL %v, served one %v", vaulttest.Lists(crl, third), vaulttest.Lists(crl, fourth))
 	}
 	if records, _ := filepath.Glob(filepath.Join(s.dir, "state", "superseded", "*.json")); len(records) != 0 {
 		t.Errorf("records left after every revocation: %v", records)

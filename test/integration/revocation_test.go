@@ -3,9 +3,6 @@
 package integration
 
 import (
-	"crypto/x509"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,31 +15,6 @@ import (
 	"github.com/certkeeper/certkeeper/test/cktest"
 	"github.com/certkeeper/certkeeper/test/vaulttest"
 )
-
-// vaultCRL fetches mount's CRL from Vault, as anyone can.
-func vaultCRL(t *testing.T, v *vaulttest.Server, mount string) *x509.RevocationList {
-	t.Helper()
-	resp, err := http.Get(v.Addr + "/v1/" + mount + "/crl/pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	crls, err := pki.ParseCRLs(body)
-	if err != nil {
-		t.Fatalf("%s/crl/pem: %v", mount, err)
-	}
-	return crls[0]
-}
-
-func onCRL(crl *x509.RevocationList, cert *x509.Certificate) bool {
-	for _, e := range crl.RevokedCertificateEntries {
-		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
-			return true
-		}
-	}
-	return false
-}
 
 // TestRevokedCertificateReplaced: the daemon sees, on the certificate's
 // revocation_check, that Vault revoked the certificate on disk (its
@@ -65,7 +37,7 @@ func TestRevokedCertificateReplaced(t *testing.T) {
 	replaced := time.Since(revoked)
 	t.Logf("MEASURE revocation in Vault -> noticed %s -> replacement on disk %s (revocation_check 1s, spread up to %s)", noticed.Round(100*time.Millisecond), replaced.Round(100*time.Millisecond), time.Minute)
 	d.WaitLog(`msg="certificate issued and written" cert=web .*reason="the certificate was revoked in vault at `, 1, 10*time.Second)
-	if onCRL(vaultCRL(t, e.vault, vaulttest.IntMount), cktest.ReadLeaf(t, webFile)) {
+	if vaulttest.Lists(e.vault.CRL(t, vaulttest.IntMount), cktest.ReadLeaf(t, webFile)) {
 		t.Error("the replacement is on the CRL too")
 	}
 	if !cktest.ReadLeaf(t, filepath.Join(e.dir, "api.crt")).Equal(api) {
@@ -104,7 +76,7 @@ func TestRevokeSuperseded(t *testing.T) {
 	if info, err := os.Stat(records[0]); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("record %s: %v %v, want mode 0600", records[0], info, err)
 	}
-	if _, errOut, _ := once(t, cfg); strings.Contains(errOut, "revoked the replaced certificate") || onCRL(vaultCRL(t, e.vault, vaulttest.IntMount), first) {
+	if _, errOut, _ := once(t, cfg); strings.Contains(errOut, "revoked the replaced certificate") || vaulttest.Lists(e.vault.CRL(t, vaulttest.IntMount), first) {
 		t.Fatal("revoked within the grace period")
 	}
 	time.Sleep(2500 * time.Millisecond)
@@ -112,9 +84,9 @@ func TestRevokeSuperseded(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, `msg="revoked the replaced certificate in vault" cert=web serial=`+pki.Serial(first)) {
 		t.Fatalf("once after the grace period exited %d:\n%s\n%s", code, out, errOut)
 	}
-	crl := vaultCRL(t, e.vault, vaulttest.IntMount)
-	if !onCRL(crl, first) || onCRL(crl, second) {
-		t.Errorf("Vault's CRL: replaced certificate listed %v (want true), current one listed %v (want false)", onCRL(crl, first), onCRL(crl, second))
+	crl := e.vault.CRL(t, vaulttest.IntMount)
+	if !vaulttest.Lists(crl, first) || vaulttest.Lists(crl, second) {
+		t.Errorf("Vault's CRL: replaced certificate listed %v (want true), current one listed %v (want false)", vaulttest.Lists(crl, first), vaulttest.Lists(crl, second))
 	}
 	if records, _ := filepath.Glob(filepath.Join(e.dir, "state", "superseded", "*")); len(records) != 0 {
 		t.Errorf("left in state/superseded after the revocation: %v", records)
