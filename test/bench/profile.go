@@ -28,9 +28,7 @@ func profileRun(ctx context.Context, o *options, bv *benchVault) error {
 	if err != nil {
 		return err
 	}
-	if !o.keep {
-		defer os.RemoveAll(dir)
-	}
+	// Kept until the bench ends, as runJob's directories are.
 	l, err := prepare(o, bv, j, dir)
 	if err != nil {
 		return err
