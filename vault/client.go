@@ -29,6 +29,7 @@ type Client struct {
 	api     *api.Client
 	session *session
 	log     *slog.Logger
+	issuers issuerCache
 }
 
 // Observer is told about every HTTP request made to Vault, for metrics.

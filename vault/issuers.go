@@ -3,6 +3,10 @@ package vault
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // IssuerInfo is what a mount's issuer list says about one issuer; its
@@ -16,9 +20,39 @@ type IssuerInfo struct {
 	HasKey  bool
 }
 
+// issuerCache spares Vault the reads that answer the same thing twice.
+// The agent's CA rotation check and the trust keeper's revocation check
+// both list a mount's issuers and read their certificates, each at start
+// and each on its own period: a restart cost seven requests where three
+// say it all.
+type issuerCache struct {
+	// lists shares one LIST between callers asking at the same time; a
+	// caller that comes after it answered asks Vault again, so nobody
+	// sees an older list than a call of its own would have.
+	lists singleflight.Group
+	// certs holds each issuer's certificate by mount and issuer id. An
+	// issuer's certificate never changes (Vault lets a name, usage or
+	// chain be edited, not the certificate; a new CA is a new issuer
+	// with a new id), so it is read once per process. Bounded by the
+	// issuers of the configured mounts.
+	mu    sync.Mutex
+	certs map[string]string
+}
+
 // ListIssuers lists the issuers of mount, saying which is the default.
 // PKI answers without a token; a Vault that wants one gets a login.
 func (c *Client) ListIssuers(ctx context.Context, mount string) ([]IssuerInfo, error) {
+	v, err, _ := c.issuers.lists.Do(mount, func() (any, error) {
+		return c.listIssuers(ctx, mount)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Each caller gets its own slice: callers may sort or trim theirs.
+	return slices.Clone(v.([]IssuerInfo)), nil
+}
+
+func (c *Client) listIssuers(ctx context.Context, mount string) ([]IssuerInfo, error) {
 	path := mount + "/issuers"
 	sec, err := c.list(ctx, path)
 	if err != nil {

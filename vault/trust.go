@@ -55,6 +55,50 @@ func (c *Client) Issuers(ctx context.Context, mount string) ([]CAIssuer, error) 
 }
 
 func (c *Client) issuerCertificate(ctx context.Context, mount, ref string) (string, error) {
+	if !isIssuerID(ref) {
+		// "default" or an issuer_name can name another issuer tomorrow.
+		return c.readIssuerCertificate(ctx, mount, ref)
+	}
+	key := mount + "\x00" + ref
+	c.issuers.mu.Lock()
+	pem, ok := c.issuers.certs[key]
+	c.issuers.mu.Unlock()
+	if ok {
+		return pem, nil
+	}
+	pem, err := c.readIssuerCertificate(ctx, mount, ref)
+	if err != nil {
+		return "", err
+	}
+	c.issuers.mu.Lock()
+	if c.issuers.certs == nil {
+		c.issuers.certs = map[string]string{}
+	}
+	c.issuers.certs[key] = pem
+	c.issuers.mu.Unlock()
+	return pem, nil
+}
+
+// isIssuerID says whether ref is an issuer id (a UUID, as Vault makes
+// them), which names one issuer for good, rather than a name.
+func isIssuerID(ref string) bool {
+	if len(ref) != 36 {
+		return false
+	}
+	for i, r := range ref {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if r != '-' {
+				return false
+			}
+		case !strings.ContainsRune("0123456789abcdef", r):
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Client) readIssuerCertificate(ctx context.Context, mount, ref string) (string, error) {
 	path := fmt.Sprintf("%s/issuer/%s/json", mount, ref)
 	ctx, info := withCallInfo(ctx)
 	sec, err := c.api.Logical().ReadWithContext(ctx, path)
