@@ -123,6 +123,11 @@ func (r requests) total() int {
 // issuance is how many certificates were asked for.
 func (r requests) issuance() int { return r["issue"] + r["sign"] }
 
+// public is how many reads were of what PKI serves without a token
+// (issuer lists, issuer certificates, CRLs): certkeeper's CA rotation
+// and revocation checks make them at every start.
+func (r requests) public() int { return r["ca"] + r["crl"] }
+
 func (r requests) String() string {
 	if r == nil {
 		return "not counted"
