@@ -318,19 +318,25 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string, not
 	a.mu.Lock()
 	h := a.held[c.Name]
 	a.mu.Unlock()
+	var fitErr error
 	if h == nil {
 		var err error
 		h, err = loadHeld(a.config(), c)
 		if err != nil {
 			return nil, err.Error(), notice.Issued
 		}
+		// Checked before it is shared, so the signature the chain
+		// verification checked need not be checked again (issuerOf).
+		h.signers, fitErr = fitsSigners(c, h, now)
 		// What is on disk is what servers use: hold it, so status and
 		// metrics show its expiry even while getting a new one fails.
 		a.mu.Lock()
 		a.held[c.Name] = h
 		a.mu.Unlock()
+	} else {
+		fitErr = fits(c, h, now)
 	}
-	if err := fits(c, h, now); err != nil {
+	if err := fitErr; err != nil {
 		cause := notice.Config
 		if leaf := h.bundle.Leaf; !now.Before(leaf.NotAfter) || now.Before(leaf.NotBefore) {
 			cause = notice.Expired
@@ -383,10 +389,11 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		return nil, fmt.Errorf("ca chain from vault: %w", err)
 	}
 	b := pki.NewBundle(leaves[0], key, cas)
-	if err := pki.Check(b, want(c), a.now()); err != nil {
+	signers, err := pki.CheckSigners(b, want(c), a.now())
+	if err != nil {
 		return nil, &RejectedError{Err: err}
 	}
-	h := &held{bundle: b, record: record{
+	h := &held{bundle: b, signers: signers, record: record{
 		Version:  recordVersion,
 		Mount:    c.Mount,
 		Role:     c.Role,
