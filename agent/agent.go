@@ -116,6 +116,10 @@ type Agent struct {
 	// (superseded.go).
 	revoker Revoker
 	sup     supersededSet
+
+	// ready is placed and status folded into what Unplaced reports
+	// (ready.go).
+	ready readiness
 }
 
 // New makes an agent; it touches neither disk nor Vault until used.
@@ -149,6 +153,7 @@ func New(o Options) *Agent {
 	}
 	a.queue = schedule.New(a.now)
 	a.sup.init(a.now)
+	a.rebuildReadiness(a.now())
 	return a
 }
 
@@ -313,19 +318,25 @@ func (a *Agent) current(c config.Certificate, now time.Time) (*held, string, not
 	a.mu.Lock()
 	h := a.held[c.Name]
 	a.mu.Unlock()
+	var fitErr error
 	if h == nil {
 		var err error
 		h, err = loadHeld(a.config(), c)
 		if err != nil {
 			return nil, err.Error(), notice.Issued
 		}
+		// Checked before it is shared, so the signature the chain
+		// verification checked need not be checked again (issuerOf).
+		h.signers, fitErr = fitsSigners(c, h, now)
 		// What is on disk is what servers use: hold it, so status and
 		// metrics show its expiry even while getting a new one fails.
 		a.mu.Lock()
 		a.held[c.Name] = h
 		a.mu.Unlock()
+	} else {
+		fitErr = fits(c, h, now)
 	}
-	if err := fits(c, h, now); err != nil {
+	if err := fitErr; err != nil {
 		cause := notice.Config
 		if leaf := h.bundle.Leaf; !now.Before(leaf.NotAfter) || now.Before(leaf.NotBefore) {
 			cause = notice.Expired
@@ -378,10 +389,11 @@ func (a *Agent) obtain(ctx context.Context, c config.Certificate, log *slog.Logg
 		return nil, fmt.Errorf("ca chain from vault: %w", err)
 	}
 	b := pki.NewBundle(leaves[0], key, cas)
-	if err := pki.Check(b, want(c), a.now()); err != nil {
+	signers, err := pki.CheckSigners(b, want(c), a.now())
+	if err != nil {
 		return nil, &RejectedError{Err: err}
 	}
-	h := &held{bundle: b, record: record{
+	h := &held{bundle: b, signers: signers, record: record{
 		Version:  recordVersion,
 		Mount:    c.Mount,
 		Role:     c.Role,
@@ -429,11 +441,13 @@ func (a *Agent) write(c config.Certificate, h *held, why notice.Notice) (*Result
 	if err != nil {
 		return nil, err
 	}
+	now := a.now()
 	a.mu.Lock()
 	a.held[c.Name] = h
 	a.placed[c.Name] = true
+	a.reassess(c.Name, now)
 	a.mu.Unlock()
-	at, _ := renewAt(c, h, a.now())
+	at, _ := renewAt(c, h, now)
 	res := &Result{Name: c.Name, Action: Kept, Serial: h.record.Serial, Leaf: h.bundle, RenewAt: at}
 	// The record is certkeeper's own; only the outputs matter to servers.
 	record := dir.CertificateRecord(c.Name)
@@ -469,11 +483,13 @@ func (a *Agent) makeDirs(c config.Certificate, files []sinks.File) error {
 
 // forget drops what is held for certificates no longer configured.
 func (a *Agent) forget(name string) {
+	now := a.now()
 	a.mu.Lock()
 	delete(a.held, name)
 	delete(a.status, name)
 	delete(a.revoked, name)
 	delete(a.placed, name)
+	a.reassess(name, now)
 	a.mu.Unlock()
 }
 
@@ -485,35 +501,13 @@ func (a *Agent) forget(name string) {
 // READY=1 once there is none.
 //
 // At most limit are listed, those whose last attempt failed first: the
-// daemon asks after every pass, and building every certificate's status
-// each time (as Statuses does) cost a start with 10,000 certificates 42%
-// of its CPU. A call costs a map lookup per certificate and a Status per
-// listed one.
+// daemon asks after every pass. A call costs what changed since the last
+// one (readiness) and a Status per listed certificate.
 func (a *Agent) Unplaced(limit int) UnplacedReport {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var r UnplacedReport
-	var waiting []Status
-	for _, c := range a.cfg.Certificates {
-		st := a.status[c.Name]
-		if a.placed[c.Name] && st != nil && !st.NotAfter.IsZero() && now.Before(st.NotAfter) {
-			continue
-		}
-		r.Total++
-		failed := st != nil && st.LastError != ""
-		if failed {
-			r.Failing++
-		}
-		switch {
-		case failed && len(r.Listed) < limit:
-			r.Listed = append(r.Listed, a.statusOf(c, now))
-		case !failed && len(waiting) < limit:
-			waiting = append(waiting, a.statusOf(c, now))
-		}
-	}
-	r.Listed = append(r.Listed, waiting[:min(len(waiting), limit-len(r.Listed))]...)
-	return r
+	return a.unplaced(limit, now)
 }
 
 // UnplacedReport is what READY=1 still waits for among the certificates.

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
@@ -54,10 +55,26 @@ type caStep struct {
 }
 
 // issuerOf returns the CA certificate in h's chain that signed its leaf.
+// A held certificate's bundle never changes, so it is found once per held
+// certificate (a renewal makes a new one): caStepFor, outlivesIssuer and
+// status ask at every pass and every status, and checking the signature
+// each time was 3.2 s of CPU at the start of 10,000 certificates
+// (profile).
 func issuerOf(h *held) *x509.Certificate {
-	leaf := h.bundle.Leaf
-	for _, ca := range append(append([]*x509.Certificate{}, h.bundle.Intermediates...), h.bundle.Roots...) {
-		if bytes.Equal(ca.RawSubject, leaf.RawIssuer) && leaf.CheckSignatureFrom(ca) == nil {
+	h.issuer.once.Do(func() { h.issuer.ca = findIssuer(h.bundle, h.signers) })
+	return h.issuer.ca
+}
+
+// findIssuer is the first CA of b, intermediates first, that signed its
+// leaf; the signature of one in verified (pki.CheckSigners found it to
+// have signed the leaf) is not checked again.
+func findIssuer(b *pki.Bundle, verified []*x509.Certificate) *x509.Certificate {
+	leaf := b.Leaf
+	for _, ca := range append(append([]*x509.Certificate{}, b.Intermediates...), b.Roots...) {
+		if !bytes.Equal(ca.RawSubject, leaf.RawIssuer) {
+			continue
+		}
+		if slices.ContainsFunc(verified, ca.Equal) || leaf.CheckSignatureFrom(ca) == nil {
 			return ca
 		}
 	}

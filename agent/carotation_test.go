@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -450,5 +451,36 @@ func TestIssuerListingLooksAgainOnlyWhereItMatters(t *testing.T) {
 	r.a.lookAgain(r.cfg, r.c.Mount)
 	if at, queued := r.a.queue.When("web"); !queued || !at.IsZero() {
 		t.Errorf("after the default changed: queued %v at %v, want a pass now", queued, at)
+	}
+}
+
+// TestIssuerFollowsTheRenewal: the issuer of a held certificate is found
+// once and kept (issuerOf), so it must belong to that certificate and not
+// outlive it. Vault replaces the intermediate with one of the same name
+// and a new key that expires sooner; after the renewal, status and the
+// revocation check follow the new intermediate, not what was found for
+// the certificate before it.
+func TestIssuerFollowsTheRenewal(t *testing.T) {
+	r := newRotation(t, true)
+	r.ensure(t, false)
+	old := r.v.issuer("int-1").cert
+	if st := r.a.Statuses()[0]; !st.IssuerNotAfter.Equal(old.NotAfter) || st.OutlivesIssuer {
+		t.Fatalf("status before: issuer not after %v, outlives %v; want %v, false", st.IssuerNotAfter, st.OutlivesIssuer, old.NotAfter)
+	}
+	r.v.mu.Lock()
+	r.v.issuers[0] = newIntermediate(t, "int-1", r.v.root, time.Now().Add(24*time.Hour))
+	r.v.mu.Unlock()
+	renewed := r.v.issuer("int-1").cert
+	if !bytes.Equal(renewed.RawSubject, old.RawSubject) {
+		t.Fatal("the replacement intermediate must have the same name")
+	}
+	r.ensure(t, true)
+	st := r.a.Statuses()[0]
+	if !st.IssuerNotAfter.Equal(renewed.NotAfter) || !st.OutlivesIssuer {
+		t.Errorf("status after the renewal: issuer not after %v, outlives %v; want the new intermediate's %v, true",
+			st.IssuerNotAfter, st.OutlivesIssuer, renewed.NotAfter)
+	}
+	if hi := r.a.HeldIssuers(); len(hi) != 1 || !hi[0].CA.Equal(renewed) {
+		t.Errorf("the revocation check follows %v, want the new intermediate", hi)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
@@ -22,6 +23,14 @@ type held struct {
 	record record
 	// renders keeps template outputs fixed for this certificate.
 	renders renderMemo
+	// signers are CAs of bundle known to have signed its leaf (the chain
+	// verification found them), set before the held certificate is
+	// shared; issuer is the one issuerOf found, once.
+	signers []*x509.Certificate
+	issuer  struct {
+		once sync.Once
+		ca   *x509.Certificate
+	}
 }
 
 // record is what certkeeper writes to its state directory beside each
@@ -142,10 +151,17 @@ func loadHeld(cfg *config.Config, c config.Certificate) (*held, error) {
 
 // fits says why h cannot serve c at now, or nil if it can.
 func fits(c config.Certificate, h *held, now time.Time) error {
+	_, err := fitsSigners(c, h, now)
+	return err
+}
+
+// fitsSigners is fits that also returns the CAs the chain verification
+// found to have signed h's leaf (pki.CheckSigners).
+func fitsSigners(c config.Certificate, h *held, now time.Time) ([]*x509.Certificate, error) {
 	if h.record.Mount != c.Mount || h.record.Role != c.Role {
-		return fmt.Errorf("certificate came from %s/%s, config now asks %s/%s", h.record.Mount, h.record.Role, c.Mount, c.Role)
+		return nil, fmt.Errorf("certificate came from %s/%s, config now asks %s/%s", h.record.Mount, h.record.Role, c.Mount, c.Role)
 	}
-	return pki.Check(h.bundle, want(c), now)
+	return pki.CheckSigners(h.bundle, want(c), now)
 }
 
 func want(c config.Certificate) pki.Want {

@@ -110,6 +110,7 @@ func (a *Agent) Reconfigure(cfg *config.Config, issuer Issuer) Changes {
 		// whether they still are.
 		delete(a.placed, name)
 	}
+	a.rebuildReadiness(a.now())
 	return ch
 }
 

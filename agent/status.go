@@ -92,6 +92,7 @@ func (a *Agent) record(c config.Certificate, res *Result, err error) Status {
 		st.NextAttempt = res.RenewAt
 	}
 	st.State = stateOf(st, now)
+	a.reassess(c.Name, now)
 	return *st
 }
 

@@ -2,6 +2,8 @@ package fswatch
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -170,4 +172,110 @@ func TestBatchWait(t *testing.T) {
 			t.Errorf("%v into a burst (max %v): wait %v, want %v", tt.since, tt.maxWait, got, tt.want)
 		}
 	}
+}
+
+// TestSetFindsEverySymlinkTarget: Set resolves the directories of many
+// files once each, so a link anywhere must still be found as
+// filepath.EvalSymlinks finds it: a file that is a link, a file in a
+// linked directory, both, a chain of links, and no alias for a missing
+// file, a dangling link or a missing directory.
+func TestSetFindsEverySymlinkTarget(t *testing.T) {
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	real := filepath.Join(dir, "real")
+	must(os.Mkdir(real, 0o755))
+	must(os.WriteFile(filepath.Join(real, "a"), nil, 0o644))
+	must(os.Symlink("real", filepath.Join(dir, "link")))
+	must(os.Symlink("link", filepath.Join(dir, "link2")))
+	must(os.Symlink("a", filepath.Join(real, "to-a")))
+	must(os.Symlink("../link/to-a", filepath.Join(real, "to-to-a")))
+	must(os.Symlink("nowhere", filepath.Join(real, "dangling")))
+	files := []string{
+		filepath.Join(real, "a"),
+		filepath.Join(dir, "link", "a"),
+		filepath.Join(dir, "link2", "a"),
+		filepath.Join(real, "to-a"),
+		filepath.Join(dir, "link", "to-a"),
+		filepath.Join(dir, "link2", "to-to-a"),
+		filepath.Join(real, "dangling"),
+		filepath.Join(real, "gone"),
+		filepath.Join(dir, "missing", "x"),
+	}
+	want := map[string]string{}
+	for _, f := range files {
+		if r, err := filepath.EvalSymlinks(f); err == nil && r != f {
+			want[r] = f
+		}
+	}
+	if len(want) != 1 {
+		// Every link resolves to real/a; the last file listed wins, as in Set.
+		t.Fatalf("test setup: %v", want)
+	}
+	w, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.fsw.Close()
+	for i := range files {
+		// Each file alone, so each alias is checked, not only the last.
+		one := map[string]string{}
+		if r, err := filepath.EvalSymlinks(files[i]); err == nil && r != files[i] {
+			one[r] = files[i]
+		}
+		w.Set(files[i : i+1])
+		w.mu.Lock()
+		got := maps.Clone(w.alias)
+		w.mu.Unlock()
+		if !maps.Equal(got, one) {
+			t.Errorf("Set(%s): aliases %v, want %v", files[i], got, one)
+		}
+	}
+	w.Set(files)
+	w.mu.Lock()
+	got := maps.Clone(w.alias)
+	w.mu.Unlock()
+	if !maps.Equal(got, want) {
+		t.Errorf("Set(all): aliases %v, want %v", got, want)
+	}
+}
+
+// BenchmarkSetOutputs: the daemon's Set of 40,000 output files (10,000
+// certificates) in one directory six levels down, against resolving
+// every path from the root (how Set did it before).
+//
+//	go test -run '^$' -bench SetOutputs ./internal/fswatch/
+func BenchmarkSetOutputs(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "srv", "tls", "fleet", "out")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	files := make([]string, 40_000)
+	for i := range files {
+		files[i] = filepath.Join(dir, fmt.Sprintf("c%05d.%d.pem", i/4, i%4))
+		if err := os.WriteFile(files[i], nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("resolve each path", func(b *testing.B) {
+		for b.Loop() {
+			for _, f := range files {
+				filepath.EvalSymlinks(f)
+			}
+		}
+	})
+	w, err := New(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.fsw.Close()
+	b.Run("Set", func(b *testing.B) {
+		for b.Loop() {
+			w.Set(files)
+		}
+	})
 }

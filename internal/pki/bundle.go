@@ -114,6 +114,16 @@ type Want struct {
 // bundle's, it names exactly what was asked, it is valid now, and it chains
 // to the bundle's roots. Nothing is written unless this passes.
 func Check(b *Bundle, want Want, now time.Time) error {
+	_, err := CheckSigners(b, want, now)
+	return err
+}
+
+// CheckSigners is Check that also returns the CA certificates of b that
+// the chain verification found to have signed the leaf, so a caller that
+// needs the leaf's issuer does not check that signature again (each ECDSA
+// verification of a leaf cost about 100 us; the agent did it 4 more
+// times per issuance).
+func CheckSigners(b *Bundle, want Want, now time.Time) ([]*x509.Certificate, error) {
 	var errs []error
 	if err := KeyMatches(b.Leaf, b.Key); err != nil {
 		errs = append(errs, err)
@@ -127,10 +137,20 @@ func Check(b *Bundle, want Want, now time.Time) error {
 	if err := CheckValidity(b.Leaf, now); err != nil {
 		errs = append(errs, err)
 	}
-	if err := b.VerifyChain(now); err != nil {
+	chains, err := b.verifyChain(now)
+	if err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var signers []*x509.Certificate
+	for _, chain := range chains {
+		if len(chain) > 1 && !slices.ContainsFunc(signers, chain[1].Equal) {
+			signers = append(signers, chain[1])
+		}
+	}
+	return signers, nil
 }
 
 // KeyMatches fails when cert was not issued for key.
@@ -159,8 +179,14 @@ func CheckValidity(cert *x509.Certificate, now time.Time) error {
 
 // VerifyChain fails unless the leaf chains to one of the bundle's roots.
 func (b *Bundle) VerifyChain(now time.Time) error {
+	_, err := b.verifyChain(now)
+	return err
+}
+
+// verifyChain is VerifyChain returning the chains found, leaf first.
+func (b *Bundle) verifyChain(now time.Time) ([][]*x509.Certificate, error) {
 	if len(b.Roots) == 0 {
-		return errors.New("no CA certificate to verify the chain against")
+		return nil, errors.New("no CA certificate to verify the chain against")
 	}
 	opts := x509.VerifyOptions{
 		Roots:         x509.NewCertPool(),
@@ -174,10 +200,11 @@ func (b *Bundle) VerifyChain(now time.Time) error {
 	for _, c := range b.Intermediates {
 		opts.Intermediates.AddCert(c)
 	}
-	if _, err := b.Leaf.Verify(opts); err != nil {
-		return fmt.Errorf("certificate does not chain to the issuing CA: %w", err)
+	chains, err := b.Leaf.Verify(opts)
+	if err != nil {
+		return nil, fmt.Errorf("certificate does not chain to the issuing CA: %w", err)
 	}
-	return nil
+	return chains, nil
 }
 
 // CheckNames fails unless cert is for exactly the names asked. Vault copies

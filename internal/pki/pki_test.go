@@ -320,3 +320,37 @@ func TestSerial(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSignersAreTheLeafsIssuer: what CheckSigners returns is what
+// callers take as the leaf's issuer without checking its signature, so it
+// must be the CA that signed the leaf and nothing else, even beside a CA
+// of the same name with another key (a CA rotated under its name), and
+// nothing when the bundle fails the check.
+func TestCheckSignersAreTheLeafsIssuer(t *testing.T) {
+	root := newCA(t, "root", nil)
+	inter := newCA(t, "intermediate", root)
+	sameName := newCA(t, "intermediate", root)
+	key, _ := GenerateKey("ec", 256)
+	want := Want{Names: Names{CommonName: "x"}, KeyType: "ec", KeyBits: 256}
+	leaf := inter.issue(t, key.Public(), leafOpts{cn: "x"})
+	b := &Bundle{Leaf: leaf, Key: key, Intermediates: []*x509.Certificate{sameName.cert, inter.cert}, Roots: []*x509.Certificate{root.cert}}
+	signers, err := CheckSigners(b, want, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(signers) != 1 || !signers[0].Equal(inter.cert) {
+		t.Errorf("signers = %d certificates, want only the intermediate that signed the leaf", len(signers))
+	}
+	// Signed by the root directly.
+	direct := root.issue(t, key.Public(), leafOpts{cn: "x"})
+	signers, err = CheckSigners(NewBundle(direct, key, []*x509.Certificate{root.cert}), want, now)
+	if err != nil || len(signers) != 1 || !signers[0].Equal(root.cert) {
+		t.Errorf("leaf signed by the root: signers %d, error %v; want the root", len(signers), err)
+	}
+	expired := inter.issue(t, key.Public(), leafOpts{cn: "x", notBefore: now.Add(-72 * time.Hour), notAfter: now.Add(-time.Hour)})
+	bad := NewBundle(expired, key, []*x509.Certificate{inter.cert, root.cert})
+	signers, err = CheckSigners(bad, want, now)
+	if err == nil || signers != nil || err.Error() != Check(bad, want, now).Error() {
+		t.Errorf("failing bundle: signers %d, error %v; want none and Check's error", len(signers), err)
+	}
+}
