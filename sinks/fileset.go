@@ -121,6 +121,9 @@ func stageFiles(ds dirs, journal string, files []File) (*Change, []rename, error
 			removeTemps(ds, pending)
 			return nil, nil, err
 		}
+		// Its fsync comes later, with the group's (syncTemps): the
+		// kernel can write it out meanwhile.
+		tmp.StartWriteback()
 		crashPoint("temp")
 		pending = append(pending, rename{From: tmp.Name(), To: f.Path, file: tmp})
 		change.prev = append(change.prev, prev)
@@ -322,9 +325,9 @@ func inspect(d *dir, f File) (prev previous, same bool, err error) {
 }
 
 // writeTemp writes f's bytes to a new file beside f.Path (in d), with its
-// final mode and owner before any reader could see it under its name, and
-// starts its writeback. It is not durable yet: syncTemps makes it so and
-// closes it (or removeTemps removes it), before anything names it.
+// final mode and owner before any reader could see it under its name. It
+// is not durable yet: syncTemps makes it so and closes it (or removeTemps
+// removes it), before anything names it.
 func writeTemp(d *dir, f File) (tempFile, error) {
 	tmp, err := disk.CreateTemp(d, "."+filepath.Base(f.Path)+tempMarker+"*")
 	if err != nil {
@@ -344,7 +347,6 @@ func writeTemp(d *dir, f File) (tempFile, error) {
 		disk.Remove(d, filepath.Base(tmp.Name()))
 		return nil, fmt.Errorf("writing %s: %w", f.Path, err)
 	}
-	tmp.StartWriteback()
 	return tmp, nil
 }
 
@@ -427,7 +429,9 @@ func syncPending(pending []rename) error {
 type rename struct {
 	From string `json:"from"`
 	To   string `json:"to"`
-	// file is From, still open until syncTemps has made it durable.
+	// file is From, still open until syncTemps has made it durable (a
+	// descriptor per file of every set waiting for its group: at most
+	// the files of the sets being written at once).
 	file tempFile
 }
 
