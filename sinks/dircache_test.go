@@ -118,3 +118,25 @@ func TestKeptDirectoriesAreClosedWhenIdle(t *testing.T) {
 	}
 	t.Fatal("directories still kept open long after keptIdle without use")
 }
+
+// TestMakeParentsAfterAKeptDirectoryWentAway: MakeParents before each
+// set finds a kept directory and makes nothing; once the directory was
+// removed, it makes it again, with its exact mode, and says so.
+func TestMakeParentsAfterAKeptDirectoryWentAway(t *testing.T) {
+	root := t.TempDir()
+	key := filepath.Join(root, "tls", "web.key")
+	for round, want := range []int{1, 0, 1} {
+		if round == 2 {
+			if err := os.RemoveAll(filepath.Dir(key)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		made, err := MakeParents(key, 0o750, -1)
+		if err != nil || len(made) != want {
+			t.Fatalf("round %d: made %v, %v; want %d made", round, made, err, want)
+		}
+		if info, err := os.Stat(filepath.Dir(key)); err != nil || info.Mode().Perm() != 0o750 {
+			t.Fatalf("round %d: %v, %v; want a directory of mode 0750", round, info, err)
+		}
+	}
+}

@@ -99,7 +99,13 @@ type mkdirs struct {
 // (a refusal reads as one to write file) it returns those made before it.
 func MakeParents(file string, perm fs.FileMode, gid int) ([]string, error) {
 	mk := &mkdirs{perm: perm, exact: true, gid: gid}
-	d, err := walk(filepath.Dir(file), mk)
+	abs, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return nil, pathError("write", file, err)
+	}
+	// The agent calls this before every set it writes: a directory kept
+	// from an earlier walk exists, so there is nothing to make in it.
+	d, err := cachedWalk(abs, mk)
 	if err != nil {
 		return mk.made, pathError("write", file, err)
 	}
