@@ -156,18 +156,17 @@ func (r *recorder) addLocked(o op) {
 }
 
 func (r *recorder) CreateTemp(d *dir, pattern string) (tempFile, error) {
-	tf, err := osDisk{}.CreateTemp(d, pattern)
+	f, err := osDisk{}.CreateTemp(d, pattern)
 	if err != nil {
 		return nil, err
 	}
-	f := tf.(*os.File)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	i := r.next
 	r.next++
 	r.ino[f.Name()] = i
 	r.addLocked(op{kind: opCreate, path: f.Name(), ino: i})
-	return &recordedFile{File: f, r: r, ino: i}, nil
+	return &recordedFile{tempFile: f, r: r, ino: i}, nil
 }
 
 func (r *recorder) Mkdir(d *dir, name string, perm fs.FileMode) error {
@@ -245,19 +244,19 @@ func (r *recorder) SyncDir(d *dir) error {
 }
 
 type recordedFile struct {
-	*os.File
+	tempFile
 	r   *recorder
 	ino int
 }
 
 func (f *recordedFile) Write(b []byte) (int, error) {
-	n, err := f.File.Write(b)
+	n, err := f.tempFile.Write(b)
 	f.r.add(op{kind: opWrite, path: f.Name(), ino: f.ino, data: string(b[:n])})
 	return n, err
 }
 
 func (f *recordedFile) Chmod(mode fs.FileMode) error {
-	if err := f.File.Chmod(mode); err != nil {
+	if err := f.tempFile.Chmod(mode); err != nil {
 		return err
 	}
 	f.r.add(op{kind: opChmod, path: f.Name(), ino: f.ino, mode: mode})
@@ -265,7 +264,7 @@ func (f *recordedFile) Chmod(mode fs.FileMode) error {
 }
 
 func (f *recordedFile) Chown(uid, gid int) error {
-	if err := f.File.Chown(uid, gid); err != nil {
+	if err := f.tempFile.Chown(uid, gid); err != nil {
 		return err
 	}
 	f.r.add(op{kind: opChown, path: f.Name(), ino: f.ino})

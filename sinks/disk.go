@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -35,12 +36,17 @@ type fileSystem interface {
 	SyncDir(d *dir) error
 }
 
-// tempFile is a file CreateTemp made; *os.File is one. Name is its path.
+// tempFile is a file CreateTemp made. Name is its path.
 type tempFile interface {
 	Name() string
 	Chmod(mode fs.FileMode) error
 	Chown(uid, gid int) error
 	Write(b []byte) (int, error)
+	// StartWriteback asks the kernel to start writing the file's bytes
+	// out now, without waiting: the Sync that a group's committer makes
+	// later (group.go) then finds them written or under way. It promises
+	// nothing; only Sync makes the file durable.
+	StartWriteback()
 	Sync() error
 	Close() error
 }
@@ -67,8 +73,62 @@ func (osDisk) CreateTemp(d *dir, pattern string) (tempFile, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "createtemp", Path: d.join(pattern), Err: err}
 		}
-		return os.NewFile(uintptr(fd), d.join(name)), nil
+		return &rawFile{fd: fd, name: d.join(name)}, nil
 	}
+}
+
+// rawFile is a temp file on its bare descriptor. An *os.File would cost
+// an fcntl per file to find out whether it can be polled (a regular file
+// never can) and a finalizer; a set writes four.
+type rawFile struct {
+	fd   int
+	name string
+}
+
+func (f *rawFile) Name() string { return f.name }
+
+func (f *rawFile) Chmod(mode fs.FileMode) error {
+	return f.wrap("chmod", unix.Fchmod(f.fd, uint32(mode.Perm())))
+}
+
+func (f *rawFile) Chown(uid, gid int) error { return f.wrap("chown", unix.Fchown(f.fd, uid, gid)) }
+
+func (f *rawFile) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Write(f.fd, b[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return n, f.wrap("write", err)
+		}
+		if m == 0 {
+			return n, f.wrap("write", io.ErrShortWrite)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+func (f *rawFile) StartWriteback() {
+	// Advisory: a file system without it (EINVAL, ENOSYS) loses nothing.
+	unix.SyncFileRange(f.fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+func (f *rawFile) Sync() error { return f.wrap("sync", unix.Fsync(f.fd)) }
+
+func (f *rawFile) Close() error {
+	err := unix.Close(f.fd)
+	f.fd = -1
+	return f.wrap("close", err)
+}
+
+func (f *rawFile) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: f.name, Err: err}
 }
 
 func (osDisk) Mkdir(d *dir, name string, perm fs.FileMode) error {

@@ -29,7 +29,7 @@ func (d faultyDisk) CreateTemp(dir *dir, pattern string) (tempFile, error) {
 	if err != nil || d.syncErr == nil {
 		return f, err
 	}
-	return failingSync{f.(*os.File), d.syncErr}, nil
+	return failingSync{f, d.syncErr}, nil
 }
 
 func (d faultyDisk) Remove(dir *dir, name string) error {
@@ -59,7 +59,7 @@ func (d faultyDisk) Link(dir *dir, from, to string) error {
 }
 
 type failingSync struct {
-	*os.File
+	tempFile
 	err error
 }
 

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -95,8 +96,9 @@ func WriteSet(journal string, files []File) (*Change, error) {
 }
 
 // stageFiles finds which of files differ from what is on disk and writes
-// each of those to a durable temp file beside it. It returns the renames
-// that put them in place. On error, no temp file is left.
+// each of those to a temp file beside it, not yet durable (see
+// syncTemps). It returns the renames that put them in place. On error, no
+// temp file is left.
 func stageFiles(ds dirs, journal string, files []File) (*Change, []rename, error) {
 	change := &Change{journal: journal}
 	var pending []rename
@@ -119,8 +121,11 @@ func stageFiles(ds dirs, journal string, files []File) (*Change, []rename, error
 			removeTemps(ds, pending)
 			return nil, nil, err
 		}
+		// Its fsync comes later, with the group's (syncTemps): the
+		// kernel can write it out meanwhile.
+		tmp.StartWriteback()
 		crashPoint("temp")
-		pending = append(pending, rename{From: tmp, To: f.Path})
+		pending = append(pending, rename{From: tmp.Name(), To: f.Path, file: tmp})
 		change.prev = append(change.prev, prev)
 		change.next = append(change.next, f)
 		change.Written = append(change.Written, f.Path)
@@ -131,6 +136,9 @@ func stageFiles(ds dirs, journal string, files []File) (*Change, []rename, error
 // removeTemps removes the temp files of renames not done.
 func removeTemps(ds dirs, renames []rename) {
 	for _, r := range renames {
+		if r.file != nil {
+			r.file.Close()
+		}
 		if d, err := ds.open(filepath.Dir(r.From)); err == nil {
 			disk.Remove(d, filepath.Base(r.From))
 		}
@@ -144,6 +152,10 @@ func writeSet(journal string, files []File, remove []string) (*Change, error) {
 	defer ds.close()
 	change, pending, err := stageFiles(ds, journal, files)
 	if err != nil {
+		return nil, err
+	}
+	if err := syncPending(pending); err != nil {
+		removeTemps(ds, pending)
 		return nil, err
 	}
 	temps := len(pending)
@@ -312,13 +324,14 @@ func inspect(d *dir, f File) (prev previous, same bool, err error) {
 	return prev, same, nil
 }
 
-// writeTemp writes f's bytes to a new file beside f.Path (in d), durable
-// and with its final mode and owner before any reader could see it under
-// its name. It returns the temp file's path.
-func writeTemp(d *dir, f File) (string, error) {
+// writeTemp writes f's bytes to a new file beside f.Path (in d), with its
+// final mode and owner before any reader could see it under its name. It
+// is not durable yet: syncTemps makes it so and closes it (or removeTemps
+// removes it), before anything names it.
+func writeTemp(d *dir, f File) (tempFile, error) {
 	tmp, err := disk.CreateTemp(d, "."+filepath.Base(f.Path)+tempMarker+"*")
 	if err != nil {
-		return "", fmt.Errorf("writing %s: %w", f.Path, err)
+		return nil, fmt.Errorf("writing %s: %w", f.Path, err)
 	}
 	// CreateTemp makes 0600 files, so the bytes are never readable by
 	// others; Chmod then sets the final mode regardless of the umask.
@@ -329,9 +342,22 @@ func writeTemp(d *dir, f File) (string, error) {
 	if err == nil {
 		_, err = tmp.Write(f.Data)
 	}
-	if err == nil {
-		err = tmp.Sync()
+	if err != nil {
+		tmp.Close()
+		disk.Remove(d, filepath.Base(tmp.Name()))
+		return nil, fmt.Errorf("writing %s: %w", f.Path, err)
 	}
+	return tmp, nil
+}
+
+// writeSynced is writeTemp made durable at once, for a journal (which
+// must be durable before it is named). It returns the temp file's path.
+func writeSynced(d *dir, f File) (string, error) {
+	tmp, err := writeTemp(d, f)
+	if err != nil {
+		return "", err
+	}
+	err = tmp.Sync()
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -342,9 +368,71 @@ func writeTemp(d *dir, f File) (string, error) {
 	return tmp.Name(), nil
 }
 
+// maxSyncers bounds the fsyncs syncTemps has in flight at once.
+const maxSyncers = 16
+
+// syncTemps makes the temp files of renames durable and closes them,
+// every fsync in flight together: the disk takes them in one go, where
+// each set's fsyncs in a row, one after the other, would each wait for
+// the one before (the writeback each started in writeTemp is by then
+// done or under way). It returns each rename's error (nil for a rename
+// with no open temp file).
+func syncTemps(renames []*rename) []error {
+	errs := make([]error, len(renames))
+	var open []int
+	for i, r := range renames {
+		if r.file != nil {
+			open = append(open, i)
+		}
+	}
+	syncOne := func(i int) {
+		r := renames[i]
+		err := r.file.Sync()
+		if cerr := r.file.Close(); err == nil {
+			err = cerr
+		}
+		r.file = nil
+		if err != nil {
+			errs[i] = fmt.Errorf("writing %s: %w", r.To, err)
+		}
+	}
+	if len(open) == 1 {
+		syncOne(open[0])
+		return errs
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(open), maxSyncers) {
+		wg.Go(func() {
+			for {
+				n := int(next.Add(1)) - 1
+				if n >= len(open) {
+					return
+				}
+				syncOne(open[n])
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// syncPending is syncTemps for the renames of one set: its first error.
+func syncPending(pending []rename) error {
+	rs := make([]*rename, len(pending))
+	for i := range pending {
+		rs[i] = &pending[i]
+	}
+	return errors.Join(slices.DeleteFunc(syncTemps(rs), func(err error) bool { return err == nil })...)
+}
+
 type rename struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// file is From, still open until syncTemps has made it durable (a
+	// descriptor per file of every set waiting for its group: at most
+	// the files of the sets being written at once).
+	file tempFile
 }
 
 // applyRenames does the renames, each within one directory, then makes
@@ -384,7 +472,7 @@ func writeJournal(ds dirs, path string, renames []rename) error {
 	if err != nil {
 		return fmt.Errorf("writing journal: %w", pathError("write", path, err))
 	}
-	tmp, err := writeTemp(d, File{Path: path, Data: data, Mode: 0o600, UID: -1, GID: -1})
+	tmp, err := writeSynced(d, File{Path: path, Data: data, Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}

@@ -205,7 +205,7 @@ func TestRecoverFinishesInterruptedSet(t *testing.T) {
 	defer ds.close()
 	var renames []rename
 	for _, f := range files {
-		tmp, err := writeTemp(openTestDir(t, ds, dir), f)
+		tmp, err := writeSynced(openTestDir(t, ds, dir), f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestRecoverRemovesStrayTemps(t *testing.T) {
 	dest := filepath.Join(dir, "web.key")
 	ds := dirs{}
 	defer ds.close()
-	tmp, err := writeTemp(openTestDir(t, ds, dir), File{Path: dest, Data: []byte("half"), Mode: 0o600, UID: -1, GID: -1})
+	tmp, err := writeSynced(openTestDir(t, ds, dir), File{Path: dest, Data: []byte("half"), Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

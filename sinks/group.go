@@ -106,11 +106,33 @@ type groupEntry struct {
 func commitGroup(batch []*groupSet) {
 	ds := dirs{}
 	defer ds.close()
-	defer func() {
+	defer func(batch []*groupSet) {
 		for _, gs := range batch {
 			gs.done = true
 		}
-	}()
+	}(batch)
+	// Every temp file of the group is made durable at once, before any
+	// journal names it or any rename puts it in place. A set whose file
+	// fails is out of the group, wholly old.
+	var all []*rename
+	var owner []*groupSet
+	for _, gs := range batch {
+		for i := range gs.pending {
+			all = append(all, &gs.pending[i])
+			owner = append(owner, gs)
+		}
+	}
+	for i, err := range syncTemps(all) {
+		if err != nil && owner[i].err == nil {
+			owner[i].err = err
+		}
+	}
+	batch = slices.DeleteFunc(slices.Clone(batch), func(gs *groupSet) bool {
+		if gs.err != nil {
+			removeTemps(ds, gs.pending)
+		}
+		return gs.err != nil
+	})
 	var journaled []*groupSet
 	for _, gs := range batch {
 		if len(gs.pending) > 1 {
@@ -213,7 +235,7 @@ func writeGroupJournal(ds dirs, sets []*groupSet) error {
 	if err != nil {
 		return fmt.Errorf("writing journal: %w", pathError("write", first, err))
 	}
-	tmp, err := writeTemp(d, File{Path: first, Data: data, Mode: 0o600, UID: -1, GID: -1})
+	tmp, err := writeSynced(d, File{Path: first, Data: data, Mode: 0o600, UID: -1, GID: -1})
 	if err != nil {
 		return fmt.Errorf("writing journal: %w", err)
 	}

@@ -104,7 +104,7 @@ func (d *countingDisk) CreateTemp(dir *dir, pattern string) (tempFile, error) {
 		return nil, err
 	}
 	d.creates.Add(1)
-	return countedFile{f.(*os.File), d}, nil
+	return countedFile{f, d}, nil
 }
 
 func (d *countingDisk) SyncDir(dir *dir) error {
@@ -113,13 +113,13 @@ func (d *countingDisk) SyncDir(dir *dir) error {
 }
 
 type countedFile struct {
-	*os.File
+	tempFile
 	d *countingDisk
 }
 
 func (f countedFile) Sync() error {
 	f.d.fsyncs.Add(1)
-	return f.File.Sync()
+	return f.tempFile.Sync()
 }
 
 func benchRoot(b *testing.B) string {

@@ -37,12 +37,19 @@ import (
 type dir struct {
 	path string // absolute and clean
 	fdno int
+	// kept, for a directory from the cache (dircache.go): close gives it
+	// back instead of closing it.
+	kept *keptDir
 }
 
 func (d *dir) fd() int { return d.fdno }
 
 func (d *dir) close() {
-	if d != nil {
+	switch {
+	case d == nil:
+	case d.kept != nil:
+		d.kept.release()
+	default:
 		unix.Close(d.fdno)
 	}
 }
@@ -64,8 +71,15 @@ func (e *UnsafePathError) Error() string {
 
 func (e *UnsafePathError) Unwrap() error { return e.Err }
 
-// openDir walks to the directory path; it must exist.
-func openDir(path string) (*dir, error) { return walk(path, nil) }
+// openDir walks to the directory path (or takes it from the cache of
+// directories walked before); it must exist.
+func openDir(path string) (*dir, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return cachedWalk(abs, nil)
+}
 
 // mkdirs says how a walk makes the directories it finds missing.
 type mkdirs struct {
@@ -85,7 +99,13 @@ type mkdirs struct {
 // (a refusal reads as one to write file) it returns those made before it.
 func MakeParents(file string, perm fs.FileMode, gid int) ([]string, error) {
 	mk := &mkdirs{perm: perm, exact: true, gid: gid}
-	d, err := walk(filepath.Dir(file), mk)
+	abs, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return nil, pathError("write", file, err)
+	}
+	// The agent calls this before every set it writes: a directory kept
+	// from an earlier walk exists, so there is nothing to make in it.
+	d, err := cachedWalk(abs, mk)
 	if err != nil {
 		return mk.made, pathError("write", file, err)
 	}
@@ -104,7 +124,7 @@ func walk(path string, mk *mkdirs) (*dir, error) {
 	}
 	cur := &dir{path: "/", fdno: fd}
 	euid := os.Geteuid()
-	if err := checkDir(cur, euid); err != nil {
+	if err := checkDir(cur, euid, nil); err != nil {
 		cur.close()
 		return nil, err
 	}
@@ -157,7 +177,7 @@ func step(d *dir, name string, mk *mkdirs, euid int) (*dir, error) {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	next := &dir{path: path, fdno: fd}
-	if err := checkDir(next, euid); err != nil {
+	if err := checkDir(next, euid, nil); err != nil {
 		next.close()
 		return nil, err
 	}
@@ -191,11 +211,14 @@ func (e *symlinkError) Error() string {
 }
 
 // checkDir refuses a directory that someone other than root and the
-// running user (euid) could change.
-func checkDir(d *dir, euid int) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(d.fd(), &st); err != nil {
-		return &fs.PathError{Op: "stat", Path: d.path, Err: err}
+// running user (euid) could change. st, if not nil, is d's stat, just
+// taken; otherwise checkDir takes it.
+func checkDir(d *dir, euid int, st *unix.Stat_t) error {
+	if st == nil {
+		st = new(unix.Stat_t)
+		if err := unix.Fstat(d.fd(), st); err != nil {
+			return &fs.PathError{Op: "stat", Path: d.path, Err: err}
+		}
 	}
 	if uid := int(st.Uid); uid != 0 && uid != euid {
 		return &unsafeDirError{path: d.path, why: fmt.Sprintf("is owned by %s, who could swap what certkeeper puts there; only directories owned by root or by %s (who certkeeper runs as) are used",
@@ -246,7 +269,7 @@ func (ds dirs) get(path string, mk *mkdirs) (*dir, error) {
 	if d := ds[abs]; d != nil {
 		return d, nil
 	}
-	d, err := walk(abs, mk)
+	d, err := cachedWalk(abs, mk)
 	if err != nil {
 		return nil, err
 	}
