@@ -63,6 +63,9 @@ func (b *builder) build(raw *rawFile) *Config {
 	defaultWindows, _ := b.renewWindows(raw.RenewWindow, raw.Body, raw.Body.MissingItemRange())
 	seen := map[string]hcl.Range{}
 	writers := map[string]string{} // output path -> certificate writing it
+	// Sized once: growing by appends left up to half again the slice's
+	// size as slack for the life of the process (Certificate is large).
+	cfg.Certificates = make([]Certificate, 0, len(raw.Certificates))
 	for i := range raw.Certificates {
 		rc := &raw.Certificates[i]
 		if first, dup := seen[rc.Name]; dup {

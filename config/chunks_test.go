@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2"
 )
 
 // TestPiecewiseParseMatchesWhole: parsing a config a piece at a time gives
@@ -34,6 +34,7 @@ func TestPiecewiseParseMatchesWhole(t *testing.T) {
 	inputs["many.hcl"] = []byte(many.String())
 	inputs["many-no-vault.hcl"] = []byte(strings.Replace(many.String(), "vault {\n  address = \"https://v:8200\"\n}\n", "", 1))
 	inputs["many-last-broken.hcl"] = []byte(many.String() + "certificate \"x\" {\n")
+	inputs["many-duplicate-vault.hcl"] = []byte(many.String() + "vault {\n  address = \"https://w:8200\"\n}\n")
 	inputs["many-duplicate-state-dir.hcl"] = []byte("state_dir = \"/a\"\n" + many.String() + "state_dir = \"/b\"\n")
 	inputs["heredoc.hcl"] = []byte(strings.Replace(many.String(), `common_name = "c7.example.internal"`,
 		"common_name = <<EOT\nc7.example.internal\nEOT", 1))
@@ -59,30 +60,37 @@ func TestPiecewiseParseMatchesWhole(t *testing.T) {
 	}
 }
 
-// TestPiecewiseParseSplits: a large config really is parsed in pieces (the
-// joined body is not what the whole-file parser returns), so the memory
-// saving is not silently lost.
+// TestPiecewiseParseSplits: a large config really is decoded in pieces,
+// each block keeping only the positions of its values (not its syntax
+// tree), so the memory saving is not silently lost.
 func TestPiecewiseParseSplits(t *testing.T) {
 	var src strings.Builder
 	for i := range 20 {
-		fmt.Fprintf(&src, "certificate \"c%d\" {\n  mount = \"m\"\n}\n", i)
+		fmt.Fprintf(&src, "certificate \"c%d\" {\n  mount = \"m\"\n  role = \"r\"\n  common_name = \"c%d\"\n  cert_file = \"/c%d.crt\"\n  key_file = \"/c%d.key\"\n}\n", i, i, i, i)
 	}
 	pieces := splitTopLevel([]byte(src.String()), 1)
 	if len(pieces) != 20 {
 		t.Fatalf("%d pieces, want one per block", len(pieces))
 	}
-	if p := pieces[3]; p.pos.Line != 10 || p.pos.Byte != p.from || !strings.HasPrefix(src.String()[p.from:], `certificate "c3"`) {
+	if p := pieces[3]; p.pos.Line != 22 || p.pos.Byte != p.from || !strings.HasPrefix(src.String()[p.from:], `certificate "c3"`) {
 		t.Errorf("piece 3 = %+v", p)
 	}
-	f, diags := parseHCL([]byte(src.String()), "x.hcl", 1)
+	raw, diags := decodeHCL([]byte(src.String()), "x.hcl", 1)
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	if f.Nav != nil {
-		t.Fatal("the file was parsed whole")
+	if len(raw.Certificates) != 20 {
+		t.Fatalf("%d certificates decoded, want 20", len(raw.Certificates))
 	}
-	body := f.Body.(*hclsyntax.Body)
-	if len(body.Blocks) != 20 || body.Blocks[19].DefRange().Start.Line != 58 {
-		t.Errorf("joined body has %d blocks, last at line %d", len(body.Blocks), body.Blocks[19].DefRange().Start.Line)
+	last := raw.Certificates[19]
+	p, ok := last.Body.(*positions)
+	if !ok {
+		t.Fatalf("a block keeps its body as %T, want only its positions", last.Body)
+	}
+	if r := valueRange(p, "mount", hcl.Range{}); r.Start.Line != 135 || r.Start.Column != 11 {
+		t.Errorf("mount of c19 is at %d:%d, want 135:11", r.Start.Line, r.Start.Column)
+	}
+	if last.DefRange.Start.Line != 134 {
+		t.Errorf("c19 starts at line %d, want 134", last.DefRange.Start.Line)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
@@ -141,16 +140,12 @@ func Load(path string, o Options) (*Config, error) {
 // Parse is Load for a config already in memory; path is used in messages and
 // to resolve relative paths.
 func Parse(path string, src []byte, o Options) (*Config, error) {
-	file, diags := parseHCL(src, path, chunkSize)
+	raw, diags := decodeHCL(src, path, chunkSize)
 	if diags.HasErrors() {
 		return nil, diagError(diags)
 	}
-	var raw rawFile
-	if diags := gohcl.DecodeBody(file.Body, nil, &raw); diags.HasErrors() {
-		return nil, diagError(diags)
-	}
 	b := &builder{dir: filepath.Dir(absPath(path)), opts: o, file: absPath(path)}
-	cfg := b.build(&raw)
+	cfg := b.build(raw)
 	if len(b.diags) > 0 {
 		return nil, diagError(b.diags)
 	}
@@ -236,6 +231,12 @@ func diagLine(d *hcl.Diagnostic) string {
 // valueRange points at the value of attribute name in body, or at fallback
 // when the attribute is absent (a missing value is reported on its block).
 func valueRange(body hcl.Body, name string, fallback hcl.Range) hcl.Range {
+	if p, ok := body.(*positions); ok {
+		if r, ok := p.valueRange(name); ok {
+			return r
+		}
+		return fallback
+	}
 	if sb, ok := body.(*hclsyntax.Body); ok {
 		if attr, ok := sb.Attributes[name]; ok {
 			return attr.Expr.Range()

@@ -179,6 +179,10 @@ func (b *builder) serving(raw *rawFile, cfg *Config, writers map[string]string) 
 
 	// Certificates were built before services existed; their notify lists
 	// are resolved here. A duplicate block was already reported.
+	built := make(map[string][]int, len(cfg.Certificates)) // name -> indexes in cfg.Certificates
+	for j := range cfg.Certificates {
+		built[cfg.Certificates[j].Name] = append(built[cfg.Certificates[j].Name], j)
+	}
 	done := map[string]bool{}
 	for i := range raw.Certificates {
 		rc := &raw.Certificates[i]
@@ -186,10 +190,8 @@ func (b *builder) serving(raw *rawFile, cfg *Config, writers map[string]string) 
 			continue
 		}
 		done[rc.Name] = true
-		for j := range cfg.Certificates {
-			if cfg.Certificates[j].Name == rc.Name {
-				cfg.Certificates[j].Notify = notify(rc.Body, rc.DefRange, rc.Notify)
-			}
+		for _, j := range built[rc.Name] {
+			cfg.Certificates[j].Notify = notify(rc.Body, rc.DefRange, rc.Notify)
 		}
 	}
 

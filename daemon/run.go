@@ -102,6 +102,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// Each service with a verify block is checked once against what
 		// is on disk.
 		d.services.Reconcile(ctx)
+		releaseAfterBursts(ctx, passed, burstSettle, burstPasses, debug.FreeOSMemory)
 	}, nil)
 	// A deadlocked agent cannot answer Statuses, so the watchdog goes
 	// quiet and systemd restarts it.

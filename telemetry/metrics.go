@@ -167,8 +167,9 @@ type Metrics struct {
 	mu sync.Mutex
 	// renewals are kept here rather than in a CounterVec so that a
 	// certificate dropped from the config drops out of the scrape with
-	// its other series (see stateCollector).
-	renewals map[string]*renewalCount
+	// its other series (see stateCollector). Values, not pointers: one
+	// entry per certificate for the life of the process.
+	renewals map[string]renewalCount
 	// logins by auth method, exported by the state collector for the
 	// methods configured, so both results of each exist from the start.
 	logins map[string]*renewalCount
@@ -214,7 +215,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: crlNextUpdate.name, Help: crlNextUpdate.help}, crlNextUpdate.labels),
 		listenFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: telemetryListenFailures.name, Help: telemetryListenFailures.help}),
-		renewals: map[string]*renewalCount{},
+		renewals: map[string]renewalCount{},
 		logins:   map[string]*renewalCount{},
 
 		reasons:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: serviceReloadReasons.name, Help: serviceReloadReasons.help}, serviceReloadReasons.labels),
@@ -276,25 +277,21 @@ func (m *Metrics) ObservePass(st agent.Status, res *agent.Result, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rc := m.renewals[st.Name]
-	if rc == nil {
-		rc = &renewalCount{}
-		m.renewals[st.Name] = rc
-	}
 	switch {
 	case err != nil:
 		rc.failure++
 	case res != nil && res.Action == agent.Issued:
 		rc.success++
+	default:
+		return // a pass that kept the certificate counts nothing
 	}
+	m.renewals[st.Name] = rc
 }
 
 func (m *Metrics) renewalCounts(name string) renewalCount {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if rc := m.renewals[name]; rc != nil {
-		return *rc
-	}
-	return renewalCount{}
+	return m.renewals[name]
 }
 
 // The methods below are for service reloads and trust bundles, which the

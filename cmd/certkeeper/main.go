@@ -60,6 +60,7 @@ usage of rotate: certkeeper rotate -config FILE [NAME...] [-spread D]
 `
 
 func main() {
+	setGC()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -56,8 +57,11 @@ func ParseCertificatesWith(data []byte, parse func(der []byte) (*x509.Certificat
 }
 
 // NewBundle assembles a bundle from a leaf, its key, and the CA
-// certificates Vault returned (in any order, duplicates allowed).
+// certificates Vault returned (in any order, duplicates allowed). The
+// bundle's leaf is a lean copy of leaf (see lean); leaf itself is not
+// changed.
 func NewBundle(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificate) *Bundle {
+	leaf = lean(leaf, cas)
 	b := &Bundle{Leaf: leaf, Key: key}
 	var uniq []*x509.Certificate
 	for _, c := range cas {
@@ -88,6 +92,65 @@ func NewBundle(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificat
 		b.Intermediates = b.Intermediates[:len(b.Intermediates)-1]
 	}
 	return b
+}
+
+// lean returns a copy of leaf that shares what it can with the CAs that
+// issued it and drops what nothing reads. The agent holds one parsed leaf
+// per certificate for the life of the process, 3.6 KB each for Vault's EC
+// leaves (heap profile at 10,000 certificates: 37 MB, the largest part of
+// the heap); this makes it about 2.6 KB:
+//   - Issuer is parsed from the same bytes as the issuing CA's Subject
+//     (RawIssuer equals its RawSubject), so the CA's parsed name is used;
+//   - the AIA and CRL distribution URLs are the same in every leaf of a
+//     CA, so equal strings share one copy;
+//   - Extensions, the raw list of every extension, is nil: each extension
+//     certkeeper or crypto/x509 uses is parsed into its own field, and
+//     the bytes stay in Raw.
+//
+// Everything else is leaf's, unchanged; nothing may modify the shared parts.
+func lean(leaf *x509.Certificate, cas []*x509.Certificate) *x509.Certificate {
+	l := *leaf
+	l.Extensions = nil
+	for _, ca := range cas {
+		if bytes.Equal(l.RawIssuer, ca.RawSubject) {
+			l.Issuer = ca.Subject
+			break
+		}
+	}
+	l.IssuingCertificateURL = leanURLs.strings(l.IssuingCertificateURL)
+	l.CRLDistributionPoints = leanURLs.strings(l.CRLDistributionPoints)
+	l.OCSPServer = leanURLs.strings(l.OCSPServer)
+	return &l
+}
+
+// leanURLs holds one copy of each list of URLs leaves carry. They name the
+// issuing CA's endpoints, so there are a few per CA.
+var leanURLs = &urlLists{}
+
+// urlListsMax bounds the lists kept; more means CAs are being rotated or
+// leaves come from many, and forgetting them all is right.
+const urlListsMax = 64
+
+type urlLists struct {
+	mu sync.Mutex
+	m  map[string][]string // the URLs joined by newlines -> one shared list
+}
+
+func (u *urlLists) strings(urls []string) []string {
+	if len(urls) == 0 {
+		return urls
+	}
+	key := strings.Join(urls, "\n")
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if shared, ok := u.m[key]; ok {
+		return shared
+	}
+	if u.m == nil || len(u.m) >= urlListsMax {
+		u.m = map[string][]string{}
+	}
+	u.m[key] = urls
+	return urls
 }
 
 func selfSigned(c *x509.Certificate) bool {

@@ -55,6 +55,7 @@ type leafOpts struct {
 	uris      []string
 	notBefore time.Time
 	notAfter  time.Time
+	aia, crl  []string // issuing CA and CRL URLs, as Vault's leaves carry
 }
 
 func (ca *testCA) issue(t *testing.T, pub crypto.PublicKey, o leafOpts) *x509.Certificate {
@@ -73,6 +74,9 @@ func (ca *testCA) issue(t *testing.T, pub crypto.PublicKey, o leafOpts) *x509.Ce
 		NotBefore:    o.notBefore,
 		NotAfter:     o.notAfter,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+
+		IssuingCertificateURL: o.aia,
+		CRLDistributionPoints: o.crl,
 	}
 	for _, u := range o.uris {
 		parsed, err := url.Parse(u)
