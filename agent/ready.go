@@ -52,7 +52,8 @@ func (a *Agent) inPlace(name string, now time.Time) (in bool, failed bool) {
 }
 
 // rebuildReadiness looks at every configured certificate: at start, after
-// a reconfiguration, and when one in place may have expired. a.mu is held.
+// a reconfiguration, when one in place may have expired, and when the
+// clock was set back before the expiry of one that was not. a.mu is held.
 func (a *Agent) rebuildReadiness(now time.Time) {
 	n := len(a.cfg.Certificates)
 	a.ready = readiness{pos: make(map[string]int, n), in: make([]bool, n), failing: make([]bool, n)}
