@@ -25,30 +25,45 @@ type readiness struct {
 	// next Unplaced looks at every certificate again (rebuild), once per
 	// expiry, which also finds the next earliest.
 	expires time.Time
+	// revives is no earlier than the latest NotAfter of a certificate
+	// found not in place only because it had expired: should the clock be
+	// set back before it, that one is in place again, and the next
+	// Unplaced looks at every certificate again.
+	revives time.Time
 }
 
 // inPlace is whether name's files are in place at now (Unplaced); a.mu is
-// held.
+// held. Whichever the answer, it notes when it may change with the clock
+// alone.
 func (a *Agent) inPlace(name string, now time.Time) (in bool, failed bool) {
 	st := a.status[name]
-	if a.placed[name] && st != nil && !st.NotAfter.IsZero() && now.Before(st.NotAfter) {
-		return true, false
+	if a.placed[name] && st != nil && !st.NotAfter.IsZero() {
+		if now.Before(st.NotAfter) {
+			if a.ready.expires.IsZero() || st.NotAfter.Before(a.ready.expires) {
+				a.ready.expires = st.NotAfter
+			}
+			return true, false
+		}
+		if st.NotAfter.After(a.ready.revives) {
+			a.ready.revives = st.NotAfter
+		}
 	}
 	return false, st != nil && st.LastError != ""
 }
 
 // rebuildReadiness looks at every configured certificate: at start, after
-// a reconfiguration, and when one in place may have expired. a.mu is held.
+// a reconfiguration, when one in place may have expired, and when the
+// clock was set back before the expiry of one that was not. a.mu is held.
 func (a *Agent) rebuildReadiness(now time.Time) {
 	n := len(a.cfg.Certificates)
-	r := readiness{pos: make(map[string]int, n), in: make([]bool, n), failing: make([]bool, n)}
+	a.ready = readiness{pos: make(map[string]int, n), in: make([]bool, n), failing: make([]bool, n)}
+	r := &a.ready
 	for i, c := range a.cfg.Certificates {
 		r.pos[c.Name] = i
 		in, failed := a.inPlace(c.Name, now)
 		r.in[i], r.failing[i] = in, failed
 		switch {
 		case in:
-			r.lowerExpiry(a.status[c.Name].NotAfter)
 		case failed:
 			r.notIn++
 			r.failingN++
@@ -56,7 +71,6 @@ func (a *Agent) rebuildReadiness(now time.Time) {
 			r.notIn++
 		}
 	}
-	a.ready = r
 }
 
 // reassess updates the readiness of name after its placed mark or status
@@ -75,10 +89,7 @@ func (a *Agent) reassess(name string, now time.Time) {
 	}
 	in, failed := a.inPlace(name, now)
 	r.in[i], r.failing[i] = in, failed
-	switch {
-	case in:
-		r.lowerExpiry(a.status[name].NotAfter)
-	default:
+	if !in {
 		r.notIn++
 		if failed {
 			r.failingN++
@@ -87,15 +98,9 @@ func (a *Agent) reassess(name string, now time.Time) {
 	}
 }
 
-func (r *readiness) lowerExpiry(notAfter time.Time) {
-	if r.expires.IsZero() || notAfter.Before(r.expires) {
-		r.expires = notAfter
-	}
-}
-
 // unplaced is Unplaced with a.mu held.
 func (a *Agent) unplaced(limit int, now time.Time) UnplacedReport {
-	if !a.ready.expires.IsZero() && !now.Before(a.ready.expires) {
+	if !a.ready.expires.IsZero() && !now.Before(a.ready.expires) || now.Before(a.ready.revives) {
 		a.rebuildReadiness(now)
 	}
 	r := &a.ready

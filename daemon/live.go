@@ -89,7 +89,10 @@ func (l *live) run(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					l.output.Set(a.Outputs())
+					// The files change only with the config, which
+					// Sets them (reload); what may have changed is which
+					// of their directories exist.
+					l.output.Rewatch()
 				}
 			}
 		})

@@ -128,6 +128,35 @@ func TestMissingDirectoryPickedUpLater(t *testing.T) {
 	}
 }
 
+// TestRewatchPicksUpDirectories: Rewatch does for directories what Set
+// with the same files does: one made after the last call, and one deleted
+// and made again, are watched from then on.
+func TestRewatchPicksUpDirectories(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	key := filepath.Join(dir, "web.key")
+	w, ch := watch(t, Options{}, key)
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(key, []byte("k"), 0o600)
+	quiet(t, ch)
+	w.Rewatch()
+	os.Remove(key)
+	if b := next(t, ch); len(b) != 1 || b[0] != (Event{key, "deleted"}) {
+		t.Fatalf("after the directory was made: batch %v", b)
+	}
+	os.RemoveAll(dir)
+	if b := next(t, ch); len(b) != 1 || b[0].Path != key {
+		t.Fatalf("directory deleted: batch %v", b)
+	}
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(key, []byte("k"), 0o600)
+	quiet(t, ch)
+	w.Rewatch()
+	os.WriteFile(key, []byte("k2"), 0o600)
+	if b := next(t, ch); len(b) != 1 || b[0] != (Event{key, "modified"}) {
+		t.Fatalf("after the directory was made again: batch %v", b)
+	}
+}
+
 // TestKubernetesDataSwap: a ConfigMap volume updates by swapping the
 // ..data symlink; the files are links through it and never change name.
 func TestKubernetesDataSwap(t *testing.T) {
@@ -246,7 +275,8 @@ func TestSetFindsEverySymlinkTarget(t *testing.T) {
 
 // BenchmarkSetOutputs: the daemon's Set of 40,000 output files (10,000
 // certificates) in one directory six levels down, against resolving
-// every path from the root (how Set did it before).
+// every path from the root (how Set did it before), and the Rewatch the
+// daemon does each minute instead of a Set.
 //
 //	go test -run '^$' -bench SetOutputs ./internal/fswatch/
 func BenchmarkSetOutputs(b *testing.B) {
@@ -276,6 +306,11 @@ func BenchmarkSetOutputs(b *testing.B) {
 	b.Run("Set", func(b *testing.B) {
 		for b.Loop() {
 			w.Set(files)
+		}
+	})
+	b.Run("Rewatch", func(b *testing.B) {
+		for b.Loop() {
+			w.Rewatch()
 		}
 	})
 }
