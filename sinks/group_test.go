@@ -493,3 +493,55 @@ func TestGroupFsyncFailureFailsOnlyThatSet(t *testing.T) {
 		t.Errorf("temp files left: %v", left)
 	}
 }
+
+// TestFsyncFailuresOutsideTheCommitter: the temp files a set written
+// alone (a rollback) fsyncs itself, and a group's journal, fail the write
+// when their fsync fails, leaving the set as it was and no temp file.
+func TestFsyncFailuresOutsideTheCommitter(t *testing.T) {
+	failIf := func(journal bool) func(path string) error {
+		return func(path string) error {
+			if strings.Contains(filepath.Base(path), ".journal"+tempMarker) == journal {
+				return syscall.EIO
+			}
+			return nil
+		}
+	}
+	t.Run("a group's journal", func(t *testing.T) {
+		root := t.TempDir()
+		writeOld(t, crashSetFiles(root, "tls", "a", "1")...)
+		journals, sets := groupOf(root, "2", "a")
+		err := withDisk(faultyDisk{onSync: failIf(true)}, func() error {
+			_, err := WriteSet(journals[0], sets[0])
+			return err
+		})
+		if !errors.Is(err, syscall.EIO) {
+			t.Fatalf("err = %v, want the journal's fsync's EIO", err)
+		}
+		_, old := groupOf(root, "1", "a")
+		if got, want := contentOf(sets[0]), dataOf(old[0]); !slices.Equal(got, want) {
+			t.Errorf("a holds %q, want the old %q", got, want)
+		}
+		if left := tempsIn(t, root); len(left) > 0 {
+			t.Errorf("temp files left: %v", left)
+		}
+	})
+	t.Run("a rollback's files", func(t *testing.T) {
+		root := t.TempDir()
+		writeOld(t, crashSetFiles(root, "tls", "a", "1")...)
+		journals, sets := groupOf(root, "2", "a")
+		change, err := WriteSet(journals[0], sets[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = withDisk(faultyDisk{onSync: failIf(false)}, func() error { return Sets{}.Rollback(change) })
+		if !errors.Is(err, syscall.EIO) {
+			t.Fatalf("err = %v, want the temp files' fsync's EIO", err)
+		}
+		if got, want := contentOf(sets[0]), dataOf(sets[0]); !slices.Equal(got, want) {
+			t.Errorf("a holds %q, want the new %q it had before the rollback", got, want)
+		}
+		if left := tempsIn(t, root); len(left) > 0 {
+			t.Errorf("temp files left: %v", left)
+		}
+	})
+}
