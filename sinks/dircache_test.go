@@ -81,9 +81,50 @@ func TestKeptDirectoriesAreBounded(t *testing.T) {
 	for _, k := range kept {
 		busy += k.refs
 	}
+	last := kept[filepath.Join(root, "d", string(rune('a'+(maxKept*2-1)%26))+string(rune('a'+(maxKept*2-1)/26)))]
 	keptMu.Unlock()
 	if n > maxKept || busy != 0 {
 		t.Errorf("%d directories kept (at most %d), %d uses not given back", n, maxKept, busy)
+	}
+	if last == nil {
+		t.Error("the directory written last is not kept: a full cache makes room for it")
+	}
+	// Those dropped to make room are closed: no more descriptors open
+	// than kept directories, and a few of the process's own.
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil && len(fds) > maxKept+32 {
+		t.Errorf("%d descriptors open with at most %d directories kept", len(fds), maxKept)
+	}
+}
+
+// TestKeptDirectoryIsReused: a second write into a directory takes the
+// kept descriptor (the same entry) instead of walking again.
+func TestKeptDirectoryIsReused(t *testing.T) {
+	root := t.TempDir()
+	tls := filepath.Join(root, "tls")
+	entry := func() *keptDir {
+		keptMu.Lock()
+		defer keptMu.Unlock()
+		return kept[tls]
+	}
+	write := func(data string) {
+		if _, err := WriteSet(filepath.Join(root, "j"), []File{file(filepath.Join(tls, "web.key"), data, 0o600)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("KEY1")
+	first := entry()
+	if first == nil {
+		t.Fatal("the directory written is not kept")
+	}
+	write("KEY2")
+	if _, err := ReadFile(filepath.Join(tls, "web.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MakeParents(filepath.Join(tls, "web.crt"), 0o755, -1); err != nil {
+		t.Fatal(err)
+	}
+	if got := entry(); got != first {
+		t.Errorf("the kept directory was replaced by a new walk (%p, then %p) although nothing changed", first, got)
 	}
 }
 

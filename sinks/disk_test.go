@@ -16,6 +16,7 @@ import (
 type faultyDisk struct {
 	osDisk
 	syncErr   error                      // every temp file's fsync fails with it
+	onSync    func(path string) error    // a temp file's fsync fails when it returns an error
 	removeErr func(path string) error    // Remove fails when it returns an error
 	onRename  func(from, to string) bool // false: the rename fails
 	onLink    func(from, to string) bool // false: the link fails
@@ -26,10 +27,17 @@ var _ fileSystem = faultyDisk{}
 
 func (d faultyDisk) CreateTemp(dir *dir, pattern string) (tempFile, error) {
 	f, err := d.osDisk.CreateTemp(dir, pattern)
-	if err != nil || d.syncErr == nil {
-		return f, err
+	switch {
+	case err != nil:
+		return nil, err
+	case d.syncErr != nil:
+		return failingSync{f, d.syncErr}, nil
+	case d.onSync != nil:
+		if err := d.onSync(f.Name()); err != nil {
+			return failingSync{f, err}, nil
+		}
 	}
-	return failingSync{f, d.syncErr}, nil
+	return f, nil
 }
 
 func (d faultyDisk) Remove(dir *dir, name string) error {

@@ -374,8 +374,8 @@ const maxSyncers = 16
 // syncTemps makes the temp files of renames durable and closes them,
 // every fsync in flight together: the disk takes them in one go, where
 // each set's fsyncs in a row, one after the other, would each wait for
-// the one before (the writeback each started in writeTemp is by then
-// done or under way). It returns each rename's error (nil for a rename
+// the one before (the writeback stageFiles started is by then done or
+// under way). It returns each rename's error (nil for a rename
 // with no open temp file).
 func syncTemps(renames []*rename) []error {
 	errs := make([]error, len(renames))

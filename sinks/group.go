@@ -18,12 +18,16 @@ import (
 // after the journal's removal): for the agent's sets of four files, five
 // files created and six directory fsyncs per set. Grouped, it is one
 // journal and six directory fsyncs per group (BenchmarkWriteSets counts
-// them). Each WriteSet writes and fsyncs its temp files in its own
-// goroutine, as before, then joins the queue of its journal's directory.
-// The first writer to get that directory's commit lock takes the whole
-// queue and commits it as one group; sets that arrive meanwhile wait for
-// the next group. For a group:
+// them). Each WriteSet writes its temp files in its own goroutine, starts
+// their writeback without waiting for it, and joins the queue of its
+// journal's directory, the files still open. The first writer to get that
+// directory's commit lock takes the whole queue and commits it as one
+// group; sets that arrive meanwhile wait for the next group. For a group:
 //
+//  0. every temp file of every set is fsynced (all in flight together,
+//     syncTemps) and closed; a set whose file fails leaves the group with
+//     its error, its temps removed, wholly old. Each set fsyncing its own
+//     files, one after the other, cost three times the CPU per file;
 //  1. each directory holding a temp file of a set that needs a journal is
 //     fsynced once, so the temp names are durable before a journal names
 //     them;

@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -433,4 +434,114 @@ func TestGroupJournalEntryIsTheSetsOwn(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].From != "p" {
 		t.Errorf("a's entry: %v, %v; want its one rename p -> q", got, err)
 	}
+}
+
+// TestGroupFsyncFailureFailsOnlyThatSet: the committer fsyncs the temp
+// files of every set of its group together; a set one of whose files
+// fails its fsync leaves the group before any journal or rename, keeps
+// its old files and leaves no temp file, while the other set is written.
+func TestGroupFsyncFailureFailsOnlyThatSet(t *testing.T) {
+	root := t.TempDir()
+	writeOld(t, append(crashSetFiles(root, "tls", "a", "1"), crashSetFiles(root, "tls", "b", "1")...)...)
+	journals, sets := groupOf(root, "2", "a", "b")
+	failing := func(path string) error {
+		if strings.Contains(filepath.Base(path), ".a.crt"+tempMarker) {
+			return syscall.EIO
+		}
+		return nil
+	}
+	errs := make([]error, 2)
+	err := withDisk(faultyDisk{onSync: failing}, func() error {
+		c := committerFor(journals[0])
+		c.commitMu.Lock()
+		var wg sync.WaitGroup
+		for i := range sets {
+			wg.Go(func() { _, errs[i] = WriteSet(journals[i], sets[i]) })
+		}
+		for {
+			c.qmu.Lock()
+			n := len(c.queue)
+			c.qmu.Unlock()
+			if n == len(sets) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		c.commitMu.Unlock()
+		wg.Wait()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(errs[0], syscall.EIO) || errs[1] != nil {
+		t.Fatalf("errors %v, want a's fsync's EIO and b written", errs)
+	}
+	_, old := groupOf(root, "1", "a", "b")
+	if got, want := contentOf(sets[0]), dataOf(old[0]); !slices.Equal(got, want) {
+		t.Errorf("a holds %q, want the old %q", got, want)
+	}
+	if got, want := contentOf(sets[1]), dataOf(sets[1]); !slices.Equal(got, want) {
+		t.Errorf("b holds %q, want %q", got, want)
+	}
+	for _, j := range journals {
+		if _, err := os.Lstat(j); err == nil {
+			t.Errorf("journal %s left", j)
+		}
+	}
+	if left := tempsIn(t, root); len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+// TestFsyncFailuresOutsideTheCommitter: the temp files a set written
+// alone (a rollback) fsyncs itself, and a group's journal, fail the write
+// when their fsync fails, leaving the set as it was and no temp file.
+func TestFsyncFailuresOutsideTheCommitter(t *testing.T) {
+	failIf := func(journal bool) func(path string) error {
+		return func(path string) error {
+			if strings.Contains(filepath.Base(path), ".journal"+tempMarker) == journal {
+				return syscall.EIO
+			}
+			return nil
+		}
+	}
+	t.Run("a group's journal", func(t *testing.T) {
+		root := t.TempDir()
+		writeOld(t, crashSetFiles(root, "tls", "a", "1")...)
+		journals, sets := groupOf(root, "2", "a")
+		err := withDisk(faultyDisk{onSync: failIf(true)}, func() error {
+			_, err := WriteSet(journals[0], sets[0])
+			return err
+		})
+		if !errors.Is(err, syscall.EIO) {
+			t.Fatalf("err = %v, want the journal's fsync's EIO", err)
+		}
+		_, old := groupOf(root, "1", "a")
+		if got, want := contentOf(sets[0]), dataOf(old[0]); !slices.Equal(got, want) {
+			t.Errorf("a holds %q, want the old %q", got, want)
+		}
+		if left := tempsIn(t, root); len(left) > 0 {
+			t.Errorf("temp files left: %v", left)
+		}
+	})
+	t.Run("a rollback's files", func(t *testing.T) {
+		root := t.TempDir()
+		writeOld(t, crashSetFiles(root, "tls", "a", "1")...)
+		journals, sets := groupOf(root, "2", "a")
+		change, err := WriteSet(journals[0], sets[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = withDisk(faultyDisk{onSync: failIf(false)}, func() error { return Sets{}.Rollback(change) })
+		if !errors.Is(err, syscall.EIO) {
+			t.Fatalf("err = %v, want the temp files' fsync's EIO", err)
+		}
+		if got, want := contentOf(sets[0]), dataOf(sets[0]); !slices.Equal(got, want) {
+			t.Errorf("a holds %q, want the new %q it had before the rollback", got, want)
+		}
+		if left := tempsIn(t, root); len(left) > 0 {
+			t.Errorf("temp files left: %v", left)
+		}
+	})
 }
