@@ -63,6 +63,9 @@ func ParseCertificatesWith(data []byte, parse func(der []byte) (*x509.Certificat
 func NewBundle(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificate) *Bundle {
 	leaf = lean(leaf, cas)
 	b := &Bundle{Leaf: leaf, Key: key}
+	if key != nil {
+		b.Key = detached(key)
+	}
 	var uniq []*x509.Certificate
 	for _, c := range cas {
 		if c.Equal(leaf) || slices.ContainsFunc(uniq, c.Equal) {
