@@ -95,6 +95,13 @@ func TestNewBundleDetachesECKey(t *testing.T) {
 	if err := KeyMatches(b.Leaf, b.Key); err != nil {
 		t.Fatal(err)
 	}
+	if b.Leaf.PublicKey != b.Key.Public() {
+		t.Error("the leaf keeps its own copy of the public key its key holds")
+	}
+	other, _ := GenerateKey("ec", 256)
+	if mb := NewBundle(leaf, other, []*x509.Certificate{root.cert}); !reflect.DeepEqual(mb.Leaf.PublicKey, leaf.PublicKey) || KeyMatches(mb.Leaf, mb.Key) == nil {
+		t.Error("a key that does not match the leaf was given the leaf's place")
+	}
 	want, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
