@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// TestReleaseAfterBursts: memory is handed back once after a burst of at
-// least min passes has settled, never in the middle of one, and not for a
-// few passes.
+// TestReleaseAfterBursts: memory is handed back once after ready settles,
+// once after each burst of at least min passes has settled, never in the
+// middle of one, and not for a few passes.
 func TestReleaseAfterBursts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
@@ -24,6 +24,14 @@ func TestReleaseAfterBursts(t *testing.T) {
 				time.Sleep(gap)
 			}
 		}
+
+		// What ready and the work after it allocated is released once
+		// it settles.
+		time.Sleep(2 * time.Second)
+		if got := released.Load(); got != 1 {
+			t.Fatalf("released %d times after ready settled, want once", got)
+		}
+		released.Store(0)
 
 		passes(5, 100*time.Millisecond)
 		time.Sleep(2 * time.Second)

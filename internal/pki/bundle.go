@@ -61,8 +61,10 @@ func ParseCertificatesWith(data []byte, parse func(der []byte) (*x509.Certificat
 // bundle's leaf is a lean copy of leaf (see lean); leaf itself is not
 // changed.
 func NewBundle(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificate) *Bundle {
-	leaf = lean(leaf, cas)
-	b := &Bundle{Leaf: leaf, Key: key}
+	if key != nil {
+		key = detached(key)
+	}
+	b := &Bundle{Leaf: lean(leaf, key, cas), Key: key}
 	var uniq []*x509.Certificate
 	for _, c := range cas {
 		if c.Equal(leaf) || slices.ContainsFunc(uniq, c.Equal) {
@@ -105,12 +107,17 @@ func NewBundle(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificat
 //     CA, so equal strings share one copy;
 //   - Extensions, the raw list of every extension, is nil: each extension
 //     certkeeper or crypto/x509 uses is parsed into its own field, and
-//     the bytes stay in Raw.
+//     the bytes stay in Raw;
+//   - PublicKey is the key's own public half when they are equal (Check
+//     refuses a bundle whose key does not match its leaf anyway).
 //
 // Everything else is leaf's, unchanged; nothing may modify the shared parts.
-func lean(leaf *x509.Certificate, cas []*x509.Certificate) *x509.Certificate {
+func lean(leaf *x509.Certificate, key crypto.Signer, cas []*x509.Certificate) *x509.Certificate {
 	l := *leaf
 	l.Extensions = nil
+	if key != nil && KeyMatches(leaf, key) == nil {
+		l.PublicKey = key.Public()
+	}
 	for _, ca := range cas {
 		if bytes.Equal(l.RawIssuer, ca.RawSubject) {
 			l.Issuer = ca.Subject

@@ -1,7 +1,10 @@
 package pki
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"reflect"
 	"testing"
 )
@@ -70,5 +73,53 @@ func TestNewBundleLeanLeaf(t *testing.T) {
 	}
 	if err := wrong.VerifyChain(now); err == nil {
 		t.Error("a leaf verifies against a CA that did not sign it")
+	}
+}
+
+// TestNewBundleDetachesECKey: a bundle holds its own EC key object with
+// the given key's numbers (so crypto/ecdsa's per-object cache of the key
+// the CSR was signed with dies with that object), which still matches the
+// leaf, signs, and encodes to exactly the bytes the given key does: key
+// files written before stay equal and are not rewritten.
+func TestNewBundleDetachesECKey(t *testing.T) {
+	root := newCA(t, "root", nil)
+	key, _ := GenerateKey("ec", 256)
+	if _, err := CSR(key, Names{CommonName: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	leaf := root.issue(t, key.Public(), leafOpts{cn: "x"})
+	b := NewBundle(leaf, key, []*x509.Certificate{root.cert})
+	if b.Key == key {
+		t.Fatal("the bundle holds the caller's key object")
+	}
+	if err := KeyMatches(b.Leaf, b.Key); err != nil {
+		t.Fatal(err)
+	}
+	if b.Leaf.PublicKey != b.Key.Public() {
+		t.Error("the leaf keeps its own copy of the public key its key holds")
+	}
+	other, _ := GenerateKey("ec", 256)
+	if mb := NewBundle(leaf, other, []*x509.Certificate{root.cert}); !reflect.DeepEqual(mb.Leaf.PublicKey, leaf.PublicKey) || KeyMatches(mb.Leaf, mb.Key) == nil {
+		t.Error("a key that does not match the leaf was given the leaf's place")
+	}
+	want, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []crypto.Signer{key, b.Key} {
+		got, err := MarshalKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if block, _ := pem.Decode(got); block == nil || !bytes.Equal(block.Bytes, want) {
+			t.Error("MarshalKey encodes differently from x509.MarshalPKCS8PrivateKey")
+		}
+	}
+	if _, err := CSR(b.Key, Names{CommonName: "x"}); err != nil {
+		t.Errorf("the bundle's key cannot sign: %v", err)
+	}
+	rsaKey, _ := GenerateKey("rsa", 2048)
+	if rb := NewBundle(root.issue(t, rsaKey.Public(), leafOpts{cn: "y"}), rsaKey, []*x509.Certificate{root.cert}); rb.Key != rsaKey {
+		t.Error("an RSA key was copied; only EC keys need detaching")
 	}
 }
