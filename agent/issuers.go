@@ -184,7 +184,12 @@ func (a *Agent) refreshMount(ctx context.Context, mount string) (changed bool, e
 
 // loadSeen reads IssuersSeen once; an unreadable file is a fresh start
 // (every issuer counts as seen now, which only lengthens a soak).
+//
+// The config is read before iw.mu is taken: a.mu is taken before iw.mu
+// (record and ensure hold a.mu while caStepFor reads iw), never after,
+// and a.config() under iw.mu once hung a restart for good.
 func (a *Agent) loadSeen() {
+	dir := statedir.Dir(a.config().StateDir)
 	w := &a.iw
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -193,7 +198,6 @@ func (a *Agent) loadSeen() {
 	}
 	w.loaded = true
 	w.seen = map[string]time.Time{}
-	dir := statedir.Dir(a.config().StateDir)
 	if err := sinks.Recover(dir.IssuersSeenJournal(), []string{dir.IssuersSeen()}); err != nil {
 		a.log.Warn("cannot recover the file of when the mounts' issuers were first seen", "error", err)
 	}
