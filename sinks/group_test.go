@@ -18,6 +18,11 @@ import (
 // all committed as one group: the committer of their journals' directory
 // is held until every set is queued. All journals must share a directory.
 func writeGroup(journals []string, sets [][]File) error {
+	return errorsJoin(writeGroupEach(journals, sets))
+}
+
+// writeGroupEach is writeGroup with each set's own error.
+func writeGroupEach(journals []string, sets [][]File) []error {
 	c := committerFor(journals[0])
 	c.commitMu.Lock()
 	errs := make([]error, len(sets))
@@ -38,7 +43,7 @@ func writeGroup(journals []string, sets [][]File) error {
 	}
 	c.commitMu.Unlock()
 	wg.Wait()
-	return errorsJoin(errs)
+	return errs
 }
 
 // groupOf is sets a and b as the agent writes them, at version.
@@ -450,25 +455,9 @@ func TestGroupFsyncFailureFailsOnlyThatSet(t *testing.T) {
 		}
 		return nil
 	}
-	errs := make([]error, 2)
+	var errs []error
 	err := withDisk(faultyDisk{onSync: failing}, func() error {
-		c := committerFor(journals[0])
-		c.commitMu.Lock()
-		var wg sync.WaitGroup
-		for i := range sets {
-			wg.Go(func() { _, errs[i] = WriteSet(journals[i], sets[i]) })
-		}
-		for {
-			c.qmu.Lock()
-			n := len(c.queue)
-			c.qmu.Unlock()
-			if n == len(sets) {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		c.commitMu.Unlock()
-		wg.Wait()
+		errs = writeGroupEach(journals, sets)
 		return nil
 	})
 	if err != nil {
