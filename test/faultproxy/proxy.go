@@ -75,10 +75,13 @@ type Hook func(ex *Exchange, forward func() error) error
 
 // Record is what the proxy saw of one request.
 type Record struct {
-	At     time.Time
-	Method string
-	Path   string
-	Mode   Mode
+	// At is when the request was read; Answered when its answer was
+	// ready to go out (zero when none was sent). A client cannot act on
+	// an answer before Answered.
+	At, Answered time.Time
+	Method       string
+	Path         string
+	Mode         Mode
 	// Status is the status sent back; 0 when none was (blackhole, reset, or
 	// Vault unreachable).
 	Status int
@@ -285,6 +288,7 @@ func (p *Proxy) handle(c net.Conn) {
 			return
 		}
 		rec.Out = int64(resp.Len())
+		rec.Answered = time.Now()
 		p.record(rec)
 		if _, err = c.Write(resp.Bytes()); err != nil || req.Close {
 			return
