@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certkeeper/certkeeper/config"
+	"github.com/certkeeper/certkeeper/internal/backoff"
 	"github.com/certkeeper/certkeeper/internal/pki"
 	"github.com/certkeeper/certkeeper/internal/statedir"
 	"github.com/certkeeper/certkeeper/sinks"
@@ -266,7 +267,7 @@ func (a *Agent) issuerLoop(ctx context.Context) {
 				a.lookAgain(cfg, mount)
 			}
 		}
-		t := time.NewTimer(cfg.IssuerCheck)
+		t := time.NewTimer(backoff.Poll(cfg.IssuerCheck, a.rand()))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -124,7 +124,7 @@ func (k *Keeper) checkHeld(ctx context.Context, r *round) time.Time {
 			next = minTime(next, due)
 			continue
 		}
-		wait := h.Every
+		wait := backoff.Poll(h.Every, k.rand())
 		if err := k.checkIssuer(ctx, r, h); err != nil {
 			if ctx.Err() != nil {
 				return next

@@ -89,3 +89,15 @@ func (r Retry) Do(ctx context.Context, h Hooks, try func() error) error {
 		}
 	}
 }
+
+// Poll is the wait before the next of a periodic check meant to run every
+// period, with u in [0,1): uniform in the last quarter of the period, so
+// never later than the period promises. A fleet started together (a
+// deploy, a mass reboot) would otherwise poll Vault in the same second of
+// every period for good: 200 daemons' per-minute CRL checks made a peak
+// of 148 requests per second at the 3-node Vault of make fleet-bench
+// against a mean of 3.3. Drawn afresh each time, the hosts' phases drift
+// apart within a few periods, at 14% more checks on average.
+func Poll(period time.Duration, u float64) time.Duration {
+	return period - time.Duration(u*float64(period)/4)
+}

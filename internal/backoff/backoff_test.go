@@ -89,3 +89,16 @@ func TestRetryStopsWithContext(t *testing.T) {
 		t.Errorf("Do = %v after %d tries, want an error after 2 (the wait cut short, then one last try)", err, tries)
 	}
 }
+
+// TestPollStaysInTheLastQuarter: a periodic check waits between 3/4 of
+// its period and the period, spread over all of it, never longer.
+func TestPollStaysInTheLastQuarter(t *testing.T) {
+	for _, c := range []struct {
+		u    float64
+		want time.Duration
+	}{{0, time.Minute}, {0.5, 52500 * time.Millisecond}, {0.999999, 45*time.Second + 15*time.Microsecond}} {
+		if got := Poll(time.Minute, c.u); got.Round(time.Millisecond) != c.want.Round(time.Millisecond) {
+			t.Errorf("Poll(1m, %v) = %v, want %v", c.u, got, c.want)
+		}
+	}
+}
