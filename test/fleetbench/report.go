@@ -111,14 +111,19 @@ type runResult struct {
 
 // finalCheck is the end state.
 type finalCheck struct {
-	hostsOK, certsOK   int
-	fileErrs           []string
-	vaultNew, logged   int
-	unexpected         []string // stored by Vault, never written by a host
-	missingInVault     []string // written by a host, not stored by Vault
-	duplicateLogged    int
-	outsidePhases      int
-	issue200AtProxies  int // set by bench once the records are in
+	hostsOK, certsOK  int
+	fileErrs          []string
+	vaultNew, logged  int
+	unexpected        []string // stored by Vault, never written by a host
+	missingInVault    []string // written by a host, not stored by Vault
+	duplicateLogged   int
+	outsidePhases     int
+	issue200AtProxies int // set by bench once the records are in
+	// issue5xxAtProxies counts issue requests Vault answered with a 5xx.
+	// Some of those it stored all the same: "leadership lost while
+	// committing" means the Raft write may have landed after all, and
+	// the client, told it failed, asks again. No client can tell.
+	issue5xxAtProxies  int
 	outsidePhaseDetail []string
 }
 
@@ -230,9 +235,9 @@ func (r *runResult) final(ctx context.Context, cluster *vaulttest.Cluster, hosts
 			f.missingInVault = append(f.missingInVault, s)
 		}
 	}
-	if len(f.unexpected) > 0 {
-		r.failf("Vault stored %d certificates no host wrote (issued twice, or issued and lost)", len(f.unexpected))
-	}
+	// Whether the certificates Vault stored and no host wrote are more
+	// than its failed answers explain is decided once the door records
+	// are in (bench).
 	if len(f.missingInVault) > 0 {
 		r.failf("%d serials the hosts wrote are not in Vault", len(f.missingInVault))
 	}
@@ -456,8 +461,8 @@ func (r *runResult) markdown(png string) string {
 	fmt.Fprintf(&b, "- Processes running at the end and exiting 0 on SIGTERM: %d of %d.\n", f.hostsOK, o.n)
 	fmt.Fprintf(&b, "- Certificates valid on disk at the end (pair with their key, chain to the CA file, the serial last logged): %d of %d.\n", f.certsOK, o.n*o.certs)
 	fmt.Fprintf(&b, "- Serials Vault stored during the run: %d; written by the hosts: %d; stored but never written (issued twice): %d; written but not stored: %d; written twice: %d; "+
-		"issue requests answered 200 at the doors: %d.\n",
-		f.vaultNew, f.logged, len(f.unexpected), len(f.missingInVault), f.duplicateLogged, f.issue200AtProxies)
+		"issue requests answered 200 at the doors: %d, answered 5xx (Vault may have stored them anyway): %d.\n",
+		f.vaultNew, f.logged, len(f.unexpected), len(f.missingInVault), f.duplicateLogged, f.issue200AtProxies, f.issue5xxAtProxies)
 	noWatch := 0
 	for _, ph := range r.phases {
 		for _, w := range ph.warns {
