@@ -113,6 +113,23 @@ func TestRecoverReportsTempsItCannotRemove(t *testing.T) {
 	}
 }
 
+// setWriters are the two ways a set reaches disk: alone (rollbacks, redo
+// and moves still write so) and through WriteSet's groups.
+var setWriters = []struct {
+	name  string
+	write func(journal string, files []File) error
+}{
+	{"alone", func(journal string, files []File) error {
+		defer lockSet(journal)()
+		_, err := writeSet(journal, files, nil)
+		return err
+	}},
+	{"grouped", func(journal string, files []File) error {
+		_, err := WriteSet(journal, files)
+		return err
+	}},
+}
+
 // TestJournalIsPrivate: the journal names every file of the set; it is
 // written 0600 and owned by certkeeper itself, whatever the set's files
 // ask for, before it is renamed (or linked) into place, and a state
@@ -120,20 +137,7 @@ func TestRecoverReportsTempsItCannotRemove(t *testing.T) {
 // alone (rollbacks, redo, moves) renames its journal into place; a group
 // links its journal under the set's journal name.
 func TestJournalIsPrivate(t *testing.T) {
-	for _, w := range []struct {
-		name  string
-		write func(journal string, files []File) error
-	}{
-		{"alone", func(journal string, files []File) error {
-			defer lockSet(journal)()
-			_, err := writeSet(journal, files, nil)
-			return err
-		}},
-		{"grouped", func(journal string, files []File) error {
-			_, err := WriteSet(journal, files)
-			return err
-		}},
-	} {
+	for _, w := range setWriters {
 		t.Run(w.name, func(t *testing.T) {
 			dir := t.TempDir()
 			journal := filepath.Join(dir, "state", "trust", "j")

@@ -25,20 +25,7 @@ import (
 //	go test ./sinks/ -run '^$' -bench WriteSets -benchtime 3x -count 5
 func BenchmarkWriteSets(b *testing.B) {
 	const setsPerOp, writers = 1000, 16
-	for _, mode := range []struct {
-		name  string
-		write func(journal string, files []File) error
-	}{
-		{"alone", func(journal string, files []File) error {
-			defer lockSet(journal)()
-			_, err := writeSet(journal, files, nil)
-			return err
-		}},
-		{"grouped", func(journal string, files []File) error {
-			_, err := WriteSet(journal, files)
-			return err
-		}},
-	} {
+	for _, mode := range setWriters {
 		b.Run(mode.name, func(b *testing.B) {
 			var cpu time.Duration
 			counts := &countingDisk{}
